@@ -66,10 +66,13 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
         if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "on", "off"}:
             return value.lower() in {"true", "yes", "on"}
     elif isinstance(default, (int, float)) and not isinstance(default, bool):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
                 pass
-            else:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not (isinstance(default, int) and isinstance(value, float) and not value.is_integer()):
                 return type(default)(value)
     elif isinstance(default, str):
         if isinstance(value, str):

@@ -1,0 +1,146 @@
+"""Configuration: shipped files load, reference files load unchanged, bad keys are named."""
+from pathlib import Path
+
+import pytest
+
+from pfd.config import ConfigError, config_hash, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A config in the reference implementation's own style (tuples as strings, yes/no flags,
+# TransReID keys this project accepts but does not use).
+REFERENCE_YAML = """
+MODEL:
+  PRETRAIN_CHOICE: 'imagenet'
+  PRETRAIN_PATH: '/home/user/.cache/torch/checkpoints/jx_vit_base_p16_224-80ecf9dd.pth'
+  METRIC_LOSS_TYPE: 'triplet'
+  IF_LABELSMOOTH: 'on'
+  IF_WITH_CENTER: 'no'
+  NAME: 'skeleton_transformer'
+  NO_MARGIN: True
+  DEVICE_ID: ('0')
+  TRANSFORMER_TYPE: 'vit_base_patch16_224_TransReID'
+  STRIDE_SIZE: [12, 12]
+  SIE_CAMERA: True
+  SIE_COE: 3.0
+  JPM: False
+  RE_ARRANGE: True
+  SKT_THRES: 0.2
+  QUERY_NUM: 17
+  NUM_HEAD: 8
+  NUM_DECODER_LAYER: 2
+INPUT:
+  SIZE_TRAIN: [256, 128]
+  SIZE_TEST: [256, 128]
+  PROB: 0.5
+  RE_PROB: 0.5
+  PADDING: 10
+  PIXEL_MEAN: [0.5, 0.5, 0.5]
+  PIXEL_STD: [0.5, 0.5, 0.5]
+DATASETS:
+  NAMES: ('occ_duke')
+  ROOT_DIR: ('../data')
+DATALOADER:
+  SAMPLER: 'softmax_triplet'
+  NUM_INSTANCE: 4
+  NUM_WORKERS: 8
+SOLVER:
+  OPTIMIZER_NAME: 'SGD'
+  MAX_EPOCHS: 120
+  BASE_LR: 0.008
+  IMS_PER_BATCH: 64
+  WARMUP_METHOD: 'linear'
+  LARGE_FC_LR: False
+  CHECKPOINT_PERIOD: 120
+  LOG_PERIOD: 50
+  EVAL_PERIOD: 120
+  WEIGHT_DECAY: 1e-4
+  WEIGHT_DECAY_BIAS: 1e-4
+  BIAS_LR_FACTOR: 2
+TEST:
+  EVAL: True
+  IMS_PER_BATCH: 256
+  RE_RANKING: False
+  WEIGHT: ''
+  NECK_FEAT: 'before'
+  FEAT_NORM: 'yes'
+OUTPUT_DIR: '../logs/occ_duke_pfd'
+"""
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.MODEL.NAME in ("pfd", "vit_baseline")
+    assert cfg.DATASETS.NAMES
+
+
+def test_reference_config_loads_unchanged(tmp_path):
+    path = tmp_path / "skeleton_pfd.yml"
+    path.write_text(REFERENCE_YAML)
+    cfg = load_config(path)
+    assert cfg.MODEL.NAME == "pfd"  # skeleton_transformer alias
+    assert cfg.DATASETS.NAMES == "occ_duke"  # "('occ_duke')" unwrapped
+    assert cfg.DATASETS.ROOT_DIR == "../data"
+    assert cfg.MODEL.STRIDE_SIZE == [12, 12]
+    assert cfg.MODEL.SKT_THRES == pytest.approx(0.2)
+    assert cfg.SOLVER.WEIGHT_DECAY == pytest.approx(1e-4)  # YAML reads 1e-4 as a string
+    assert cfg.TEST.FEAT_NORM == "yes"
+
+
+def test_command_line_overrides_with_types():
+    cfg = load_config(REPO / "configs/market1501.yaml", ["SOLVER.BASE_LR", "0.004", "MODEL.SKT_THRES", "0.25",
+                                                         "INPUT.SIZE_TRAIN", "[128, 64]", "MODEL.SIE_CAMERA", "false"])
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.004)
+    assert cfg.MODEL.SKT_THRES == pytest.approx(0.25)
+    assert cfg.INPUT.SIZE_TRAIN == [128, 64]
+    assert cfg.MODEL.SIE_CAMERA is False
+    assert cfg.is_frozen()
+
+
+def test_int_key_accepts_integral_float_but_not_fraction():
+    assert load_config(None, ["SOLVER.MAX_EPOCHS", "3.0"]).SOLVER.MAX_EPOCHS == 3
+    with pytest.raises(ConfigError, match="SOLVER.MAX_EPOCHS expects int"):
+        load_config(None, ["SOLVER.MAX_EPOCHS", "2.5"])
+
+
+def test_unknown_key_names_the_closest_valid_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key MODEL\.SKT_THRESH.*did you mean MODEL\.SKT_THRES"):
+        load_config(None, ["MODEL.SKT_THRESH", "0.3"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("SOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(ConfigError, match=rf"{path}.*SOLVER\.BASE_LRR.*SOLVER\.BASE_LR"):
+        load_config(path)
+
+
+def test_key_in_wrong_section_is_pointed_to_its_section():
+    with pytest.raises(ConfigError, match=r"did you mean MODEL\.QUERY_NUM"):
+        load_config(None, ["SOLVER.QUERY_NUM", "17"])
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"SOLVER\.BASE_LR expects float"):
+        load_config(None, ["SOLVER.BASE_LR", "fast"])
+    with pytest.raises(ConfigError, match=r"INPUT\.SIZE_TRAIN expects list"):
+        load_config(None, ["INPUT.SIZE_TRAIN", "256"])
+
+
+def test_invalid_choices_and_combinations():
+    with pytest.raises(ConfigError, match="MODEL.PVM_MODE"):
+        load_config(None, ["MODEL.PVM_MODE", "fancy"])
+    with pytest.raises(ConfigError, match="QUERY_NUM=8 needs MODEL.PVM_MODE paper"):
+        load_config(None, ["MODEL.QUERY_NUM", "8"])
+    assert load_config(None, ["MODEL.QUERY_NUM", "8", "MODEL.PVM_MODE", "paper"]).MODEL.QUERY_NUM == 8
+
+
+def test_odd_override_count_and_missing_file():
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        load_config(None, ["SOLVER.BASE_LR"])
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config("nope.yaml")
+
+
+def test_config_hash_tracks_feature_relevant_keys():
+    base = load_config(None)
+    assert config_hash(base) == config_hash(load_config(None, ["SOLVER.BASE_LR", "0.1"]))
+    assert config_hash(base) != config_hash(load_config(None, ["MODEL.SKT_THRES", "0.5"]))
