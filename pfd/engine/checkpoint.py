@@ -1,0 +1,107 @@
+"""Checkpoints: atomic writes, everything needed to resume exactly, and the best one by mAP.
+
+A training checkpoint is a dict (loadable with `torch.load(..., weights_only=True)`):
+    format       "pfd-checkpoint-v1"
+    model        state dict of the bare model (no `module.` / `_orig_mod.` prefixes)
+    optimizer, scheduler, scaler   their state dicts (scaler: {} when unused)
+    epoch        number of epochs completed
+    best_map     best evaluation mAP so far (-1 before any evaluation)
+    rng          torch / cuda / numpy / python RNG states (as tensors and plain lists)
+    config       the resolved config as YAML text; config_hash
+    num_classes, num_cameras   so test.py can build the model without the training set
+Files in OUTPUT_DIR: `last.pth` (every epoch), `epoch_NNN.pth` (every CHECKPOINT_PERIOD and the
+last epoch), `best.pth` (best mAP).
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "FORMAT", "atomic_save", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
+    "resolve_resume", "is_own_checkpoint",
+]
+
+FORMAT = "pfd-checkpoint-v1"
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, then os.replace: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load any checkpoint on CPU with weights_only=True; a clear error for a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    return obj
+
+
+def is_own_checkpoint(ckpt: dict) -> bool:
+    return ckpt.get("format") == FORMAT
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare module under DistributedDataParallel and/or torch.compile."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def rng_state() -> dict:
+    """Every RNG the training loop touches, in weights_only-loadable types."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": list(random.getstate()[1]),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
+    """`""` -> None; `"auto"` -> OUTPUT_DIR/last.pth if present; else the given path (must exist)."""
+    if not resume:
+        return None
+    if resume == "auto":
+        last = Path(output_dir) / "last.pth"
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.RESUME / --resume: checkpoint not found: {path}")
+    return path

@@ -1,0 +1,39 @@
+"""Mixed precision: which autocast dtype SOLVER.AMP means on a device, and the matching grad scaler."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+__all__ = ["autocast_dtype", "autocast", "build_grad_scaler"]
+
+_NAMED = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on GPUs that support it, fp16 on older GPUs, None (fp32) on CPU.
+
+    An explicit bf16/fp16 on CPU is honoured for bf16 only (CPU autocast has no fp16 benefit).
+    """
+    if setting == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if setting not in _NAMED:
+        raise ValueError(f"SOLVER.AMP must be auto, bf16, fp16 or fp32, got {setting!r}")
+    dtype = _NAMED[setting]
+    if device.type != "cuda" and dtype is torch.float16:
+        raise ValueError("SOLVER.AMP fp16 needs a CUDA device; use bf16, fp32 or auto on CPU")
+    return dtype
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast for `dtype`, or a no-op context for full precision."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """A loss scaler, enabled only for fp16 (bf16 and fp32 have the range to go without)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)

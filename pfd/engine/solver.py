@@ -1,0 +1,61 @@
+"""Optimizer and learning-rate schedule of the reference recipe (PFD_SPEC section 11).
+
+SGD (momentum 0.9, weight decay 1e-4) with biases at `BIAS_LR_FACTOR` x the base LR and their own
+weight decay, stepped once per epoch by timm's `CosineLRScheduler`: `WARMUP_EPOCHS` linear warm-up
+from `WARMUP_FACTOR * BASE_LR`, then cosine down to `LR_MIN_FACTOR * BASE_LR` at `MAX_EPOCHS`.
+As in the reference (TransReID's `create_scheduler`), the warm-up start and the floor are absolute
+learning rates shared by every parameter group, and the cosine is evaluated at the epoch index
+itself (timm's `warmup_prefix=False`).
+"""
+from __future__ import annotations
+
+import torch
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+
+__all__ = ["build_optimizer", "build_scheduler", "param_groups"]
+
+
+def param_groups(cfg, model: nn.Module) -> list[dict]:
+    """Two groups: weights (base LR, WEIGHT_DECAY) and biases (BIAS_LR_FACTOR x LR, WEIGHT_DECAY_BIAS).
+
+    Frozen parameters (e.g. the BNNeck biases) are left out.
+    """
+    weights, biases = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (biases if name.endswith("bias") else weights).append(param)
+    base_lr = cfg.SOLVER.BASE_LR
+    groups = [
+        {"params": weights, "lr": base_lr, "weight_decay": cfg.SOLVER.WEIGHT_DECAY, "name": "weights"},
+        {"params": biases, "lr": base_lr * cfg.SOLVER.BIAS_LR_FACTOR,
+         "weight_decay": cfg.SOLVER.WEIGHT_DECAY_BIAS, "name": "biases"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW/Adam (SOLVER.OPTIMIZER_NAME) over `param_groups`, fused on CUDA, foreach elsewhere."""
+    groups = param_groups(cfg, model)
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    impl = {"fused": True} if on_cuda else {"foreach": True}
+    name = cfg.SOLVER.OPTIMIZER_NAME
+    if name == "SGD":
+        return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM, **impl)
+    if name in ("Adam", "AdamW"):
+        return getattr(torch.optim, name)(groups, lr=cfg.SOLVER.BASE_LR, **impl)
+    raise ValueError(f"SOLVER.OPTIMIZER_NAME must be SGD, Adam or AdamW, got {name!r}")
+
+
+def build_scheduler(cfg, optimizer: torch.optim.Optimizer) -> CosineLRScheduler:
+    """Per-epoch cosine schedule with linear warm-up; call `.step(epoch)` before each epoch (0-based)."""
+    base_lr = cfg.SOLVER.BASE_LR
+    return CosineLRScheduler(
+        optimizer,
+        t_initial=cfg.SOLVER.MAX_EPOCHS,
+        lr_min=cfg.SOLVER.LR_MIN_FACTOR * base_lr,
+        warmup_t=cfg.SOLVER.WARMUP_EPOCHS,
+        warmup_lr_init=cfg.SOLVER.WARMUP_FACTOR * base_lr,
+        cycle_limit=1,
+        t_in_epochs=True,
+    )
