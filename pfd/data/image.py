@@ -1,0 +1,31 @@
+"""Image reading: every file comes back as a decoded RGB PIL image, or an error naming it."""
+from __future__ import annotations
+
+import os
+
+from PIL import Image
+
+
+class ImageReadError(OSError):
+    """An image file that is missing or cannot be decoded; the message names the path."""
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Decode `path` fully and return it in RGB.
+
+    Grayscale, palette (with or without transparency), RGBA and CMYK files are converted; the
+    alpha channel is dropped. Decoding happens here, not lazily, so a truncated or corrupt file
+    fails in this call with its path in the message instead of deep inside a transform.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "RGB":
+                return img
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")  # PIL warns when a palette image with transparency goes straight to RGB
+            return img.convert("RGB")
+    except FileNotFoundError as e:
+        raise ImageReadError(f"image file not found: {path}") from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
