@@ -1,0 +1,170 @@
+"""Feature extraction and evaluation of one or more test sets (Market-1501 protocol).
+
+Under torch.distributed each rank extracts a strided share of the records; features are gathered
+back into record order on every rank, and rank 0 computes the metrics.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..data.datasets import ImageRecord, ReIDDataset, build_dataset
+from ..data.loader import build_test_loader
+from ..pose.cache import load_or_build
+from ..pose.heatmaps import render_heatmaps
+from ..retrieval.metrics import evaluate as market_evaluate
+from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
+from .precision import autocast
+
+__all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
+           "extract_features", "distance_matrix", "evaluate_features", "evaluate_test_sets"]
+
+logger = logging.getLogger("pfd")
+
+
+@dataclass
+class FeatureSet:
+    """Features [N, F] (float32, CPU) of `records`, in record order."""
+    feats: torch.Tensor
+    records: Sequence[ImageRecord]
+
+    @property
+    def pids(self) -> np.ndarray:
+        return np.asarray([r.pid for r in self.records], dtype=np.int64)
+
+    @property
+    def camids(self) -> np.ndarray:
+        return np.asarray([r.camid for r in self.records], dtype=np.int64)
+
+
+@dataclass
+class TestSet:
+    name: str
+    dataset: ReIDDataset
+    keypoints: Mapping[str, np.ndarray] | None  # None with MODEL.POSE_ONLINE
+
+
+class HeatmapMaker(nn.Module):
+    """Heatmaps for a batch on its device: rendered from the loader's keypoints, or online HRNet."""
+
+    def __init__(self, cfg, input_hw: Sequence[int]):
+        super().__init__()
+        self.input_hw = tuple(input_hw)
+        self.sigma = cfg.INPUT.HEATMAP_SIGMA
+        self.online = None
+        if cfg.MODEL.POSE_ONLINE:
+            from ..pose.online import OnlineHeatmaps
+
+            self.online = OnlineHeatmaps(cfg).eval()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        # images [B, 3, H, W] normalized; keypoints [B, 17, 3] in input pixels -> [B, 17, H/4, W/4]
+        if self.online is not None:
+            return self.online(images)
+        return render_heatmaps(keypoints, self.input_hw, self.sigma)
+
+
+def test_dataset_names(cfg) -> list[str]:
+    """DATASETS.TEST_NAMES (comma-separated), or the training dataset."""
+    names = [n.strip() for n in (cfg.DATASETS.TEST_NAMES or cfg.DATASETS.NAMES).split(",")]
+    return [n for n in names if n]
+
+
+def load_keypoints(cfg, records: Sequence[ImageRecord], dataset_name: str):
+    """The keypoint table for `records` (None with MODEL.POSE_ONLINE); rank 0 builds the cache first."""
+    if cfg.MODEL.POSE_ONLINE:
+        return None
+    if is_main_process():
+        table = load_or_build(cfg, records, dataset_name)
+    barrier()
+    if not is_main_process():
+        table = load_or_build(cfg, records, dataset_name)
+    return table
+
+
+def prepare_test_sets(cfg) -> list[TestSet]:
+    """Every evaluation dataset with the keypoints of its query and gallery images."""
+    sets = []
+    for name in test_dataset_names(cfg):
+        dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
+        keypoints = load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name)
+        sets.append(TestSet(name, dataset, keypoints))
+    return sets
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,
+                     heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None, desc: str = "features") -> FeatureSet:
+    """Eval-mode features of `records` (this rank's strided share, gathered), float32 on CPU."""
+    rank, world = get_rank(), get_world_size()
+    share = list(records[rank::world])
+    was_training = model.training
+    model.eval()
+    feats, order = [], []
+    loader = build_test_loader(cfg, share, keypoints)
+    for batch in tqdm(loader, desc=desc, disable=not is_main_process(), leave=False, dynamic_ncols=True):
+        images = batch["image"].to(device, non_blocking=True)
+        kps = batch["keypoints"].to(device, non_blocking=True)
+        camids = batch["camid"].to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            out = model(images, heatmaps(images, kps), camids)  # [B, F]
+        feats.append(out.float())
+        order.append(batch["index"].to(device) * world + rank)  # position in `records`
+    model.train(was_training)
+    feats = all_gather_rows(torch.cat(feats))
+    order = all_gather_rows(torch.cat(order))
+    feats = feats[torch.argsort(order)].cpu()  # [N, F] in record order
+    return FeatureSet(feats, records)
+
+
+def distance_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances [Na, Nb] between rows of a [Na, F] and b [Nb, F]."""
+    dist = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None] - 2.0 * a @ b.T
+    return dist.clamp_(min=0)
+
+
+def evaluate_features(cfg, query: FeatureSet, gallery: FeatureSet) -> tuple[dict, np.ndarray]:
+    """Market-1501 metrics of `query` against `gallery`, and the distance matrix [Nq, Ng] used."""
+    q, g = query.feats, gallery.feats
+    if cfg.TEST.FEAT_NORM == "yes":
+        q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+    q_g = distance_matrix(q, g)
+    if cfg.TEST.RE_RANKING:
+        from ..retrieval.rerank import re_ranking
+
+        distmat = re_ranking(q_g.numpy(), distance_matrix(q, q).numpy(), distance_matrix(g, g).numpy(),
+                             k1=cfg.TEST.RE_RANKING_K1, k2=cfg.TEST.RE_RANKING_K2,
+                             lambda_value=cfg.TEST.RE_RANKING_LAMBDA)
+    else:
+        distmat = q_g.numpy()
+    metrics = market_evaluate(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
+    return metrics, distmat
+
+
+def evaluate_test_sets(model: nn.Module, cfg, test_sets: Sequence[TestSet], device: torch.device,
+                       heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None,
+                       on_result: Callable[[TestSet, dict, FeatureSet, FeatureSet, np.ndarray], None] | None = None,
+                       ) -> dict[str, dict]:
+    """Metrics per test set name (computed on rank 0; other ranks get {})."""
+    results = {}
+    for test_set in test_sets:
+        ds = test_set.dataset
+        query = extract_features(model, cfg, ds.query, test_set.keypoints, device, heatmaps, amp_dtype,
+                                 desc=f"{test_set.name} query")
+        gallery = extract_features(model, cfg, ds.gallery, test_set.keypoints, device, heatmaps, amp_dtype,
+                                   desc=f"{test_set.name} gallery")
+        if not is_main_process():
+            continue
+        metrics, distmat = evaluate_features(cfg, query, gallery)
+        results[test_set.name] = metrics
+        if on_result is not None:
+            on_result(test_set, metrics, query, gallery, distmat)
+    return results

@@ -1,0 +1,233 @@
+"""The training loop: PK batches, SGD + per-epoch cosine LR, AMP, DDP, checkpoints, evaluation.
+
+Exact resumption: every source of randomness in an epoch is a function of (seed, epoch, rank) —
+the sampler via `set_epoch`, augmentation, dropout and worker seeds via `seed_epoch` — and
+`last.pth` is written atomically after every epoch, so a run killed at any moment and resumed
+from `last.pth` repeats at most the epoch in progress and ends with the same weights.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..config import config_hash
+from ..data.datasets import build_dataset
+from ..data.loader import build_train_loader
+from ..model import build_loss, build_model
+from .checkpoint import (FORMAT, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
+                         unwrap_model)
+from .distributed import DistInfo, init_distributed
+from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets
+from .logger import MetricsWriter, setup_logger
+from .precision import autocast, autocast_dtype, build_grad_scaler
+from .solver import build_optimizer, build_scheduler
+
+__all__ = ["Trainer", "seed_epoch", "train"]
+
+EpochHook = Callable[["Trainer", int], None]
+
+
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Seed torch, numpy and random from (seed, epoch, rank): DataLoader worker seeds, augmentation
+    and dropout then depend on nothing else."""
+    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)
+    torch.manual_seed(int(state[0]))
+    np.random.seed(int(state[1]))
+    random.seed(int(state[1]))
+
+
+class Trainer:
+    """Owns model, optimizer, scheduler, scaler and data for one run; `fit()` trains to MAX_EPOCHS.
+
+    `epoch_hooks` are called after each epoch's checkpoint as `hook(trainer, epochs_done)`; tests use
+    one to interrupt a run at a known point.
+    """
+
+    def __init__(self, cfg, dist_info: DistInfo | None = None, epoch_hooks: Sequence[EpochHook] = ()):
+        self.cfg = cfg
+        self.dist = dist_info or init_distributed(cfg.MODEL.DEVICE)
+        self.device = self.dist.device
+        self.output_dir = Path(cfg.OUTPUT_DIR)
+        self.logger = setup_logger(self.output_dir, self.dist.rank)
+        self.metrics_log = MetricsWriter(self.output_dir, enabled=self.dist.is_main)
+        self.epoch_hooks = list(epoch_hooks)
+
+        self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
+        keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
+        self.train_loader = build_train_loader(cfg, self.dataset, keypoints, self.dist.rank, self.dist.world_size)
+        self.test_sets = prepare_test_sets(cfg) if cfg.TEST.EVAL else []
+
+        torch.manual_seed(cfg.SOLVER.SEED)  # identical initial weights on every rank
+        self.num_classes, self.num_cameras = self.dataset.num_train_pids, self.dataset.num_cameras
+        self.model = build_model(cfg, self.num_classes, self.num_cameras).to(self.device)
+        self.loss_fn = build_loss(cfg)
+        self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TRAIN).to(self.device)
+        self.eval_heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(self.device)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, self.device)
+        self.scaler = build_grad_scaler(self.device, self.amp_dtype)
+        self.start_epoch, self.best_map = 0, -1.0
+        self.config_hash = config_hash(cfg)
+
+        resume = resolve_resume(cfg.MODEL.RESUME, self.output_dir)
+        if resume is not None:
+            self.load(resume)
+        self.train_model = self._wrap(self.model)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.dist.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.SOLVER.COMPILE:
+            model = torch.compile(model)
+        return model
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self, epochs_done: int) -> dict:
+        return {
+            "format": FORMAT,
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epochs_done,
+            "best_map": self.best_map,
+            "rng": rng_state(),
+            "config": self.cfg.dump(),
+            "config_hash": self.config_hash,
+            "num_classes": self.num_classes,
+            "num_cameras": self.num_cameras,
+        }
+
+    def load(self, path: Path) -> None:
+        """Resume from one of our training checkpoints."""
+        ckpt = load_checkpoint(path)
+        if ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
+            raise ValueError(f"{path}: not a pfd training checkpoint (format {ckpt.get('format')!r}); "
+                             f"resume needs one written by train.py")
+        if (ckpt["num_classes"], ckpt["num_cameras"]) != (self.num_classes, self.num_cameras):
+            raise ValueError(f"{path}: checkpoint has {ckpt['num_classes']} ids/{ckpt['num_cameras']} cameras, "
+                             f"{self.cfg.DATASETS.NAMES} has {self.num_classes}/{self.num_cameras}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        self.start_epoch, self.best_map = int(ckpt["epoch"]), float(ckpt["best_map"])
+        self.logger.info("resumed from %s at epoch %d (best mAP %.4f)", path, self.start_epoch, self.best_map)
+
+    def save(self, epochs_done: int, improved: bool) -> None:
+        if not self.dist.is_main:
+            return
+        state = self.state_dict(epochs_done)
+        atomic_save(state, self.output_dir / "last.pth")
+        period = self.cfg.SOLVER.CHECKPOINT_PERIOD
+        if epochs_done == self.cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0):
+            atomic_save(state, self.output_dir / f"epoch_{epochs_done:03d}.pth")
+        if improved:
+            atomic_save(state, self.output_dir / "best.pth")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        """Train from `start_epoch` to MAX_EPOCHS; returns the last evaluation's metrics (rank 0)."""
+        cfg, last_metrics = self.cfg, {}
+        self.logger.info("training %s on %s: %d ids, %d images, %d rank(s), device %s, amp %s, config %s",
+                         cfg.MODEL.NAME, cfg.DATASETS.NAMES, self.num_classes, len(self.dataset.train),
+                         self.dist.world_size, self.device, self.amp_dtype, self.config_hash)
+        for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS):
+            seed_epoch(cfg.SOLVER.SEED, epoch, self.dist.rank)
+            self.train_loader.sampler.set_epoch(epoch)
+            self.scheduler.step(epoch)
+            stats = self.train_one_epoch(epoch)
+            epochs_done = epoch + 1
+            self.logger.info("epoch %d/%d %s", epochs_done, cfg.SOLVER.MAX_EPOCHS,
+                             " ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+            self.metrics_log.write("train", epoch=epochs_done, **stats)
+            improved = False
+            period = cfg.SOLVER.EVAL_PERIOD
+            if self.test_sets and (epochs_done == cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0)):
+                last_metrics = self.evaluate(epochs_done)
+                if self.dist.is_main:
+                    first = last_metrics[self.test_sets[0].name]["mAP"]
+                    improved = first > self.best_map
+                    self.best_map = max(self.best_map, first)
+            self.save(epochs_done, improved)
+            for hook in self.epoch_hooks:
+                hook(self, epochs_done)
+        return last_metrics
+
+    def train_one_epoch(self, epoch: int) -> dict:
+        """One pass over the sampler; loss parts are summed on the device and synced only to log."""
+        cfg, device = self.cfg, self.device
+        model = self.train_model
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), device=device)
+        seen, start = 0, time.perf_counter()
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
+                   disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
+        for step, batch in enumerate(bar, 1):
+            images = batch["image"].to(device, non_blocking=True)  # [B, 3, H, W]
+            keypoints = batch["keypoints"].to(device, non_blocking=True)  # [B, 17, 3]
+            pids = batch["pid"].to(device, non_blocking=True)
+            camids = batch["camid"].to(device, non_blocking=True)
+            heatmaps = self.heatmaps(images, keypoints)  # [B, 17, H/4, W/4]
+            with autocast(device, self.amp_dtype):
+                outputs = model(images, heatmaps, camids)
+                losses = self.loss_fn(outputs, pids)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses["total"]).backward()
+            if cfg.SOLVER.GRAD_CLIP > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.SOLVER.GRAD_CLIP)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0) + value.detach().float()
+            correct += (outputs_logits(outputs).argmax(1) == pids).sum()
+            seen += images.shape[0]
+            if step % cfg.SOLVER.LOG_PERIOD == 0 and self.dist.is_main:
+                bar.set_postfix(self._summary(sums, correct, step, seen, start), refresh=False)
+        bar.close()
+        return self._summary(sums, correct, max(step, 1), seen, start) | {"lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _summary(self, sums: dict, correct: torch.Tensor, steps: int, seen: int, start: float) -> dict:
+        """Host-side means of the loss parts and accuracy (one synchronization), and images/s."""
+        values = torch.stack([*sums.values(), correct]).tolist()
+        stats = {name: v / steps for name, v in zip(sums, values[:-1])}
+        stats["acc"] = values[-1] / max(seen, 1)
+        stats["img_s"] = seen * self.dist.world_size / (time.perf_counter() - start)
+        return {k: round(v, 4) for k, v in stats.items()}
+
+    def evaluate(self, epochs_done: int) -> dict:
+        results = evaluate_test_sets(unwrap_model(self.model), self.cfg, self.test_sets, self.device,
+                                     self.eval_heatmaps, self.amp_dtype)
+        for name, m in results.items():
+            cmc = m["cmc"]
+            summary = {"mAP": float(m["mAP"]), "rank1": float(cmc[0]), "rank5": float(cmc[4]),
+                       "rank10": float(cmc[9]), "mINP": float(m["mINP"])}
+            self.logger.info("eval %s epoch %d: %s", name, epochs_done,
+                             " ".join(f"{k} {v:.2%}" for k, v in summary.items()))
+            self.metrics_log.write("eval", epoch=epochs_done, dataset=name, **summary)
+        return results
+
+
+def outputs_logits(outputs) -> torch.Tensor:
+    """The global identity logits [B, num_classes] of a training-mode model output."""
+    return outputs.enc_scores[0]
+
+
+def train(cfg, epoch_hooks: Sequence[EpochHook] = ()) -> dict:
+    """Build a Trainer from `cfg` (torchrun-aware) and train; returns the last evaluation's metrics."""
+    trainer = Trainer(cfg, epoch_hooks=epoch_hooks)
+    return trainer.fit()

@@ -1,0 +1,33 @@
+"""Train PFD (or the ViT baseline): `python train.py --config configs/occluded_duke.yaml [KEY VALUE ...]`.
+
+Multi-GPU / multi-node: `torchrun --nproc_per_node N train.py --config ...`.
+Resume: `--resume` (= MODEL.RESUME auto, OUTPUT_DIR/last.pth) or `--resume path.pth`.
+"""
+import argparse
+
+from pfd.config import load_config
+from pfd.engine.distributed import cleanup
+from pfd.engine.trainer import train
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="continue from a checkpoint (no value: OUTPUT_DIR/last.pth if present)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    opts = list(args.opts) + (["MODEL.RESUME", args.resume] if args.resume else [])
+    cfg = load_config(args.config, opts)
+    try:
+        train(cfg)
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    main()
