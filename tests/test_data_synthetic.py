@@ -3,7 +3,7 @@ import importlib
 import json
 import re
 from collections import defaultdict
-from dataclasses import astuple
+from dataclasses import astuple, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from pfd.data.synthetic import (
     render_person,
 )
 from pfd.data.synthetic.__main__ import main
-from pfd.data.synthetic.identity import ATTRIBUTES, attribute_counts
+from pfd.data.synthetic.identity import ATTRIBUTES, Identity, attribute_counts
 from pfd.data.synthetic.person import observe_keypoints, sample_pose
 from pfd.pose.keypoints import COCO_KEYPOINTS
 
@@ -135,13 +135,14 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     generate(tmp_path / "a", cfg, progress=False)
     generate(tmp_path / "b", cfg, progress=False)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
-    generate(tmp_path / "c", SyntheticConfig(**{**cfg.__dict__, "seed": 12}), progress=False)
+    generate(tmp_path / "c", replace(cfg, seed=12), progress=False)
     a, c = _files(tmp_path / "a"), _files(tmp_path / "c")
     assert len(a) == len(c) and a[KEYPOINTS_FILE] != c[KEYPOINTS_FILE]
     assert not {v for k, v in a.items() if k.endswith(".jpg")} & {v for k, v in c.items() if k.endswith(".jpg")}
 
 
 def test_identities_share_every_attribute_value_but_differ_as_tuples():
+    assert [f.name for f in fields(Identity)] == list(ATTRIBUTES)
     for seed in range(3):
         identities = make_identities(50, np.random.default_rng(seed))
         assert len({astuple(i) for i in identities}) == 50

@@ -7,12 +7,13 @@ from pfd.data.synthetic.generate import SyntheticConfig, generate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pfd.data.synthetic", description=__doc__.strip() + "\n\n"
-                                     "Render the synthetic occluded re-ID dataset (Market-1501 layout + keypoints.json).")
+    parser = argparse.ArgumentParser(
+        prog="python -m pfd.data.synthetic",
+        description="Render the synthetic occluded re-ID dataset: Market-1501 layout + keypoints.json.")
     parser.add_argument("--out", required=True, help="dataset folder to create")
     for f in fields(SyntheticConfig):  # one option per setting, e.g. --ids-train, --images-per-id
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                            help=f"default {f.default}")
+                            help=f"{f.metadata['help']} (default {f.default})")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

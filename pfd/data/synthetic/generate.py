@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +34,28 @@ VIEW_PROBS = (0.35, 0.35, 0.3)  # front, back, side
 BAD_CROP_RATE = 0.06  # train/gallery crops that cut off the head or the feet
 
 
+def _setting(default, help_text: str):
+    """A SyntheticConfig field whose help text the command line shows."""
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Sizes of the generated dataset (the defaults make ~2,100 images for `make demo`)."""
-    ids_train: int = 100
-    ids_test: int = 50
-    images_per_id: int = 14  # training images per training identity
-    cameras: int = 6
-    cameras_per_id: int = 3  # cameras each identity walks past
-    queries_per_camera: int = 1  # per test identity and camera
-    gallery_per_camera: int = 3  # per test identity and camera
-    distractors: int = 40  # gallery images of unrelated people (pid 0000)
-    junk: int = 10  # gallery images of bad crops (pid -1)
-    train_occluded: float = 0.2  # share of training images with an occluder
-    gallery_occluded: float = 0.2  # share of gallery images (distractors included) with an occluder
-    seed: int = 0
-    height: int = 128
-    width: int = 64
+    ids_train: int = _setting(100, "training identities")
+    ids_test: int = _setting(50, "test identities (query + gallery)")
+    images_per_id: int = _setting(14, "training images per training identity")
+    cameras: int = _setting(6, "cameras, each with its own scene and photometry")
+    cameras_per_id: int = _setting(3, "cameras each identity walks past")
+    queries_per_camera: int = _setting(1, "query images per test identity and camera")
+    gallery_per_camera: int = _setting(3, "gallery images per test identity and camera")
+    distractors: int = _setting(40, "gallery images of unrelated people (pid 0000)")
+    junk: int = _setting(10, "gallery images of bad crops (pid -1)")
+    train_occluded: float = _setting(0.2, "share of training images with an occluder")
+    gallery_occluded: float = _setting(0.2, "share of gallery images (distractors included) with an occluder")
+    seed: int = _setting(0, "random seed; the same seed gives the same bytes")
+    height: int = _setting(128, "image height, px")
+    width: int = _setting(64, "image width, px")
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting outside its range."""

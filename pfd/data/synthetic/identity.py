@@ -5,7 +5,7 @@ black trousers), so a re-ID model has to combine several body parts to tell peop
 what makes occlusion hurt and pose guidance help.
 """
 from collections import Counter
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -58,7 +58,7 @@ BUILD_SCALE = {"slim": 0.88, "medium": 1.0, "broad": 1.14}
 
 @dataclass(frozen=True)
 class Identity:
-    """The attributes of one person; every field is a key of the matching ATTRIBUTES palette."""
+    """The attributes of one person; fields follow ATTRIBUTES' order and hold keys of its palettes."""
     height: str
     build: str
     skin: str
@@ -74,9 +74,6 @@ class Identity:
     bag_colour: str
     hat: str
     hat_colour: str
-
-
-assert tuple(f.name for f in fields(Identity)) == tuple(ATTRIBUTES), "Identity fields != ATTRIBUTES"
 
 
 def _balanced_column(values: dict[str, int], n: int, rng: np.random.Generator) -> list[str]:
