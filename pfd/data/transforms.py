@@ -82,15 +82,15 @@ class ReIDTransform:
 
     def pad_crop(self, image: Image.Image, kp: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
         """Pad with black on every side, then crop the original size at a random offset (one PIL crop)."""
-        dx, dy = rng.integers(0, 2 * self.padding + 1, size=2) - self.padding  # crop origin in the unpadded image
-        image = image.crop((int(dx), int(dy), int(dx) + self.width, int(dy) + self.height))  # outside = black
+        dx, dy = (int(v) - self.padding for v in rng.integers(0, 2 * self.padding + 1, size=2))  # crop origin
+        image = image.crop((dx, dy, dx + self.width, dy + self.height))  # outside the image = black padding
         kp[:, 0] -= dx
         kp[:, 1] -= dy
         return image, kp
 
     def normalize(self, image: Image.Image) -> torch.Tensor:
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # [3, H, W] uint8
-        return pixels.float().sub_(self.scale_mean).div_(self.scale_std)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # [3, H, W] uint8
+        return pixels.float().sub_(self.scale_mean).div_(self.scale_std)  # permuting uint8 first is ~2x faster
 
     def erase(self, tensor: torch.Tensor, kp: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
         """timm RandomErasing (pixel mode, one box); keypoints under the box lose their confidence."""
