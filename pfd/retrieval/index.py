@@ -163,12 +163,12 @@ search = rank_gallery  # the name ARCHITECTURE.md's contract uses
 # ----------------------------------------------------------------------------- saved gallery index
 def _ivfpq_params(num_items: int, dim: int) -> dict:
     """nlist ~ 4 sqrt(N) with >= 39 training points per list; m = largest divisor of dim <= min(64, dim/4)
-    (64-byte codes for ViT-B's 27,648 values: 432 values per sub-quantizer); 8-bit codes when
-    N >= 256, fewer otherwise (FAISS needs at least 2^nbits training points)."""
+    (64-byte codes for ViT-B's 27,648 values: 432 values per sub-quantizer); nbits = 8 from
+    N >= 39 * 256 on, fewer below (FAISS wants 39 training points per code, and needs >= 2^nbits)."""
     nlist = max(1, min(int(4 * math.sqrt(num_items)), num_items // 39))
     cap = max(1, min(64, dim // 4))
     m = max(d for d in range(1, cap + 1) if dim % d == 0)
-    nbits = max(1, min(8, int(math.log2(max(2, num_items)))))
+    nbits = min(8, max(4, int(math.log2(max(1, num_items // 39)))), int(math.log2(max(2, num_items))))
     nprobe = min(nlist, max(8, nlist // 8))  # lists visited per search
     return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": nprobe}
 

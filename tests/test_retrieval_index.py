@@ -1,0 +1,121 @@
+"""Ranking equals a full sort; saved index round trip, IVF-PQ recall, and clear load errors."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from pfd.retrieval.index import (INDEX_FILE, META_FILE, IndexLoadError, build_index, distance_matrix, load_index,
+                                 rank_gallery)
+
+
+@pytest.fixture(autouse=True)
+def single_faiss_thread():
+    """FAISS's OpenMP threads spin-wait; on 2 shared cores that turns 0.1 s into 10 s. Tiny data needs one."""
+    import faiss
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+def features(rng, n, dim=32):
+    return rng.normal(size=(n, dim)).astype(np.float32)
+
+
+def records(n):
+    return [SimpleNamespace(path=f"/data/g/{i:04d}.jpg", pid=i // 4, camid=i % 3) for i in range(n)]
+
+
+def test_distance_matrix_is_two_minus_two_cos_and_squared_l2():
+    rng = np.random.default_rng(0)
+    q, g = features(rng, 5), features(rng, 7)
+    qn, gn = q / np.linalg.norm(q, axis=1, keepdims=True), g / np.linalg.norm(g, axis=1, keepdims=True)
+    np.testing.assert_allclose(distance_matrix(q, g).numpy(), 2 - 2 * qn @ gn.T, atol=1e-5)
+    sq = ((q[:, None, :] - g[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(distance_matrix(q, g, normalize=False).numpy(), sq, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="dim 32 but gallery features have dim 8"):
+        distance_matrix(q, features(rng, 3, dim=8))
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_rank_gallery_equals_full_sort(backend, normalize):
+    rng = np.random.default_rng(1)
+    q, g = features(rng, 20), features(rng, 300)
+    full = distance_matrix(q, g, normalize=normalize).numpy()
+    order = np.argsort(full, axis=1, kind="stable")[:, :15]
+    dist, idx = rank_gallery(q, g, topk=15, normalize=normalize, backend=backend)
+    assert idx.dtype == np.int64 and dist.dtype == np.float32 and idx.shape == (20, 15)
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, order, 1), rtol=1e-4, atol=1e-4)
+    _, all_rows = rank_gallery(torch.from_numpy(q), torch.from_numpy(g), topk=1000, backend=backend)
+    assert all_rows.shape == (20, 300)  # topk is cut to the gallery size
+
+
+def test_flat_index_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    gallery = features(rng, 120)
+    index = build_index(gallery, records(120), model_id="ckpt-sha", config_hash="abc123", feature_kind="full")
+    folder = index.save(tmp_path / "idx")
+    assert sorted(p.name for p in folder.iterdir()) == [INDEX_FILE, META_FILE]  # no temp files left
+    loaded = load_index(folder, config_hash="abc123", model_id="ckpt-sha")
+    meta = loaded.meta
+    assert (meta["index_type"], meta["feature_dim"], meta["num_items"], meta["feature_kind"]) == ("flat", 32, 120,
+                                                                                                    "full")
+    assert meta["paths"][7] == "/data/g/0007.jpg" and meta["pids"][7] == 1 and meta["camids"][7] == 1
+    queries = gallery[[3, 50]] + 0.01 * features(rng, 2)
+    dist, rows = loaded.search(queries, topk=5)
+    exact_dist, exact_rows = rank_gallery(queries, gallery, topk=5, backend="faiss")
+    np.testing.assert_array_equal(rows, exact_rows)
+    assert rows[:, 0].tolist() == [3, 50]
+    np.testing.assert_allclose(dist, exact_dist, atol=1e-5)
+    with pytest.raises(ValueError, match="dim 8 but the index holds dim 32"):
+        loaded.search(features(rng, 1, dim=8))
+
+
+def test_ivfpq_builds_and_reports_recall(tmp_path):
+    rng = np.random.default_rng(3)
+    centers = features(rng, 100, dim=32)  # ~10 images per identity, as in re-ID galleries
+    gallery = (centers[rng.integers(0, 100, 1000)] + 0.3 * features(rng, 1000, dim=32)).astype(np.float32)
+    index = build_index(gallery, records(1000), index_type="ivfpq", config_hash="h")
+    params, recall = index.meta["ivfpq"], index.meta["recall_at_10"]
+    assert 32 % params["m"] == 0 and 1 <= params["nprobe"] <= params["nlist"] <= 1000 // 39
+    assert 2 ** params["nbits"] <= 1000
+    loaded = load_index(index.save(tmp_path), config_hash="h")
+    assert loaded.meta["index_type"] == "ivfpq" and loaded.meta["recall_at_10"] == recall
+    # The reported recall is the overlap with the exact top-10 (all 1,000 gallery vectors as probes).
+    _, rows = loaded.search(gallery, topk=10)
+    _, exact = rank_gallery(gallery, gallery, topk=10, backend="faiss")
+    overlap = (rows[:, :, None] == exact[:, None, :]).any(-1).mean()
+    assert recall == pytest.approx(overlap, abs=1e-3)
+    assert 0.6 < recall <= 1.0  # far above chance (0.01)
+
+
+def test_load_errors_name_file_and_mismatch(tmp_path):
+    rng = np.random.default_rng(4)
+    folder = build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1").save(tmp_path / "i")
+    with pytest.raises(IndexLoadError, match=r"config_hash='cfg1' but the caller has config_hash='cfg2'"):
+        load_index(folder, config_hash="cfg2")
+    with pytest.raises(IndexLoadError, match="model_id='m1'"):
+        load_index(folder, model_id="m2")
+    with pytest.raises(IndexLoadError, match=f"{tmp_path / 'empty' / META_FILE} is missing"):
+        load_index(tmp_path / "empty")
+
+    # A crash between the two os.replace calls: new index.faiss, old meta.json -> refused.
+    other = build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1").save(tmp_path / "j")
+    (folder / INDEX_FILE).write_bytes((other / INDEX_FILE).read_bytes())
+    with pytest.raises(IndexLoadError, match="does not match the checksum"):
+        load_index(folder)
+    (folder / INDEX_FILE).unlink()
+    with pytest.raises(IndexLoadError, match=f"{INDEX_FILE} is missing"):
+        load_index(folder)
+    (other / META_FILE).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(IndexLoadError, match="not a pfd-index-v1"):
+        load_index(other)
+
+
+def test_build_checks_alignment():
+    with pytest.raises(ValueError, match="3 gallery records but 4 feature rows"):
+        build_index(np.zeros((4, 8), np.float32), records(3))
