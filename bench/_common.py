@@ -1,0 +1,122 @@
+"""Shared timing helpers of the bench scripts: warm-up excluded, CUDA synchronized, median of repeats."""
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+__all__ = ["pick_device", "autocast_dtype", "autocast", "sync", "measure", "reset_peak_memory", "peak_memory_gb",
+           "emit"]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` = the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on CUDA (fp16 where bf16 is unsupported), fp32 (no autocast) on CPU."""
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[amp]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(step: Callable[[], None], device: torch.device, *, warmup: int, steps: int, repeats: int) -> float:
+    """Median seconds per step over `repeats` timed runs of `steps` steps, after `warmup` untimed steps."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    per_step = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        per_step.append((time.perf_counter() - start) / steps)
+    return statistics.median(per_step)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gb(device: torch.device) -> float | None:
+    """Peak allocated GPU memory since the last reset (None on CPU)."""
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None
+
+
+def emit(record: dict) -> None:
+    """The one JSON line a bench script prints."""
+    print(json.dumps(record), flush=True)
+
+
+# ----------------------------------------------------------------------------- model benches (train_step, inference)
+NUM_CLASSES, NUM_CAMERAS, IDS_PER_BATCH_IMAGES = 702, 8, 4  # Occluded-Duke sized heads, PK batches of 4 per id
+
+
+def model_bench_options(opts: list[str], tiny: bool) -> list[str]:
+    """Config overrides of the measured PFD: ViT-B/16 256x128 from scratch, or a tiny ViT at 128x64."""
+    base = ["MODEL.PRETRAIN_CHOICE", "none", "MODEL.POSE_BACKEND", "synthetic"]
+    if tiny:
+        base += ["MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "4", "MODEL.NUM_HEAD", "4",
+                 "MODEL.DECODER_FFN_DIM", "384", "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]"]
+    return base + list(opts)
+
+
+def timm_baseline(tiny: bool, size: tuple[int, int], device: torch.device) -> torch.nn.Module:
+    """The plain timm ViT-B/16 (tiny: the same tiny ViT as the PFD run) with a 702-way head."""
+    import timm
+
+    name, extra = ("vit_tiny_patch16_224", {"depth": 4}) if tiny else ("vit_base_patch16_224", {})
+    return timm.create_model(name, pretrained=False, img_size=size, num_classes=NUM_CLASSES, **extra).to(device)
+
+
+def random_batch(batch: int, size: tuple[int, int], device: torch.device, seed: int = 0):
+    """images [B,3,H,W], keypoints [B,17,3] (input pixels, conf in [0,1]), camids [B], pids [B] (PK)."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    h, w = size
+    images = torch.randn(batch, 3, h, w, generator=g)
+    keypoints = torch.stack([torch.rand(batch, 17, generator=g) * w, torch.rand(batch, 17, generator=g) * h,
+                             torch.rand(batch, 17, generator=g)], dim=-1)
+    camids = torch.randint(0, NUM_CAMERAS, (batch,), generator=g)
+    pids = torch.arange(batch) // IDS_PER_BATCH_IMAGES % NUM_CLASSES
+    return [t.to(device) for t in (images, keypoints, camids, pids)]
+
+
+def require_online_heatmaps():
+    """pfd.pose.online.OnlineHeatmaps, or exit with a clear message (checked before any timing)."""
+    try:
+        from pfd.pose.online import OnlineHeatmaps
+    except ImportError as err:
+        raise SystemExit(f"--pose-online needs pfd.pose.online.OnlineHeatmaps, which is not available: {err}")
+    return OnlineHeatmaps
+
+
+def heatmap_source(cfg, pose_online: bool, device: torch.device):
+    """images, keypoints -> heatmaps: cached poses rendered on the device, or HRNet online on every batch."""
+    size = tuple(cfg.INPUT.SIZE_TRAIN)
+    if pose_online:
+        online = require_online_heatmaps()(cfg).to(device).eval()
+        return lambda images, keypoints: online(images)
+    from pfd.pose.heatmaps import render_heatmaps
+
+    return lambda images, keypoints: render_heatmaps(keypoints, input_hw=size, sigma=cfg.INPUT.HEATMAP_SIGMA)

@@ -1,0 +1,79 @@
+"""Inference throughput of PFD (27,648-value features) vs the plain timm ViT-B/16, in one process.
+
+    python bench/inference.py [--batch 256] [--amp auto|bf16|fp16|fp32] [--compile] [--pose-online] [--tiny]
+
+Forward only (eval mode, torch.inference_mode, autocast) at 256x128. PFD's forward includes
+rendering the heatmaps of cached keypoints on the device (or HRNet-W48 online with --pose-online).
+Warm-up batches are excluded, CUDA is synchronized, and the median of the repeats is reported.
+Prints one JSON line: images/s of both, their ratio, peak GPU memory.
+`--tiny`: a tiny 4-block ViT at 128x64, batch 8, a couple of batches (CPU/CI check that it runs).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import (NUM_CAMERAS, NUM_CLASSES, autocast, autocast_dtype, emit, heatmap_source,  # noqa: E402
+                           measure, model_bench_options, peak_memory_gb, pick_device, random_batch,
+                           require_online_heatmaps, reset_peak_memory, timm_baseline)
+from pfd.config import load_config  # noqa: E402
+from pfd.model import build_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--pose-online", action="store_true", help="HRNet-W48 heatmaps on every batch")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help="tiny ViT, 128x64, batch 8, 2 batches")
+    parser.add_argument("opts", nargs="*", help="extra config overrides KEY VALUE ... for the PFD model")
+    args = parser.parse_args()
+    if args.tiny:
+        args.batch, args.warmup, args.steps, args.repeats = 8, 1, 2, 2
+    if args.pose_online:
+        require_online_heatmaps()
+    device = pick_device(args.device)
+    dtype = autocast_dtype(args.amp, device)
+    cfg = load_config(None, model_bench_options(args.opts, args.tiny))
+    size = tuple(cfg.INPUT.SIZE_TEST)
+    images, keypoints, camids, _ = random_batch(args.batch, size, device)
+    result = {"bench": "inference", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": args.batch, "size": list(size),
+              "compile": args.compile, "pose": "online" if args.pose_online else "cached", "tiny": args.tiny}
+
+    def throughput(forward) -> tuple[float, float | None]:
+        def step():
+            with torch.inference_mode(), autocast(device, dtype):
+                forward()
+
+        reset_peak_memory(device)
+        seconds = measure(step, device, warmup=args.warmup, steps=args.steps, repeats=args.repeats)
+        return round(args.batch / seconds, 1), peak_memory_gb(device)
+
+    baseline = timm_baseline(args.tiny, size, device).eval()
+    baseline_run = torch.compile(baseline) if args.compile else baseline
+    result["baseline_images_per_s"], result["baseline_peak_mem_gb"] = throughput(lambda: baseline_run(images))
+    del baseline, baseline_run
+
+    model = build_model(cfg, NUM_CLASSES, NUM_CAMERAS).to(device).eval()
+    model_run = torch.compile(model) if args.compile else model
+    heatmaps_of = heatmap_source(cfg, args.pose_online, device)
+    result["pfd_feature_dim"] = model.feature_dim
+    result["pfd_images_per_s"], result["pfd_peak_mem_gb"] = throughput(
+        lambda: model_run(images, heatmaps_of(images, keypoints), camids))
+    result["pfd_vs_baseline_speed"] = round(result["pfd_images_per_s"] / result["baseline_images_per_s"], 3)
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
