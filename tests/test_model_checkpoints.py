@@ -159,3 +159,20 @@ def test_convert_cli_and_layout_detection(tmp_path):
     fresh2 = build_model(cfg, 5, 3)
     assert load_checkpoint_into(fresh2, src) == "reference_pfd"
     assert torch.equal(_features(fresh2), _features(model))
+
+
+def test_transreid_baseline_checkpoint_loads_into_vit_baseline(tmp_path):
+    torch.manual_seed(4)
+    cfg = tiny_cfg("MODEL.PRETRAIN_CHOICE", "none", "MODEL.NAME", "transformer")  # the reference's name
+    model = build_model(cfg, 5, 3)
+    ref = {("base." + k[len("base_vit.vit."):] if k.startswith("base_vit.vit.") else
+            "base.sie_embed" if k == "base_vit.sie_embed" else k): v for k, v in model.state_dict().items()}
+    ref["base.fc.weight"] = torch.zeros(3, 192)
+    path = tmp_path / "transreid.pth"
+    torch.save(ref, path)
+    fresh = build_model(cfg, 5, 3)
+    assert load_checkpoint_into(fresh, path) == "transreid"
+    images = torch.randn(2, 3, 128, 64)
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(images, None, torch.tensor([0, 2])),
+                           model.eval()(images, None, torch.tensor([0, 2])))
