@@ -31,9 +31,9 @@ _ROW_BLOCK = 256  # query rows per block: a block's sorted copy is 256 x G float
 _TIE_BUDGET = 1 << 24  # max elements compared at once while resolving exact ties
 
 
-def _as_tensor(x, name: str, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+def _as_tensor(x, dtype: torch.dtype, device=None) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    return t.to(device=device if device is not None else t.device, dtype=dtype or t.dtype)
+    return t.to(device=device if device is not None else t.device, dtype=dtype)
 
 
 def _check_inputs(distmat: torch.Tensor, q_pids, g_pids, q_camids, g_camids) -> None:
@@ -136,12 +136,11 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50) ->
     Raises:
         ValueError on shape mismatches, NaN distances, or when no query has a valid match.
     """
-    dist = _as_tensor(distmat, "distmat", torch.float32)
+    dist = _as_tensor(distmat, torch.float32).contiguous()  # no copy for a contiguous float32 input
     device = dist.device
-    q_pids, g_pids, q_camids, g_camids = (_as_tensor(a, n, torch.int64, device) for a, n in (
-        (q_pids, "q_pids"), (g_pids, "g_pids"), (q_camids, "q_camids"), (g_camids, "g_camids")))
+    q_pids, g_pids, q_camids, g_camids = (_as_tensor(a, torch.int64, device) for a in (q_pids, g_pids, q_camids,
+                                                                                        g_camids))
     _check_inputs(dist, q_pids, g_pids, q_camids, g_camids)
-    dist = dist.contiguous() + 0.0  # + 0.0 turns -0.0 into 0.0 so both sort as the same value
     num_q, num_g = dist.shape
     max_rank = min(max_rank, num_g)
     g_pids_sorted, g_order = torch.sort(g_pids, stable=True)

@@ -88,7 +88,8 @@ def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gal
 
     ``ranked_indices`` [num_queries, >= topk] gallery rows, best first (e.g. from ``rank_gallery``;
     drop same-id-same-camera "junk" beforehand to show the evaluation protocol's lists); an entry
-    of -1 (FAISS's "no result") leaves its cell blank. Writes a PNG of ``ranked_grid_size(...)`` pixels; returns the path.
+    of -1 (FAISS's "no result") leaves its cell blank. ``query_pids`` / ``gallery_pids``: sequences,
+    numpy or torch. Writes a PNG of ``ranked_grid_size(...)`` pixels; returns the path.
     """
     ranked = np.asarray(ranked_indices)
     if ranked.ndim != 2 or len(ranked) != len(query_paths):
@@ -103,7 +104,7 @@ def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gal
         for rank, g in enumerate(ranked[row, :topk]):
             if g < 0:
                 continue
-            colour = _COLOURS["right"] if gallery_pids[g] == q_pid else _COLOURS["wrong"]
+            colour = _COLOURS["right"] if int(gallery_pids[g]) == int(q_pid) else _COLOURS["wrong"]
             canvas.paste(_thumbnail(gallery_paths[g], image_hw, colour), (PAD + QUERY_GAP + (rank + 1) * cell_w, top))
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
