@@ -10,15 +10,20 @@ The network maps a [B, 3, H, W] image (ImageNet-normalized) to raw heatmaps [B, 
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
+from PIL import Image
 
-__all__ = ["HRNet", "build_hrnet", "load_hrnet_weights", "weights_fingerprint", "HRNET_WIDTHS"]
+from ..engine.precision import autocast, autocast_dtype
+from .estimator import PoseEstimator
+from .formats import file_fingerprint
+from .heatmaps import decode_heatmaps
+
+__all__ = ["HRNet", "HRNetEstimator", "build_hrnet", "load_hrnet_weights", "hrnet_identity", "HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 HRNET_WIDTHS = {"hrnet_w32": 32, "hrnet_w48": 48}
 # (modules, branches) of stages 2, 3, 4; every branch holds 4 BasicBlocks.
@@ -196,13 +201,72 @@ def load_hrnet_weights(model: HRNet, path: str | os.PathLike) -> HRNet:
     return model
 
 
-def weights_fingerprint(path: str | os.PathLike) -> str:
-    """A cheap identity of a weight file: sha256 of its size and first and last MiB (not the whole file)."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        digest.update(f.read(1 << 20))
-    return digest.hexdigest()[:16]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def hrnet_identity(arch: str, weight_path: str, input_hw: tuple[int, int] = (256, 128)) -> str:
+    """The architecture, a fingerprint of the weights, and the input size."""
+    if not weight_path or not os.path.isfile(weight_path):
+        raise FileNotFoundError(
+            f"MODEL.POSE_WEIGHT: HRNet checkpoint {weight_path!r} not found (expected e.g. pose_hrnet_w48_256x192.pth)"
+        )
+    return f"hrnet-{arch}-{file_fingerprint(weight_path)}-{input_hw[0]}x{input_hw[1]}"
+
+
+class HRNetEstimator(PoseEstimator):
+    """HRNet on person crops, batched on GPU or CPU.
+
+    Each crop is resized to `input_hw` (256x128 as in PFD, heatmaps 64x32) and ImageNet-normalized;
+    keypoints are the sub-pixel heatmap peaks (pfd.pose.heatmaps.decode_heatmaps) mapped back to
+    the crop's pixels, confidence = peak value clipped to [0, 1].
+    """
+
+    name = "hrnet"
+
+    def __init__(self, arch: str, weight_path: str, device: str | torch.device = "cpu",
+                 input_hw: tuple[int, int] = (256, 128), batch_size: int = 64):
+        self.model = load_hrnet_weights(build_hrnet(arch), weight_path).eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.model.to(self.device, memory_format=torch.channels_last)
+        self.input_hw = tuple(input_hw)
+        self.batch_size = batch_size
+        self.identity = hrnet_identity(arch, weight_path, self.input_hw)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_config(cls, cfg) -> "HRNetEstimator":
+        from ..engine.distributed import resolve_device
+
+        if not cfg.MODEL.POSE_WEIGHT:
+            raise ValueError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT (e.g. weights/pose_hrnet_w48_256x192.pth)")
+        return cls(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT, resolve_device(cfg.MODEL.DEVICE),
+                   batch_size=cfg.TEST.IMS_PER_BATCH)
+
+    def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Crops -> ImageNet-normalized [N, 3, H, W] on the device, channels_last."""
+        size = (self.input_hw[1], self.input_hw[0])
+        arrays = np.stack([np.asarray(img.convert("RGB").resize(size, Image.BILINEAR)) for img in images])
+        x = torch.from_numpy(arrays).to(self.device).permute(0, 3, 1, 2).float().div_(255)  # [N, 3, H, W]
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def heatmaps(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """HRNet's raw heatmaps [N, 17, H/4, W/4] (float32, on the device) for the resized crops."""
+        dtype = autocast_dtype("auto", self.device)
+        outs = []
+        for start in range(0, len(images), self.batch_size):
+            with autocast(self.device, dtype):
+                outs.append(self.model(self._batch(images[start:start + self.batch_size])).float())
+        return torch.cat(outs) if outs else torch.zeros(0, 17, self.input_hw[0] // 4, self.input_hw[1] // 4)
+
+    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        heatmaps = self.heatmaps(images)  # [N, 17, h, w]
+        h, w = heatmaps.shape[-2:]
+        kps = decode_heatmaps(heatmaps).cpu()  # [N, 17, 3], (x, y) in heatmap pixels
+        crop_wh = torch.tensor([img.size for img in images], dtype=torch.float32).view(-1, 1, 2)  # [N, 1, 2]
+        # heatmap pixels -> crop pixels, pixel edges aligned (the resize to input_hw preserves them too)
+        kps[..., :2] = (kps[..., :2] + 0.5) * crop_wh / torch.tensor([w, h], dtype=torch.float32) - 0.5
+        kps[..., 2] = kps[..., 2].clamp(0, 1)
+        return kps.numpy().astype(np.float32)

@@ -1,0 +1,204 @@
+"""Per-dataset keypoint cache: every image's pose is estimated once, then reloaded in well under a second.
+
+One `.npz` per (dataset, backend) in MODEL.POSE_CACHE_DIR, by default `pose_cache/` next to
+OUTPUT_DIR (OUTPUT_DIR/../pose_cache: runs that share a parent folder share their caches, and the
+dataset folder, often read-only, is never written). The file holds the image paths relative to
+a dataset root, keypoints [N, 17, 3], each file's size and mtime, and the backend's identity
+(backend name + weights/keypoint-file fingerprint + preprocessing). Entries whose file changed
+are recomputed; a different identity invalidates the whole file. Writes are atomic.
+
+Calls from several processes are safe (atomic replace), but the engine lets rank 0 build first.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import time
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from .estimator import PER_PROCESS_BACKENDS, PoseEstimator, build_estimator, estimator_identity, resolve_backend
+from .formats import read_cache_npz, write_cache_npz
+from .keypoints import NUM_KEYPOINTS
+
+__all__ = ["KeypointTable", "load_or_build", "cache_path", "compute_keypoints"]
+
+log = logging.getLogger(__name__)
+CHUNK = 32  # images per task sent to a worker process
+
+
+class KeypointTable(Mapping[str, np.ndarray]):
+    """Absolute image path -> float32 keypoints [17, 3] (x, y, confidence), backed by one array."""
+
+    def __init__(self, paths: Sequence[str], keypoints: np.ndarray, backend: str = "", source: str = ""):
+        self.paths = list(paths)
+        self.keypoints = np.asarray(keypoints, np.float32).reshape(len(self.paths), NUM_KEYPOINTS, 3)
+        self.backend = backend
+        self.source = source  # the cache file it came from
+        self._index = {p: i for i, p in enumerate(self.paths)}
+
+    def __getitem__(self, path: str) -> np.ndarray:
+        return self.keypoints[self._index[path]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def detected(self) -> np.ndarray:
+        """bool [N]: a person was found (some keypoint has confidence > 0)."""
+        return self.keypoints[:, :, 2].max(axis=1) > 0 if len(self) else np.zeros(0, bool)
+
+    @property
+    def detection_rate(self) -> float:
+        return float(self.detected.mean()) if len(self) else 0.0
+
+
+def cache_dir(cfg) -> Path:
+    """MODEL.POSE_CACHE_DIR, or `pose_cache` next to OUTPUT_DIR."""
+    if cfg.MODEL.POSE_CACHE_DIR:
+        return Path(cfg.MODEL.POSE_CACHE_DIR).expanduser()
+    return Path(cfg.OUTPUT_DIR).expanduser().resolve().parent / "pose_cache"
+
+
+def cache_path(cfg, dataset_name: str, backend: str) -> Path:
+    """`<cache dir>/<dataset>_<backend>.npz` (names like folder:PATH are made file-safe)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name).strip("_") or "dataset"
+    return cache_dir(cfg) / f"{safe}_{backend}.npz"
+
+
+def _file_stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(size in bytes [N], mtime in ns [N]) of every file; a missing file is an error naming it."""
+    stats = [os.stat(p) for p in paths]
+    return (np.array([s.st_size for s in stats], np.int64), np.array([s.st_mtime_ns for s in stats], np.int64))
+
+
+# ----------------------------------------------------------------------------------- computing
+_worker_estimator: PoseEstimator | None = None
+
+
+def _init_worker(cfg, backend: str) -> None:
+    global _worker_estimator
+    _worker_estimator = build_estimator(cfg, backend)
+
+
+def _predict_chunk(paths: list[str]) -> np.ndarray:
+    return _worker_estimator.predict_paths(paths)
+
+
+def _num_workers(cfg) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, cfg.DATALOADER.NUM_WORKERS))
+
+
+def compute_keypoints(cfg, backend: str | PoseEstimator, paths: Sequence[str], desc: str = "pose") -> np.ndarray:
+    """Keypoints [N, 17, 3] of the images at `paths`, with a progress bar.
+
+    CPU-bound one-image-at-a-time backends (mediapipe) run in a pool of min(cores, DATALOADER.NUM_WORKERS)
+    spawned processes, each with its own estimator; the others run here, batch by batch.
+    """
+    out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)
+    if not paths:
+        return out
+    paths = list(paths)
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    bar = tqdm(total=len(paths), desc=desc, unit="img", mininterval=1.0)
+    workers = _num_workers(cfg)
+    try:
+        if backend in PER_PROCESS_BACKENDS and workers > 1 and len(chunks) > 1:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, backend)) as pool:
+                for i, kps in enumerate(pool.imap(_predict_chunk, chunks)):
+                    out[i * CHUNK:i * CHUNK + len(kps)] = kps
+                    bar.update(len(kps))
+        else:
+            estimator = build_estimator(cfg, backend, paths) if isinstance(backend, str) else backend
+            step = max(CHUNK, getattr(estimator, "batch_size", CHUNK))
+            for start in range(0, len(paths), step):
+                kps = estimator.predict_paths(paths[start:start + step])
+                out[start:start + len(kps)] = kps
+                bar.update(len(kps))
+            if isinstance(backend, str):
+                estimator.close()
+    finally:
+        bar.close()
+    return out
+
+
+# ----------------------------------------------------------------------------------- the cache
+def _load_entries(file: Path, identity: str) -> tuple[str | None, dict[str, tuple[np.ndarray, int, int]]]:
+    """(root, {relative path: (keypoints, size, mtime)}) of a cache file, or (None, {}) if absent/stale."""
+    if not file.is_file():
+        return None, {}
+    try:
+        meta, arrays = read_cache_npz(file)
+    except (ValueError, OSError, KeyError) as err:
+        log.warning("ignoring unreadable pose cache %s (%s); rebuilding it", file, err)
+        return None, {}
+    if meta.get("identity") != identity:
+        log.info("pose cache %s was made by %s, not %s; rebuilding it", file, meta.get("identity"), identity)
+        return None, {}
+    entries = {rel: (kps, size, mtime) for rel, kps, size, mtime in
+               zip(arrays["paths"].tolist(), arrays["keypoints"], arrays["file_size"].tolist(),
+                   arrays["mtime_ns"].tolist())}
+    return meta.get("root"), entries
+
+
+def _dataset_root(paths: Sequence[str]) -> str:
+    """The folder above the images' common folder (a Market-style dataset's root)."""
+    common = os.path.commonpath([os.path.dirname(p) for p in paths])
+    return os.path.dirname(common) if len({os.path.dirname(p) for p in paths}) == 1 else common
+
+
+def load_or_build(cfg, records: Sequence, dataset_name: str,
+                  backend: str | PoseEstimator | None = None) -> KeypointTable:
+    """The keypoints of every record's image, from the cache, computing only missing or stale entries.
+
+    `records` are ImageRecords (or anything with an absolute `.path`); `backend` is a backend name,
+    an estimator instance, or None for MODEL.POSE_BACKEND. Images where no person is found get
+    zero confidences and are counted in the log.
+    """
+    paths = [os.path.abspath(r.path) for r in records]
+    if isinstance(backend, PoseEstimator):
+        name, identity = backend.name, backend.identity
+    else:
+        name = resolve_backend(cfg, backend, paths)
+        identity = estimator_identity(cfg, name, paths)
+    table_paths = list(dict.fromkeys(paths))
+    file = cache_path(cfg, dataset_name, name)
+    if not table_paths:
+        return KeypointTable([], np.zeros((0, NUM_KEYPOINTS, 3)), name, str(file))
+
+    root, entries = _load_entries(file, identity)
+    if root is None or not os.path.isdir(root):  # new cache, or the dataset moved: key by the new root
+        root = _dataset_root(table_paths)
+    rels = [os.path.relpath(p, root) for p in table_paths]
+    sizes, mtimes = _file_stats(table_paths)
+    todo = [i for i, rel in enumerate(rels)
+            if rel not in entries or entries[rel][1:] != (sizes[i], mtimes[i])]
+
+    if todo:
+        start = time.perf_counter()
+        kps = compute_keypoints(cfg, backend if isinstance(backend, PoseEstimator) else name,
+                                [table_paths[i] for i in todo], desc=f"pose {dataset_name} ({name})")
+        for i, k in zip(todo, kps):
+            entries[rels[i]] = (k, int(sizes[i]), int(mtimes[i]))
+        missed = int((kps[:, :, 2].max(axis=1) == 0).sum())
+        log.info("%s: %d images posed with %s in %.1f s; no person found in %d (%.1f%%)", dataset_name,
+                 len(todo), name, time.perf_counter() - start, missed, 100.0 * missed / len(todo))
+        if missed:
+            log.warning("%s: %s found no person in %d of %d images; their keypoints count as occluded",
+                        dataset_name, name, missed, len(todo))
+        keys = list(entries)
+        write_cache_npz(file, {"backend": name, "identity": identity, "root": root, "dataset": dataset_name},
+                        keys, np.stack([entries[k][0] for k in keys]),
+                        np.array([entries[k][1] for k in keys]), np.array([entries[k][2] for k in keys]))
+    keypoints = np.stack([entries[rel][0] for rel in rels])  # [N, 17, 3]
+    return KeypointTable(table_paths, keypoints, name, str(file))

@@ -1,0 +1,146 @@
+"""One interface over every pose backend, and the choice of backend from the config.
+
+Backends (MODEL.POSE_BACKEND):
+- `hrnet`: HRNet-W32/W48 with the public COCO weights (MODEL.POSE_ARCH, MODEL.POSE_WEIGHT).
+- `mediapipe`: BlazePose from the mediapipe wheel; works offline with no weights to fetch.
+- `file`: keypoints read from MODEL.POSE_FILE (COCO JSON, OpenPose CSV, project JSON or cache).
+- `synthetic`: the synthetic generator's ground truth (the dataset's keypoints.json).
+- `auto`: hrnet if MODEL.POSE_WEIGHT is set, synthetic if the dataset has the generator's
+  keypoints.json, file if MODEL.POSE_FILE is set, else mediapipe.
+
+Every backend returns COCO-17 keypoints [N, 17, 3] = (x, y, confidence in [0, 1]) in each image's
+own pixels. An image with no person found has all confidences 0; it is counted, never an error.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["PoseEstimator", "build_estimator", "resolve_backend", "estimator_identity", "PER_PROCESS_BACKENDS", "find_synthetic_keypoints", "BACKENDS"]
+
+BACKENDS = ("hrnet", "mediapipe", "file", "synthetic")
+# CPU-bound, one image at a time: the cache spreads them over processes, each with its own estimator.
+PER_PROCESS_BACKENDS = frozenset({"mediapipe"})
+SYNTHETIC_FILE = "keypoints.json"
+PROJECT_FORMAT = "pfd-keypoints-v1"
+
+
+class PoseEstimator(abc.ABC):
+    """Person crops in, COCO-17 keypoints out.
+
+    `identity` names the backend and its weights (or keypoint file) precisely enough that a cache
+    built with another identity is stale (see `estimator_identity`).
+    """
+
+    name: str = ""
+    identity: str = ""
+
+    @abc.abstractmethod
+    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB images -> keypoints [N, 17, 3] in each image's own pixel coordinates."""
+
+    def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
+        """Keypoints of the image files at `paths` (file-based backends look them up by name)."""
+        from ..data.image import read_image
+
+        return self.predict([read_image(p) for p in paths])
+
+    def close(self) -> None:
+        """Release backend resources (mediapipe graphs)."""
+
+
+def find_synthetic_keypoints(paths: Sequence[str], levels: int = 3) -> Path | None:
+    """The generator's keypoints.json in a folder above the first image (up to `levels` up), if any."""
+    if not paths:
+        return None
+    folder = Path(paths[0]).resolve().parent
+    for candidate in [folder, *folder.parents][:levels]:
+        file = candidate / SYNTHETIC_FILE
+        if file.is_file() and _is_project_file(file):
+            return file
+    return None
+
+
+def _is_project_file(path: Path) -> bool:
+    try:
+        with path.open() as f:
+            return json.load(f).get("format") == PROJECT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] = ()) -> str:
+    """The backend to use: `backend`, else MODEL.POSE_BACKEND, with `auto` decided as documented above."""
+    name = backend or cfg.MODEL.POSE_BACKEND
+    if name != "auto":
+        if name not in BACKENDS:
+            raise ValueError(f"pose backend must be one of {('auto',) + BACKENDS}, got {name!r}")
+        return name
+    if cfg.MODEL.POSE_WEIGHT:
+        return "hrnet"
+    if find_synthetic_keypoints(image_paths) is not None:
+        return "synthetic"
+    if cfg.MODEL.POSE_FILE:
+        return "file"
+    return "mediapipe"
+
+
+def _synthetic_file(image_paths: Sequence[str]) -> Path:
+    file = find_synthetic_keypoints(image_paths)
+    if file is None:
+        where = os.path.dirname(image_paths[0]) if image_paths else "(no images given)"
+        raise FileNotFoundError(
+            f"MODEL.POSE_BACKEND synthetic: no {SYNTHETIC_FILE} (format {PROJECT_FORMAT}) in or above {where}; "
+            "generate the dataset with `python -m pfd.data.synthetic`"
+        )
+    return file
+
+
+def _pose_file(cfg) -> str:
+    if not cfg.MODEL.POSE_FILE:
+        raise ValueError("MODEL.POSE_BACKEND file needs MODEL.POSE_FILE (a COCO JSON, OpenPose CSV, "
+                         "pfd keypoints.json or pose cache .npz)")
+    return cfg.MODEL.POSE_FILE
+
+
+def estimator_identity(cfg, backend: str, image_paths: Sequence[str] = ()) -> str:
+    """What `build_estimator(cfg, backend, image_paths).identity` will be, without building it
+    (no weights loaded, no graph started): the cache uses it to tell whether its entries are stale."""
+    if backend == "hrnet":
+        from .hrnet import hrnet_identity
+
+        return hrnet_identity(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT)
+    if backend == "mediapipe":
+        from .mediapipe_backend import mediapipe_identity
+
+        return mediapipe_identity()
+    from .formats import file_identity
+
+    if backend == "file":
+        return file_identity("file", _pose_file(cfg))
+    return file_identity("synthetic", _synthetic_file(image_paths))
+
+
+def build_estimator(cfg, backend: str | None = None, image_paths: Sequence[str] = ()) -> PoseEstimator:
+    """The configured estimator. `image_paths` (the images it will see) lets `auto` and `synthetic`
+    find the generator's keypoints.json next to the images."""
+    name = resolve_backend(cfg, backend, image_paths)
+    if name == "hrnet":
+        from .hrnet import HRNetEstimator
+
+        return HRNetEstimator.from_config(cfg)
+    if name == "mediapipe":
+        from .mediapipe_backend import MediapipeEstimator
+
+        return MediapipeEstimator()
+    from .formats import FileEstimator
+
+    if name == "file":
+        return FileEstimator(_pose_file(cfg))
+    return FileEstimator(_synthetic_file(image_paths), name="synthetic")

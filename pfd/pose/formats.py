@@ -1,0 +1,286 @@
+"""Keypoint files: readers and writers for the formats people share, and the `file` backend.
+
+Formats (`read_keypoints` tells them apart by content):
+- COCO keypoint JSON: {"images": [{"id", "file_name", ...}], "annotations": [{"image_id",
+  "keypoints": [x, y, v] * 17, ...}]}. A third value above 1 marks COCO ground-truth flags
+  (2 = visible -> confidence 1, 0/1 = unlabeled/occluded -> 0); otherwise it is a confidence.
+  With several people in an image, the one with the highest total confidence is kept.
+- OpenPose-18 CSV as shared for Market-1501 (Pose-Transfer's market-annotation-*.csv):
+  header `name:keypoints_y:keypoints_x`, rows `NAME: [y * 18]: [x * 18]`, -1 for a missing point,
+  points in OpenPose/COCO-18 order (nose, neck, r_sho, r_elb, r_wri, l_sho, l_elb, l_wri, r_hip,
+  r_knee, r_ank, l_hip, l_knee, l_ank, r_eye, l_eye, r_ear, l_ear). Present points get confidence 1.
+- pfd keypoints.json (docs/ARCHITECTURE.md "Keypoint file format"; also the synthetic generator's
+  ground truth, whose 4-value rows are read as x, y, confidence = last value).
+- pfd pose cache (.npz, pfd.pose.cache).
+
+Every reader returns {name: float32 [17, 3]}; the pfd formats resolve their relative names to
+absolute paths, COCO and CSV keep the names as written (matched to images by trailing path parts).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .estimator import PROJECT_FORMAT, PoseEstimator
+from .keypoints import NUM_KEYPOINTS
+
+__all__ = [
+    "read_keypoints", "read_coco_json", "read_openpose_csv", "read_project_json", "read_cache_npz",
+    "write_coco_json", "write_openpose_csv", "write_project_json", "write_cache_npz",
+    "atomic_write", "file_fingerprint", "file_identity", "FileEstimator", "OPENPOSE_TO_COCO",
+]
+
+log = logging.getLogger(__name__)
+
+# OpenPose/COCO-18 index of each COCO-17 keypoint (the neck, 1, has no COCO-17 counterpart).
+OPENPOSE_TO_COCO = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
+CSV_HEADER = "name:keypoints_y:keypoints_x"
+CACHE_FORMAT = "pfd-pose-cache-v1"
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """A cheap identity of a (possibly large) file: sha256 of its size and first and last MiB."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        digest.update(f.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def file_identity(backend: str, path: str | os.PathLike) -> str:
+    """The identity of a file-based backend: its name and the keypoint file's fingerprint."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{backend} pose backend: keypoint file {path} not found")
+    return f"{backend}-{file_fingerprint(path)}"
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call `write(binary_file)` on a temp file next to `path`, then os.replace it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _rows(value, where: str, width: int = 3) -> np.ndarray:
+    """[[x, y, (vis,) conf] * 17] -> float32 [17, 3] taking x, y and the last value."""
+    arr = np.asarray(value, np.float32)
+    if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] < width:
+        raise ValueError(f"{where}: expected {NUM_KEYPOINTS} rows of [x, y, conf], got shape {arr.shape}")
+    return np.concatenate([arr[:, :2], arr[:, -1:]], axis=1)
+
+
+# ----------------------------------------------------------------------------------- COCO JSON
+def read_coco_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(path)
+    with path.open() as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise ValueError(f"{path}: not a COCO keypoint file; expected an object with 'images' and 'annotations'")
+    names = {img["id"]: img["file_name"] for img in data["images"]}
+    people: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
+    for i, ann in enumerate(data["annotations"]):
+        if ann.get("image_id") not in names:
+            raise ValueError(f"{path}: annotations[{i}] has image_id {ann.get('image_id')!r} not listed in 'images'")
+        flat = np.asarray(ann.get("keypoints", []), np.float32)
+        if flat.shape != (3 * NUM_KEYPOINTS,):
+            raise ValueError(f"{path}: annotations[{i}].keypoints must hold {3 * NUM_KEYPOINTS} numbers, "
+                             f"got {flat.size}")
+        people[names[ann["image_id"]]].append(flat.reshape(NUM_KEYPOINTS, 3))
+    flags = any(p[:, 2].max() > 1 for ps in people.values() for p in ps)  # COCO ground truth: v in {0,1,2}
+    table = {}
+    for name, persons in people.items():
+        kps = [p.copy() for p in persons]
+        for p in kps:
+            p[:, 2] = (p[:, 2] == 2) if flags else np.clip(p[:, 2], 0, 1)
+        table[name] = max(kps, key=lambda p: p[:, 2].sum()) if kps else np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    return table
+
+
+def write_coco_json(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> Path:
+    """One image and one person per entry; the third value is the confidence."""
+    images, annotations = [], []
+    for i, (name, kps) in enumerate(table.items(), start=1):
+        kps = np.asarray(kps, np.float32)
+        images.append({"id": i, "file_name": name})
+        annotations.append({"id": i, "image_id": i, "category_id": 1,
+                            "num_keypoints": int((kps[:, 2] > 0).sum()), "keypoints": kps.reshape(-1).tolist()})
+    text = json.dumps({"images": images, "annotations": annotations,
+                       "categories": [{"id": 1, "name": "person"}]})
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# ----------------------------------------------------------------------------------- OpenPose CSV
+def read_openpose_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(path)
+    table = {}
+    with path.open() as f:
+        header = f.readline().strip()
+        if header.replace(" ", "") != CSV_HEADER:
+            raise ValueError(f"{path}: expected the OpenPose CSV header {CSV_HEADER!r}, got {header!r}")
+        for lineno, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            try:
+                name, ys, xs = line.split(":")
+                y, x = np.array(json.loads(ys), np.float32), np.array(json.loads(xs), np.float32)
+            except ValueError as err:
+                raise ValueError(f"{path}:{lineno}: expected 'NAME: [y * 18]: [x * 18]' ({err})") from None
+            if y.shape != (18,) or x.shape != (18,):
+                raise ValueError(f"{path}:{lineno}: expected 18 y and 18 x values, got {y.size} and {x.size}")
+            idx = list(OPENPOSE_TO_COCO)
+            present = (x[idx] != -1) & (y[idx] != -1)
+            table[name.strip()] = np.stack([np.where(present, x[idx], 0), np.where(present, y[idx], 0),
+                                            present.astype(np.float32)], axis=1)
+    return table
+
+
+def write_openpose_csv(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> Path:
+    """Keypoints with confidence > 0 are written, others as -1; the neck is the shoulders' midpoint."""
+    lines = [CSV_HEADER]
+    for name, kps in table.items():
+        kps = np.asarray(kps, np.float32)
+        points = np.full((18, 2), -1.0, np.float32)
+        present = kps[:, 2] > 0
+        points[np.array(OPENPOSE_TO_COCO)[present]] = kps[present, :2]
+        if present[5] and present[6]:
+            points[1] = (kps[5, :2] + kps[6, :2]) / 2
+        lines.append(f"{name}: {json.dumps(points[:, 1].tolist())}: {json.dumps(points[:, 0].tolist())}")
+    text = "\n".join(lines) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# ----------------------------------------------------------------------------------- pfd keypoints.json
+def read_project_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(path)
+    with path.open() as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
+        raise ValueError(f"{path}: expected a {PROJECT_FORMAT!r} file ('format' key)")
+    root = (path.parent / data.get("root", ".")).resolve()
+    return {str(root / rel): _rows(rows, f"{path}: keypoints[{rel!r}]")
+            for rel, rows in data["keypoints"].items()}
+
+
+def write_project_json(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> Path:
+    """Absolute paths are written relative to the file's folder (the format's root ".")."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    keypoints = {Path(os.path.relpath(Path(name).resolve(), folder)).as_posix():
+                 np.asarray(kps, np.float32).tolist() for name, kps in table.items()}
+    text = json.dumps({"format": PROJECT_FORMAT, "root": ".", "keypoints": keypoints})
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# ----------------------------------------------------------------------------------- pfd pose cache
+def write_cache_npz(path: str | os.PathLike, meta: dict, rel_paths: Sequence[str], keypoints: np.ndarray,
+                    file_size: np.ndarray, mtime_ns: np.ndarray) -> Path:
+    """One uncompressed .npz: relative paths, keypoints [N, 17, 3], and each file's size and mtime."""
+    arrays = dict(
+        meta=np.array(json.dumps({"format": CACHE_FORMAT, **meta})),
+        paths=np.array(list(rel_paths), dtype=str),
+        keypoints=np.asarray(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 3),
+        file_size=np.asarray(file_size, np.int64),
+        mtime_ns=np.asarray(mtime_ns, np.int64),
+    )
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def read_cache_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a pose cache written by write_cache_npz."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if "meta" not in arrays or json.loads(str(arrays["meta"])).get("format") != CACHE_FORMAT:
+        raise ValueError(f"{path}: not a {CACHE_FORMAT} pose cache")
+    return json.loads(str(arrays.pop("meta"))), arrays
+
+
+# ----------------------------------------------------------------------------------- any of them
+def read_keypoints(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """{name: [17, 3]} from any supported keypoint file, recognised by its content."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.POSE_FILE: keypoint file {path} not found")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK"):  # zip: an .npz pose cache
+        meta, arrays = read_cache_npz(path)
+        root = Path(meta["root"])
+        return {str(root / rel): kps for rel, kps in zip(arrays["paths"].tolist(), arrays["keypoints"])}
+    if head.lstrip().startswith(b"{"):
+        with path.open() as f:
+            is_project = json.load(f).get("format") == PROJECT_FORMAT
+        return read_project_json(path) if is_project else read_coco_json(path)
+    if head.replace(b" ", b"").startswith(CSV_HEADER.encode()):
+        return read_openpose_csv(path)
+    raise ValueError(f"{path}: unknown keypoint file; expected COCO keypoint JSON, an OpenPose CSV "
+                     f"({CSV_HEADER!r} header), a {PROJECT_FORMAT} keypoints.json or a pose cache .npz")
+
+
+def _tail(path: str, parts: int) -> str:
+    return "/".join(Path(path).as_posix().split("/")[-parts:])
+
+
+class FileEstimator(PoseEstimator):
+    """Keypoints looked up by image path in a keypoint file (`file` and `synthetic` backends).
+
+    An image matches an entry with the same absolute path, else the same last 3, 2 or 1 path parts
+    (ambiguous tails never match). Images missing from the file get confidence 0, are counted in
+    `self.missing` and warned about.
+    """
+
+    MAX_TAIL = 3
+
+    def __init__(self, path: str | os.PathLike, name: str = "file"):
+        self.path = Path(path)
+        self.name = name
+        table = read_keypoints(self.path)
+        self.identity = file_identity(name, self.path)
+        self.missing = 0
+        self._by_name: dict[str, np.ndarray | None] = {}
+        for key, kps in table.items():
+            for alias in {Path(key).as_posix(), *(_tail(key, n) for n in range(1, self.MAX_TAIL + 1))}:
+                # an alias shared by two entries is ambiguous: mark it unusable
+                self._by_name[alias] = kps if alias not in self._by_name else None
+
+    def lookup(self, path: str) -> np.ndarray | None:
+        for key in (Path(path).as_posix(), *(_tail(path, n) for n in range(self.MAX_TAIL, 0, -1))):
+            kps = self._by_name.get(key)
+            if kps is not None:
+                return kps
+        return None
+
+    def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)
+        missing = []
+        for i, path in enumerate(paths):
+            kps = self.lookup(path)
+            if kps is None:
+                missing.append(path)
+            else:
+                out[i] = kps
+        if missing:
+            self.missing += len(missing)
+            log.warning("%s: %d of %d images are not in %s (confidence 0), e.g. %s",
+                        self.name, len(missing), len(paths), self.path, ", ".join(missing[:3]))
+        return out
+
+    def predict(self, images):
+        raise TypeError(f"the {self.name} pose backend looks keypoints up by image path; call predict_paths")

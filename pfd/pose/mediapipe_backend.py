@@ -1,0 +1,109 @@
+"""BlazePose (mediapipe 0.10.x "solutions" API) as an offline COCO-17 estimator.
+
+The pose models ship inside the mediapipe wheel (only `pose_landmark_full.tflite`, i.e.
+model_complexity 1, in 0.10.21), so nothing is downloaded; other complexities are refused
+rather than letting mediapipe fetch them.
+
+Re-ID crops are small (128x64) and tightly cropped, which BlazePose's person detector handles
+badly. Each crop is therefore upscaled (bicubic) to 192 px high and centred on a 384x384 mid-gray canvas
+(on CUHK03's 200 query images: a person in 177, against 89 when upscaled to 256 px on a 256x256
+black square). Landmarks are mapped back to the crop's own pixels.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .estimator import PoseEstimator
+
+__all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe_identity"]
+
+# BlazePose landmark index of each COCO-17 keypoint (both use the person's own left/right).
+BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+CANVAS = 384  # side of the square canvas the crop is pasted on
+PERSON_HEIGHT = 192  # the crop's height on the canvas
+CANVAS_GRAY = (128, 128, 128)
+_MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
+
+
+def prepare_crop(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste the upscaled crop at the centre of the canvas.
+
+    Returns (canvas uint8 [CANVAS, CANVAS, 3], scale [2], offset [2]): measured from the images'
+    top-left corners, canvas point (u, v) is crop point ((u, v) - offset) / scale.
+    """
+    w, h = image.size
+    scale = min(PERSON_HEIGHT / h, CANVAS / w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    left, top = (CANVAS - size[0]) // 2, (CANVAS - size[1]) // 2
+    canvas = Image.new("RGB", (CANVAS, CANVAS), CANVAS_GRAY)
+    canvas.paste(image.convert("RGB").resize(size, Image.BICUBIC), (left, top))
+    scale = np.array([size[0] / w, size[1] / h], np.float32)  # canvas pixels per crop pixel, per axis
+    return np.asarray(canvas), scale, np.array([left, top], np.float32)
+
+
+def _model_path(complexity: int) -> str:
+    import mediapipe
+
+    if complexity not in _MODEL_FILES:
+        raise ValueError(f"mediapipe model_complexity must be 0, 1 or 2, got {complexity!r}")
+    path = os.path.join(os.path.dirname(mediapipe.__file__), "modules", "pose_landmark", _MODEL_FILES[complexity])
+    if not os.path.isfile(path):
+        shipped = [c for c, f in _MODEL_FILES.items()
+                   if os.path.isfile(os.path.join(os.path.dirname(path), f))]
+        raise FileNotFoundError(
+            f"mediapipe model_complexity {complexity} needs {path}, which this mediapipe install does not "
+            f"ship (mediapipe would download it; this project never does). Shipped complexities: {shipped}"
+        )
+    return path
+
+
+def mediapipe_identity(model_complexity: int = 1, min_detection_confidence: float = 0.5) -> str:
+    """Everything that changes the keypoints: mediapipe version, model and crop preparation."""
+    from importlib.metadata import version
+
+    return (f"mediapipe-{version('mediapipe')}-c{model_complexity}-d{min_detection_confidence}"
+            f"-canvas{CANVAS}h{PERSON_HEIGHT}g{CANVAS_GRAY[0]}-bicubic")
+
+
+class MediapipeEstimator(PoseEstimator):
+    """BlazePose on CPU, one image at a time; one instance per process (it is not picklable)."""
+
+    name = "mediapipe"
+
+    def __init__(self, model_complexity: int = 1, min_detection_confidence: float = 0.5):
+        import mediapipe
+
+        _model_path(model_complexity)  # refuse before mediapipe tries to download
+        self.model_complexity = model_complexity
+        self.min_detection_confidence = min_detection_confidence
+        self._pose = mediapipe.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=model_complexity,
+            enable_segmentation=False, min_detection_confidence=min_detection_confidence,
+        )
+        self.identity = mediapipe_identity(model_complexity, min_detection_confidence)
+
+    def predict_one(self, image: Image.Image) -> np.ndarray:
+        """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found."""
+        canvas, scale, offset = prepare_crop(image)
+        result = self._pose.process(canvas)
+        out = np.zeros((17, 3), np.float32)
+        if result.pose_landmarks is None:
+            return out
+        marks = result.pose_landmarks.landmark
+        points = np.array([(marks[i].x, marks[i].y, marks[i].visibility) for i in BLAZEPOSE_TO_COCO], np.float32)
+        # normalized [0, 1] edge-to-edge -> crop pixels with pixel i centred at i (pfd.pose.heatmaps convention)
+        out[:, :2] = (points[:, :2] * CANVAS - offset) / scale - 0.5
+        out[:, 2] = np.clip(points[:, 2], 0.0, 1.0)
+        return out
+
+    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, 17, 3), np.float32)
+        return np.stack([self.predict_one(image) for image in images])
+
+    def close(self) -> None:
+        self._pose.close()
