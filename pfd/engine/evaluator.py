@@ -11,7 +11,6 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -19,19 +18,19 @@ from ..data.datasets import ImageRecord, ReIDDataset, build_dataset
 from ..data.loader import build_test_loader
 from ..pose.cache import load_or_build
 from ..pose.heatmaps import render_heatmaps
-from ..retrieval.metrics import evaluate as market_evaluate
+from ..retrieval.metrics import evaluate_features as retrieval_evaluate, retrieval_options
 from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 from .precision import autocast
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
-           "extract_features", "distance_matrix", "evaluate_features", "evaluate_test_sets"]
+           "extract_features", "evaluate_features", "evaluate_test_sets"]
 
 logger = logging.getLogger("pfd")
 
 
 @dataclass
 class FeatureSet:
-    """Features [N, F] (float32, CPU) of `records`, in record order."""
+    """Features [N, F] (float32, on the extraction device) of `records`, in record order."""
     feats: torch.Tensor
     records: Sequence[ImageRecord]
 
@@ -103,7 +102,7 @@ def prepare_test_sets(cfg) -> list[TestSet]:
 @torch.no_grad()
 def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,
                      heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None, desc: str = "features") -> FeatureSet:
-    """Eval-mode features of `records` (this rank's strided share, gathered), float32 on CPU."""
+    """Eval-mode features of `records`: each rank extracts a strided share, all get the gathered whole."""
     rank, world = get_rank(), get_world_size()
     share = list(records[rank::world])
     was_training = model.training
@@ -121,37 +120,19 @@ def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keyp
     model.train(was_training)
     feats = all_gather_rows(torch.cat(feats))
     order = all_gather_rows(torch.cat(order))
-    feats = feats[torch.argsort(order)].cpu()  # [N, F] in record order
-    return FeatureSet(feats, records)
+    return FeatureSet(feats[torch.argsort(order)], records)  # [N, F] in record order, on `device`
 
 
-def distance_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances [Na, Nb] between rows of a [Na, F] and b [Nb, F]."""
-    dist = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None] - 2.0 * a @ b.T
-    return dist.clamp_(min=0)
-
-
-def evaluate_features(cfg, query: FeatureSet, gallery: FeatureSet) -> tuple[dict, np.ndarray]:
-    """Market-1501 metrics of `query` against `gallery`, and the distance matrix [Nq, Ng] used."""
-    q, g = query.feats, gallery.feats
-    if cfg.TEST.FEAT_NORM == "yes":
-        q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
-    q_g = distance_matrix(q, g)
-    if cfg.TEST.RE_RANKING:
-        from ..retrieval.rerank import re_ranking
-
-        distmat = re_ranking(q_g.numpy(), distance_matrix(q, q).numpy(), distance_matrix(g, g).numpy(),
-                             k1=cfg.TEST.RE_RANKING_K1, k2=cfg.TEST.RE_RANKING_K2,
-                             lambda_value=cfg.TEST.RE_RANKING_LAMBDA)
-    else:
-        distmat = q_g.numpy()
-    metrics = market_evaluate(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
-    return metrics, distmat
+def evaluate_features(cfg, query: FeatureSet, gallery: FeatureSet) -> tuple[dict, torch.Tensor]:
+    """Market-1501 metrics of `query` against `gallery` (TEST.FEAT_NORM, TEST.RE_RANKING), and the
+    distance matrix [Nq, Ng] they were computed from."""
+    return retrieval_evaluate(query.feats, gallery.feats, query.pids, gallery.pids, query.camids, gallery.camids,
+                              **retrieval_options(cfg))
 
 
 def evaluate_test_sets(model: nn.Module, cfg, test_sets: Sequence[TestSet], device: torch.device,
                        heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None,
-                       on_result: Callable[[TestSet, dict, FeatureSet, FeatureSet, np.ndarray], None] | None = None,
+                       on_result: Callable[[TestSet, dict, FeatureSet, FeatureSet, torch.Tensor], None] | None = None,
                        ) -> dict[str, dict]:
     """Metrics per test set name (computed on rank 0; other ranks get {})."""
     results = {}

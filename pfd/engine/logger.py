@@ -14,7 +14,9 @@ __all__ = ["setup_logger", "MetricsWriter"]
 
 
 def setup_logger(output_dir: str | Path | None, rank: int = 0, name: str = "pfd") -> logging.Logger:
-    """The `pfd` logger: stdout (rank 0, INFO; others WARNING) and OUTPUT_DIR/log.txt on rank 0."""
+    """The `pfd` logger: stderr (rank 0, INFO; others WARNING) and OUTPUT_DIR/log.txt on rank 0.
+
+    stdout is left to results (the tables test.py and query.py print)."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logger.propagate = False
@@ -22,7 +24,7 @@ def setup_logger(output_dir: str | Path | None, rank: int = 0, name: str = "pfd"
         logger.removeHandler(handler)
         handler.close()
     fmt = logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S")
-    console = logging.StreamHandler(sys.stdout)
+    console = logging.StreamHandler(sys.stderr)
     console.setFormatter(fmt)
     logger.addHandler(console)
     if rank == 0 and output_dir is not None:

@@ -1,0 +1,140 @@
+"""test.py's work: load a checkpoint, evaluate every test set, write metrics, plots and a table.
+
+Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several): `metrics.json`,
+`cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import config_hash
+from ..model import build_model, load_checkpoint_into
+from ..model.convert import convert_reference_pfd, convert_transreid_baseline, detect_layout
+from ..model.pretrained import read_state_dict
+from ..retrieval import plots
+from .checkpoint import is_own_checkpoint, load_checkpoint
+from .distributed import init_distributed, is_main_process
+from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets
+from .logger import setup_logger
+from .precision import autocast_dtype
+
+__all__ = ["checkpoint_sizes", "load_eval_model", "run_test", "write_json", "summary_table"]
+
+logger = logging.getLogger("pfd")
+TOPK_SHOWN = 10
+
+
+def checkpoint_sizes(weights: str | Path) -> tuple[dict, int, int]:
+    """(checkpoint dict, num_classes, num_cameras) of our checkpoint or a reference/TransReID one."""
+    ckpt = load_checkpoint(weights)
+    if is_own_checkpoint(ckpt):
+        return ckpt, int(ckpt["num_classes"]), int(ckpt["num_cameras"])
+    state = read_state_dict(weights)
+    layout = detect_layout(state)
+    converters = {"reference_pfd": convert_reference_pfd, "transreid": convert_transreid_baseline}
+    state = converters[layout](state) if layout in converters else state
+    classifier = state.get("classifier_encoder.weight", state.get("classifier.weight"))
+    if classifier is None:
+        raise ValueError(f"{weights}: no classifier weights (classifier_encoder.weight / classifier.weight); "
+                         f"expected a pfd training checkpoint or a reference PFD/TransReID checkpoint")
+    sie = state.get("base_vit.sie_embed")
+    return ckpt, int(classifier.shape[0]), int(sie.shape[0]) if sie is not None else 1
+
+
+def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.Module, dict]:
+    """The model in eval mode with `weights` (ours, or a reference PFD checkpoint via the converter).
+
+    num_classes/num_cameras come from the checkpoint, so no training set is needed. Returns the model
+    and a description {"checkpoint", "format", "num_classes", "num_cameras"}.
+    """
+    if not weights:
+        raise ValueError("no weights given: set TEST.WEIGHT (test.py) or --weights (query.py) to a checkpoint")
+    ckpt, num_classes, num_cameras = checkpoint_sizes(weights)
+    model = build_model(cfg, num_classes, num_cameras)
+    if is_own_checkpoint(ckpt):
+        model.load_state_dict(ckpt["model"])
+        kind = "pfd"
+    else:
+        kind = load_checkpoint_into(model, weights)
+    info = {"checkpoint": str(weights), "format": kind, "num_classes": num_classes, "num_cameras": num_cameras}
+    return model.to(device).eval(), info
+
+
+def write_json(obj, path: Path) -> None:
+    """Atomic JSON write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet, weights: str, cfg) -> dict:
+    cmc = metrics["cmc"]
+    return {
+        "mAP": float(metrics["mAP"]), "rank1": float(cmc[0]), "rank5": float(cmc[4]),
+        "rank10": float(cmc[9]), "rank20": float(cmc[19]), "mINP": float(metrics["mINP"]),
+        "num_query": len(query.records), "num_gallery": len(gallery.records),
+        "num_valid_queries": int(metrics["num_valid_queries"]),
+        "re_ranking": bool(cfg.TEST.RE_RANKING), "checkpoint": str(weights), "config_hash": config_hash(cfg),
+    }
+
+
+def protocol_ranking(distmat: torch.Tensor, query: FeatureSet, gallery: FeatureSet, rows: np.ndarray) -> np.ndarray:
+    """Top TOPK_SHOWN gallery indices [len(rows), k] of the queries `rows`, without the gallery images
+    the Market-1501 protocol ignores (same identity and same camera as the query)."""
+    dist = distmat[torch.as_tensor(rows, device=distmat.device)].float().cpu()  # [R, Ng]
+    q_pids, q_cams = torch.as_tensor(query.pids[rows]), torch.as_tensor(query.camids[rows])
+    g_pids, g_cams = torch.as_tensor(gallery.pids), torch.as_tensor(gallery.camids)
+    junk = (q_pids[:, None] == g_pids[None]) & (q_cams[:, None] == g_cams[None])  # [R, Ng]
+    dist = dist.masked_fill(junk, float("inf"))
+    return dist.topk(min(TOPK_SHOWN, dist.shape[1]), dim=1, largest=False).indices.numpy()
+
+
+def summary_table(rows: dict[str, dict]) -> str:
+    """A fixed-width table, one row per test set, values in percent."""
+    cols = ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")
+    width = max([len("dataset")] + [len(n) for n in rows])
+    lines = [f"{'dataset':<{width}} " + " ".join(f"{c:>7}" for c in cols)]
+    lines += [f"{name:<{width}} " + " ".join(f"{100 * r[c]:>7.2f}" for c in cols) for name, r in rows.items()]
+    return "\n".join(lines)
+
+
+def run_test(cfg) -> dict[str, dict]:
+    """Evaluate TEST.WEIGHT on every test set; write outputs; print the table. Returns name -> record."""
+    dist_info = init_distributed(cfg.MODEL.DEVICE)
+    setup_logger(cfg.OUTPUT_DIR, dist_info.rank)
+    device = dist_info.device
+    model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device)
+    logger.info("testing %s (%s checkpoint, %d ids, %d cameras), config %s", info["checkpoint"], info["format"],
+                info["num_classes"], info["num_cameras"], config_hash(cfg))
+    test_sets = prepare_test_sets(cfg)
+    out_root = Path(cfg.OUTPUT_DIR)
+    rows: dict[str, dict] = {}
+
+    def write_outputs(test_set: TestSet, metrics: dict, query: FeatureSet, gallery: FeatureSet,
+                      distmat: torch.Tensor) -> None:
+        out_dir = out_root if len(test_sets) == 1 else out_root / test_set.name
+        record = metrics_record(metrics, query, gallery, cfg.TEST.WEIGHT, cfg) | {"dataset": test_set.name}
+        write_json(record, out_dir / "metrics.json")
+        plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
+        shown = np.linspace(0, len(query.records) - 1, min(cfg.TEST.NUM_VIS, len(query.records))).round().astype(int)
+        plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
+                                [r.path for r in gallery.records], gallery.pids,
+                                protocol_ranking(distmat, query, gallery, shown), out_dir / "ranked_lists.png",
+                                topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST))
+        rows[test_set.name] = record
+
+    evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),
+                       autocast_dtype(cfg.SOLVER.AMP, device), on_result=write_outputs)
+    if is_main_process():
+        print(summary_table(rows), flush=True)
+    return rows

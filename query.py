@@ -1,0 +1,51 @@
+"""Retrieval from the command line: build a FAISS index of a folder, then look a person up in it.
+
+    python query.py index --config CFG --weights W.pth --gallery DIR --out INDEX_DIR [--index-type flat|ivfpq]
+    python query.py search --index INDEX_DIR --image person.jpg [--topk 10] [--config CFG --weights W.pth]
+
+`index` reads every image under DIR (recursively; ids and cameras parsed from Market-1501 style
+names, else -1) and stores the index with a metadata table. `search` computes the query's pose and
+feature, prints the ranked list and saves a picture of it; it refuses an index built by another
+model or config.
+"""
+import argparse
+import sys
+
+from pfd.engine.search import build_gallery_index, search_image
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    index = sub.add_parser("index", help="extract features of a folder and store a FAISS index")
+    index.add_argument("--config", required=True, help="YAML config of the model")
+    index.add_argument("--weights", required=True, help="checkpoint (ours or a reference PFD one)")
+    index.add_argument("--gallery", required=True, help="folder of person images (searched recursively)")
+    index.add_argument("--out", required=True, help="index folder to write")
+    index.add_argument("--index-type", choices=("flat", "ivfpq"), default="flat",
+                       help="flat: exact search; ivfpq: compressed approximate search for big galleries")
+    index.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+    search = sub.add_parser("search", help="rank an index's images for one query image")
+    search.add_argument("--index", required=True, help="index folder written by `query.py index`")
+    search.add_argument("--image", required=True, help="query image")
+    search.add_argument("--topk", type=int, default=10)
+    search.add_argument("--config", help="config of the model (default: the one stored with the index)")
+    search.add_argument("--weights", help="checkpoint (default: the one stored with the index)")
+    search.add_argument("--out", help="ranking picture path (default: INDEX_DIR/search_<image name>.png)")
+    search.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command == "index":
+        build_gallery_index(args.config, args.weights, args.gallery, args.out, args.index_type, args.opts)
+    else:
+        search_image(args.index, args.image, args.topk, args.config, args.weights, args.out, args.opts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Evaluate a checkpoint: `python test.py --config CFG TEST.WEIGHT path.pth [KEY VALUE ...]`.
+
+Works with our checkpoints and with reference PFD checkpoints (converted on load). Evaluates every
+dataset in DATASETS.TEST_NAMES (comma-separated; default DATASETS.NAMES) under the Market-1501
+protocol and writes metrics.json, cmc.png and ranked_lists.png into OUTPUT_DIR.
+"""
+import argparse
+
+from pfd.config import load_config
+from pfd.engine.distributed import cleanup
+from pfd.engine.tester import run_test
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ... (TEST.WEIGHT path)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.opts)
+    try:
+        run_test(cfg)
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    main()

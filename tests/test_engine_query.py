@@ -1,0 +1,72 @@
+"""query.py: index a folder, search it, and refuse indexes of another model or config."""
+import json
+
+import pytest
+from engine_tiny import DEMO_CONFIG, make_data, tiny_config, tiny_opts
+
+import query as query_script
+from pfd.engine.trainer import Trainer
+from pfd.retrieval import IndexLoadError
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Tiny data, an (untrained) checkpoint of our format, and a flat index of the gallery folder."""
+    root = make_data(tmp_path_factory.mktemp("engine_query"))
+    trainer = Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false"))
+    trainer.save(0, improved=False)
+    weights = root / "run" / "last.pth"
+    opts = tiny_opts(root, root / "run")
+    gallery = root / "synthetic" / "bounding_box_test"
+    query_script.main(["index", "--config", str(DEMO_CONFIG), "--weights", str(weights), "--gallery", str(gallery),
+                       "--out", str(root / "index"), *opts])
+    return {"root": root, "weights": weights, "opts": opts, "gallery": gallery, "index": root / "index"}
+
+
+def test_index_metadata(setup):
+    meta = json.loads((setup["index"] / "meta.json").read_text())
+    images = sorted(setup["gallery"].glob("*.jpg"))
+    assert meta["num_items"] == len(images) == 79
+    assert meta["paths"] == [str(p.resolve()) for p in images]
+    first = images[0].name  # e.g. -1_c4s1_..., junk crops keep their parsed id -1
+    assert meta["pids"][0] == int(first.split("_")[0]) and meta["camids"][0] == int(first.split("_c")[1][0]) - 1
+    assert meta["model_name"] == "pfd" and meta["feature_kind"] == "full" and len(meta["config_hash"]) == 12
+
+
+def test_search_finds_the_image_itself(setup, capsys):
+    image = sorted(setup["gallery"].glob("0017_*.jpg"))[0]
+    out_png = setup["root"] / "search.png"
+    capsys.readouterr()
+    # No --config/--weights: both come from the index's metadata.
+    query_script.main(["search", "--index", str(setup["index"]), "--image", str(image), "--topk", "5",
+                       "--out", str(out_png)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["rank", "distance"] and len(lines) == 6
+    rank, distance, pid, cam, path = lines[1].split()
+    assert (rank, pid, cam, path) == ("1", "17", image.name.split("_c")[1][0], str(image.resolve()))
+    assert float(distance) < 1e-3
+    assert out_png.stat().st_size > 0
+
+
+def test_search_refuses_another_config_or_model(setup, tmp_path):
+    image = sorted(setup["gallery"].glob("*.jpg"))[5]
+    args = ["search", "--index", str(setup["index"]), "--image", str(image), "--config", str(DEMO_CONFIG)]
+    with pytest.raises(IndexLoadError, match="config_hash"):
+        query_script.main(args + ["--weights", str(setup["weights"]), *setup["opts"], "MODEL.FEAT_KIND", "global"])
+    other = tmp_path / "other.pth"
+    other.write_bytes(setup["weights"].read_bytes() + b"\0")  # a different file: another model id
+    with pytest.raises(IndexLoadError, match="model_id"):
+        query_script.main(args + ["--weights", str(other), *setup["opts"]])
+    with pytest.raises(IndexLoadError, match="missing"):
+        query_script.main(["search", "--index", str(tmp_path / "no_index"), "--image", str(image),
+                           "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]), *setup["opts"]])
+    with pytest.raises(FileNotFoundError, match="nobody.jpg"):
+        query_script.main(["search", "--index", str(setup["index"]), "--image", str(tmp_path / "nobody.jpg")])
+
+
+def test_ivfpq_index_reports_recall(setup):
+    query_script.main(["index", "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]),
+                       "--gallery", str(setup["gallery"]), "--out", str(setup["root"] / "ivfpq"),
+                       "--index-type", "ivfpq", *setup["opts"]])
+    meta = json.loads((setup["root"] / "ivfpq" / "meta.json").read_text())
+    assert meta["index_type"] == "ivfpq" and 0.0 <= meta["recall_at_10"] <= 1.0
