@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistInfo", "init_distributed", "resolve_device", "is_main_process", "get_rank", "get_world_size",
-           "barrier", "all_gather_rows", "broadcast_object", "cleanup"]
+           "barrier", "all_gather_rows", "broadcast_buffers", "broadcast_object", "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,18 @@ def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded)
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)])
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (BatchNorm running statistics) to every rank.
+
+    DDP syncs buffers at the start of each forward, so after the last training step every rank
+    holds the statistics of its own last batch; evaluating needs the ones the checkpoint holds.
+    """
+    if get_world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
 
 
 def broadcast_object(obj=None, src: int = 0):

@@ -24,7 +24,7 @@ from ..data.loader import build_train_loader
 from ..model import build_loss, build_model
 from .checkpoint import (FORMAT, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
                          unwrap_model)
-from .distributed import DistInfo, init_distributed
+from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets
 from .logger import MetricsWriter, setup_logger
 from .precision import autocast, autocast_dtype, build_grad_scaler
@@ -210,6 +210,7 @@ class Trainer:
         return {k: round(v, 4) for k, v in stats.items()}
 
     def evaluate(self, epochs_done: int) -> dict:
+        broadcast_buffers(unwrap_model(self.model))  # every rank evaluates rank 0's (the saved) model
         results = evaluate_test_sets(unwrap_model(self.model), self.cfg, self.test_sets, self.device,
                                      self.eval_heatmaps, self.amp_dtype)
         for name, m in results.items():
