@@ -23,7 +23,7 @@ from .estimator import PoseEstimator
 from .formats import file_fingerprint
 from .heatmaps import decode_heatmaps
 
-__all__ = ["HRNet", "HRNetEstimator", "build_hrnet", "load_hrnet_weights", "hrnet_identity", "HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["HRNet", "HRNetEstimator", "build_hrnet", "heatmaps_to_keypoints", "load_hrnet_weights", "hrnet_identity", "HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 HRNET_WIDTHS = {"hrnet_w32": 32, "hrnet_w48": 48}
 # (modules, branches) of stages 2, 3, 4; every branch holds 4 BasicBlocks.
@@ -262,11 +262,17 @@ class HRNetEstimator(PoseEstimator):
         return torch.cat(outs) if outs else torch.zeros(0, 17, self.input_hw[0] // 4, self.input_hw[1] // 4)
 
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
-        heatmaps = self.heatmaps(images)  # [N, 17, h, w]
-        h, w = heatmaps.shape[-2:]
-        kps = decode_heatmaps(heatmaps).cpu()  # [N, 17, 3], (x, y) in heatmap pixels
-        crop_wh = torch.tensor([img.size for img in images], dtype=torch.float32).view(-1, 1, 2)  # [N, 1, 2]
-        # heatmap pixels -> crop pixels, pixel edges aligned (the resize to input_hw preserves them too)
-        kps[..., :2] = (kps[..., :2] + 0.5) * crop_wh / torch.tensor([w, h], dtype=torch.float32) - 0.5
-        kps[..., 2] = kps[..., 2].clamp(0, 1)
-        return kps.numpy().astype(np.float32)
+        return heatmaps_to_keypoints(self.heatmaps(images), [img.size for img in images])
+
+
+def heatmaps_to_keypoints(heatmaps: torch.Tensor, crop_sizes: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Heatmaps [N, 17, h, w] of resized crops -> keypoints [N, 17, 3] in each crop's own pixels.
+
+    Sub-pixel peaks (decode_heatmaps), mapped with pixel edges aligned (the resize to the network
+    input preserves them too); confidence = peak value clipped to [0, 1]. `crop_sizes` are (W, H).
+    """
+    h, w = heatmaps.shape[-2:]
+    kps = decode_heatmaps(heatmaps.float()).cpu()  # [N, 17, 3], (x, y) in heatmap pixels
+    scale = torch.tensor(crop_sizes, dtype=torch.float32).view(-1, 1, 2) / torch.tensor([w, h])  # [N, 1, 2]
+    xy = (kps[..., :2] + 0.5) * scale - 0.5  # [N, 17, 2] crop pixels
+    return torch.cat([xy, kps[..., 2:].clamp(0, 1)], dim=-1).numpy().astype(np.float32)
