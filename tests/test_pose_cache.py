@@ -1,0 +1,127 @@
+"""Keypoint cache: built once, reused without calling the estimator, stale entries recomputed;
+backend choice; `python -m pfd.pose` on a generated synthetic dataset."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pfd.config import load_config
+from pfd.data.datasets import ImageRecord
+from pfd.pose.cache import KeypointTable, cache_path, load_or_build
+from pfd.pose.estimator import PoseEstimator, resolve_backend
+from pfd.pose.formats import read_cache_npz
+
+
+class CountingEstimator(PoseEstimator):
+    """Keypoints derived from the pixels (so a changed image gives changed keypoints); counts images seen."""
+
+    name = "counting"
+
+    def __init__(self, identity="counting-v1"):
+        self.identity = identity
+        self.seen = 0
+
+    def predict(self, images):
+        self.seen += len(images)
+        means = np.array([np.asarray(img, np.float32).mean() for img in images], np.float32)
+        kps = np.zeros((len(images), 17, 3), np.float32)
+        kps[:, :, 0] = means[:, None]
+        kps[:, :, 1] = np.arange(17)
+        kps[:, :, 2] = (means[:, None] > 10).astype(np.float32)  # a black image: "no person"
+        return kps
+
+
+def write_image(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 32), (value, value, value)).save(path)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    records = []
+    for i, split in enumerate(["bounding_box_train"] * 3 + ["query", "bounding_box_test"]):
+        path = tmp_path / "data" / split / f"{i + 1:04d}_c1s1_000001_00.jpg"
+        write_image(path, 0 if i == 4 else 40 * (i + 1))
+        records.append(ImageRecord(str(path), i, 0))
+    cfg = load_config(None, ["MODEL.POSE_CACHE_DIR", str(tmp_path / "cache")])
+    return cfg, records
+
+
+def test_built_once_then_reused_without_estimator_calls(dataset):
+    cfg, records = dataset
+    estimator = CountingEstimator()
+    table = load_or_build(cfg, records, "tiny", backend=estimator)
+    assert estimator.seen == 5 and len(table) == 5 and isinstance(table, KeypointTable)
+    assert table.detection_rate == pytest.approx(0.8)  # the black image has no person
+    np.testing.assert_allclose(table[records[1].path][:, 0], 80.0)
+    assert cache_path(cfg, "tiny", "counting").is_file()
+
+    fresh = CountingEstimator()
+    again = load_or_build(cfg, records, "tiny", backend=fresh)
+    assert fresh.seen == 0
+    for record in records:
+        np.testing.assert_array_equal(again[record.path], table[record.path])
+
+
+def test_changed_image_is_recomputed_and_other_splits_are_kept(dataset):
+    cfg, records = dataset
+    load_or_build(cfg, records, "tiny", backend=CountingEstimator())
+    changed = records[2].path
+    write_image(Path(changed), 200)
+    os.utime(changed, ns=(1, 1))  # a different mtime even on coarse file systems
+    estimator = CountingEstimator()
+    table = load_or_build(cfg, records[2:4], "tiny", backend=estimator)  # a subset: test.py's query
+    assert estimator.seen == 1
+    np.testing.assert_allclose(table[changed][:, 0], 200.0)
+    assert set(table) == {records[2].path, records[3].path}
+    meta, arrays = read_cache_npz(cache_path(cfg, "tiny", "counting"))
+    assert len(arrays["paths"]) == 5 and meta["identity"] == "counting-v1"  # train entries still cached
+
+    other = CountingEstimator(identity="counting-v2")  # e.g. other weights: everything is stale
+    load_or_build(cfg, records, "tiny", backend=other)
+    assert other.seen == 5
+
+
+def test_missing_image_is_named(dataset, tmp_path):
+    cfg, records = dataset
+    ghost = ImageRecord(str(tmp_path / "data" / "query" / "ghost.jpg"), 0, 0)
+    with pytest.raises(FileNotFoundError, match="ghost.jpg"):
+        load_or_build(cfg, records + [ghost], "tiny", backend=CountingEstimator())
+
+
+def test_auto_backend_choice(tmp_path):
+    image = tmp_path / "synthetic" / "query" / "0001_c1s1_000001_00.jpg"
+    write_image(image, 100)
+    plain = load_config(None, [])
+    assert resolve_backend(plain, None, [str(image)]) == "mediapipe"
+    assert resolve_backend(load_config(None, ["MODEL.POSE_FILE", "k.csv"]), None, [str(image)]) == "file"
+    (tmp_path / "synthetic" / "keypoints.json").write_text(
+        json.dumps({"format": "pfd-keypoints-v1", "root": ".", "keypoints": {}}))
+    assert resolve_backend(plain, None, [str(image)]) == "synthetic"
+    assert resolve_backend(load_config(None, ["MODEL.POSE_WEIGHT", "w.pth"]), None, [str(image)]) == "hrnet"
+    assert resolve_backend(plain, "mediapipe", [str(image)]) == "mediapipe"
+
+
+def test_cli_caches_a_synthetic_dataset_with_its_ground_truth(tmp_path, capsys):
+    from pfd.data.synthetic import SyntheticConfig, generate
+    from pfd.pose.__main__ import main
+
+    generate(tmp_path / "synthetic", SyntheticConfig(ids_train=2, ids_test=2, images_per_id=2, cameras=2,
+                                                     cameras_per_id=2, distractors=1, junk=0), progress=False)
+    opts = ["DATASETS.NAMES", "synthetic", "DATASETS.ROOT_DIR", str(tmp_path),
+            "MODEL.POSE_CACHE_DIR", str(tmp_path / "cache")]
+    main(opts)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["backend"] == "synthetic" and line["dataset"] == "synthetic"
+
+    truth = json.loads((tmp_path / "synthetic" / "keypoints.json").read_text())["keypoints"]
+    assert line["images"] == len(truth)
+    meta, arrays = read_cache_npz(line["cache"])
+    assert meta["backend"] == "synthetic"
+    cached = dict(zip(arrays["paths"].tolist(), arrays["keypoints"]))
+    for rel, rows in truth.items():
+        rows = np.asarray(rows, np.float32)
+        np.testing.assert_array_equal(cached[rel], rows[:, [0, 1, 3]])  # x, y, confidence (last value)

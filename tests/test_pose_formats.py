@@ -1,0 +1,137 @@
+"""Keypoint files: every format written and read back exactly, format details, and the `file` backend."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from pfd.config import load_config
+from pfd.pose.estimator import build_estimator
+from pfd.pose.formats import (
+    FileEstimator, read_coco_json, read_keypoints, read_openpose_csv, read_project_json, write_cache_npz,
+    write_coco_json, write_openpose_csv, write_project_json,
+)
+
+
+def random_table(names, seed=0, binary_conf=False):
+    """{name: [17, 3]} with some keypoints missing (confidence 0 and x = y = 0)."""
+    rng = np.random.default_rng(seed)
+    table = {}
+    for name in names:
+        kps = np.zeros((17, 3), np.float32)
+        kps[:, 0] = rng.uniform(0, 64, 17)
+        kps[:, 1] = rng.uniform(0, 128, 17)
+        kps[:, 2] = 1.0 if binary_conf else rng.uniform(0.05, 1, 17)
+        missing = rng.random(17) < 0.3
+        kps[missing] = 0
+        table[name] = kps
+    return table
+
+
+def assert_same(read, written):
+    assert set(read) == set(written)
+    for name, kps in written.items():
+        assert read[name].dtype == np.float32
+        np.testing.assert_array_equal(read[name], kps)
+
+
+def test_coco_json_round_trip(tmp_path):
+    table = random_table(["0001_c1s1_000001_00.jpg", "query/0002_c2s1_000002_00.jpg"])
+    path = write_coco_json(tmp_path / "kps.json", table)
+    assert_same(read_coco_json(path), table)
+    assert_same(read_keypoints(path), table)
+
+
+def test_coco_ground_truth_flags_and_several_people(tmp_path):
+    person = np.zeros((17, 3))
+    person[:, :2] = 5
+    person[:3, 2] = 2  # visible
+    person[3:5, 2] = 1  # labeled, occluded
+    small = np.zeros((17, 3))
+    small[0, 2] = 2
+    data = {"images": [{"id": 7, "file_name": "a.jpg"}, {"id": 8, "file_name": "empty.jpg"}],
+            "annotations": [{"image_id": 7, "keypoints": small.ravel().tolist()},
+                            {"image_id": 7, "keypoints": person.ravel().tolist()}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    table = read_keypoints(path)
+    np.testing.assert_array_equal(table["a.jpg"][:, 2], [1, 1, 1] + [0] * 14)  # the larger person, v=2 -> 1
+    assert table["empty.jpg"][:, 2].max() == 0  # an image without annotation: no person
+
+
+def test_openpose_csv_round_trip_and_layout(tmp_path):
+    table = random_table(["0001_c1s1_000001_00.jpg", "0002_c1s1_000002_00.jpg"], binary_conf=True)
+    path = write_openpose_csv(tmp_path / "market-annotation-test.csv", table)
+    assert_same(read_openpose_csv(path), table)
+    assert_same(read_keypoints(path), table)
+
+    # a hand-written row in the shared Market-1501 layout: OpenPose order, y list then x list
+    y = [10, 20, 21, 30, 40, 19, 31, 41, 50, 70, 90, 52, 71, 91, 8, 9, 11, 12]
+    x = [32, 32, 24, 22, 20, 40, 42, 44, 26, 25, 24, 38, 39, 40, 30, 34, 28, -1]
+    csv = tmp_path / "shared.csv"
+    csv.write_text(f"name:keypoints_y:keypoints_x\nimg.jpg: {y}: {x}\n")
+    kps = read_keypoints(csv)["img.jpg"]
+    np.testing.assert_array_equal(kps[0], [32, 10, 1])  # nose
+    np.testing.assert_array_equal(kps[5], [40, 19, 1])  # left shoulder = OpenPose 5
+    np.testing.assert_array_equal(kps[6], [24, 21, 1])  # right shoulder = OpenPose 2
+    np.testing.assert_array_equal(kps[15], [40, 91, 1])  # left ankle = OpenPose 13
+    np.testing.assert_array_equal(kps[3], [0, 0, 0])  # left ear = OpenPose 17, x = -1: missing
+
+
+def test_project_json_round_trip_and_generator_rows(tmp_path):
+    images = tmp_path / "data" / "bounding_box_train"
+    table = random_table([str(images / "0001_c1s1_000001_00.jpg"), str(images / "0002_c1s1_000002_00.jpg")])
+    path = write_project_json(tmp_path / "data" / "keypoints.json", table)
+    assert json.loads(path.read_text())["keypoints"].keys() == {"bounding_box_train/0001_c1s1_000001_00.jpg",
+                                                                "bounding_box_train/0002_c1s1_000002_00.jpg"}
+    assert_same(read_project_json(path), table)
+    assert_same(read_keypoints(path), table)
+
+    rows = [[1.5, 2.5, 2, 0.9]] * 17  # the generator's (x, y, visibility, confidence)
+    gen = tmp_path / "gen" / "keypoints.json"
+    gen.parent.mkdir()
+    gen.write_text(json.dumps({"format": "pfd-keypoints-v1", "root": ".", "keypoints": {"q/a.jpg": rows}}))
+    kps = read_keypoints(gen)[str(gen.parent / "q" / "a.jpg")]
+    np.testing.assert_allclose(kps, [[1.5, 2.5, 0.9]] * 17)
+
+
+def test_cache_npz_read_as_keypoint_file(tmp_path):
+    table = random_table(["train/a.jpg", "query/b.jpg"])
+    path = write_cache_npz(tmp_path / "c.npz", {"root": str(tmp_path), "identity": "x"}, list(table),
+                           np.stack(list(table.values())), np.array([1, 2]), np.array([3, 4]))
+    assert_same(read_keypoints(path), {str(tmp_path / k): v for k, v in table.items()})
+
+
+def test_bad_files_are_named(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt: unknown keypoint file"):
+        read_keypoints(bad)
+    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+        read_keypoints(tmp_path / "nowhere.json")
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
+                                 "annotations": [{"image_id": 1, "keypoints": [1, 2, 3]}]}))
+    with pytest.raises(ValueError, match=r"short.json: annotations\[0\].keypoints must hold 51"):
+        read_keypoints(short)
+
+
+def test_file_backend_matches_by_trailing_path_and_reports_missing(tmp_path, caplog):
+    table = random_table(["bounding_box_train/0001_c1s1_000001_00.jpg", "query/0001_c1s1_000001_00.jpg",
+                          "0003_c2s1_000005_00.jpg"])
+    path = write_coco_json(tmp_path / "kps.json", table)
+    estimator = build_estimator(load_config(None, ["MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", str(path)]))
+    assert isinstance(estimator, FileEstimator) and estimator.name == "file"
+    root = "/data/market1501"
+    with caplog.at_level(logging.WARNING):
+        kps = estimator.predict_paths([f"{root}/query/0001_c1s1_000001_00.jpg",  # two parts decide
+                                       f"{root}/bounding_box_test/0003_c2s1_000005_00.jpg",  # the name decides
+                                       f"{root}/bounding_box_test/0001_c1s1_000001_00.jpg",  # ambiguous name
+                                       f"{root}/query/9999_c1s1_000001_00.jpg"])  # absent
+    np.testing.assert_array_equal(kps[0], table["query/0001_c1s1_000001_00.jpg"])
+    np.testing.assert_array_equal(kps[1], table["0003_c2s1_000005_00.jpg"])
+    assert kps[2:].sum() == 0
+    assert estimator.missing == 2
+    assert "2 of 4 images are not in" in caplog.text and "9999_c1s1_000001_00.jpg" in caplog.text
+    with pytest.raises(TypeError, match="predict_paths"):
+        estimator.predict([])
