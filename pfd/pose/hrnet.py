@@ -241,8 +241,8 @@ class HRNetEstimator(PoseEstimator):
 
         if not cfg.MODEL.POSE_WEIGHT:
             raise ValueError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT (e.g. weights/pose_hrnet_w48_256x192.pth)")
-        return cls(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT, resolve_device(cfg.MODEL.DEVICE),
-                   batch_size=cfg.TEST.IMS_PER_BATCH)
+        device = resolve_device(cfg.MODEL.DEVICE, int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT, device, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Crops -> ImageNet-normalized [N, 3, H, W] on the device, channels_last."""
