@@ -115,7 +115,8 @@ def test_estimator_on_crops_of_any_size(w32_file):
     path, _ = w32_file
     estimator = HRNetEstimator("hrnet_w32", str(path), batch_size=2)
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in ((128, 64), (90, 50), (256, 128))]
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+              for h, w in ((128, 64), (90, 50), (256, 128))]
     kps = estimator.predict(images)
     assert kps.shape == (3, 17, 3) and kps.dtype == np.float32
     assert (kps[..., 2] >= 0).all() and (kps[..., 2] <= 1).all()

@@ -22,7 +22,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["PoseEstimator", "build_estimator", "resolve_backend", "estimator_identity", "PER_PROCESS_BACKENDS", "find_synthetic_keypoints", "BACKENDS"]
+__all__ = ["BACKENDS", "PER_PROCESS_BACKENDS", "PoseEstimator", "build_estimator", "estimator_identity",
+           "find_synthetic_keypoints", "resolve_backend"]
 
 BACKENDS = ("hrnet", "mediapipe", "file", "synthetic")
 # CPU-bound, one image at a time: the cache spreads them over processes, each with its own estimator.

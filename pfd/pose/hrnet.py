@@ -23,7 +23,8 @@ from .estimator import PoseEstimator
 from .formats import file_fingerprint
 from .heatmaps import decode_heatmaps
 
-__all__ = ["HRNet", "HRNetEstimator", "build_hrnet", "heatmaps_to_keypoints", "load_hrnet_weights", "hrnet_identity", "HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD", "HRNet", "HRNetEstimator", "build_hrnet",
+           "heatmaps_to_keypoints", "hrnet_identity", "load_hrnet_weights"]
 
 HRNET_WIDTHS = {"hrnet_w32": 32, "hrnet_w48": 48}
 # (modules, branches) of stages 2, 3, 4; every branch holds 4 BasicBlocks.
@@ -175,13 +176,18 @@ def _unwrap(obj: object, path: str) -> Mapping[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
-def load_hrnet_weights(model: HRNet, path: str | os.PathLike) -> HRNet:
-    """Load a COCO keypoint checkpoint strictly; errors name the file and the offending keys."""
+def _require_checkpoint(path: str | os.PathLike) -> str:
     path = str(path)
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(
             f"MODEL.POSE_WEIGHT: HRNet checkpoint {path!r} not found (expected e.g. pose_hrnet_w48_256x192.pth)"
         )
+    return path
+
+
+def load_hrnet_weights(model: HRNet, path: str | os.PathLike) -> HRNet:
+    """Load a COCO keypoint checkpoint strictly; errors name the file and the offending keys."""
+    path = _require_checkpoint(path)
     state = _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -207,11 +213,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def hrnet_identity(arch: str, weight_path: str, input_hw: tuple[int, int] = (256, 128)) -> str:
     """The architecture, a fingerprint of the weights, and the input size."""
-    if not weight_path or not os.path.isfile(weight_path):
-        raise FileNotFoundError(
-            f"MODEL.POSE_WEIGHT: HRNet checkpoint {weight_path!r} not found (expected e.g. pose_hrnet_w48_256x192.pth)"
-        )
-    return f"hrnet-{arch}-{file_fingerprint(weight_path)}-{input_hw[0]}x{input_hw[1]}"
+    return f"hrnet-{arch}-{file_fingerprint(_require_checkpoint(weight_path))}-{input_hw[0]}x{input_hw[1]}"
 
 
 class HRNetEstimator(PoseEstimator):
@@ -240,7 +242,8 @@ class HRNetEstimator(PoseEstimator):
         from ..engine.distributed import resolve_device
 
         if not cfg.MODEL.POSE_WEIGHT:
-            raise ValueError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT (e.g. weights/pose_hrnet_w48_256x192.pth)")
+            raise ValueError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT "
+                             "(e.g. weights/pose_hrnet_w48_256x192.pth)")
         device = resolve_device(cfg.MODEL.DEVICE, int(os.environ.get("LOCAL_RANK", "0")))
         return cls(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT, device, batch_size=cfg.TEST.IMS_PER_BATCH)
 
