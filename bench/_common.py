@@ -1,10 +1,12 @@
 """Shared timing helpers of the bench scripts: warm-up excluded, CUDA synchronized, median of repeats."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -102,20 +104,47 @@ def random_batch(batch: int, size: tuple[int, int], device: torch.device, seed: 
     return [t.to(device) for t in (images, keypoints, camids, pids)]
 
 
-def require_online_heatmaps():
-    """pfd.pose.online.OnlineHeatmaps, or exit with a clear message (checked before any timing)."""
-    try:
-        from pfd.pose.online import OnlineHeatmaps
-    except ImportError as err:
-        raise SystemExit(f"--pose-online needs pfd.pose.online.OnlineHeatmaps, which is not available: {err}")
-    return OnlineHeatmaps
+def model_bench_args(doc: str, batch: int, warmup: int, steps: int) -> argparse.Namespace:
+    """The command line shared by bench/train_step.py and bench/inference.py."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--pose-online", action="store_true",
+                        help="HRNet-W48 heatmaps on every batch (MODEL.POSE_WEIGHT, or random weights)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help="tiny ViT, 128x64, batch 8, 2 steps")
+    parser.add_argument("opts", nargs="*", help="extra config overrides KEY VALUE ... for the PFD model")
+    args = parser.parse_args()
+    if args.tiny:
+        args.batch, args.warmup, args.steps, args.repeats = 8, 1, 2, 2
+    return args
+
+
+def online_heatmaps(cfg, device: torch.device) -> torch.nn.Module:
+    """HRNet on every batch; without MODEL.POSE_WEIGHT, random HRNet weights (speed does not depend on them)."""
+    import tempfile
+
+    from pfd.pose.hrnet import build_hrnet
+    from pfd.pose.online import OnlineHeatmaps
+
+    if not cfg.MODEL.POSE_WEIGHT:
+        weights = Path(tempfile.mkdtemp()) / f"random_{cfg.MODEL.POSE_ARCH}.pth"
+        torch.save(build_hrnet(cfg.MODEL.POSE_ARCH).state_dict(), weights)
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.POSE_WEIGHT = str(weights)
+    return OnlineHeatmaps(cfg).to(device).eval()
 
 
 def heatmap_source(cfg, pose_online: bool, device: torch.device):
     """images, keypoints -> heatmaps: cached poses rendered on the device, or HRNet online on every batch."""
     size = tuple(cfg.INPUT.SIZE_TRAIN)
     if pose_online:
-        online = require_online_heatmaps()(cfg).to(device).eval()
+        online = online_heatmaps(cfg, device)
         return lambda images, keypoints: online(images)
     from pfd.pose.heatmaps import render_heatmaps
 

@@ -11,7 +11,6 @@ of the repeats is reported. Prints one JSON line: images/s of both, their ratio,
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (NUM_CAMERAS, NUM_CLASSES, autocast, autocast_dtype, emit, heatmap_source,  # noqa: E402
-                           measure, model_bench_options, peak_memory_gb, pick_device, random_batch,
-                           require_online_heatmaps, reset_peak_memory, timm_baseline)
+                           measure, model_bench_args, model_bench_options, peak_memory_gb, pick_device,
+                           random_batch, reset_peak_memory, timm_baseline)
 from pfd.config import load_config  # noqa: E402
 from pfd.model import build_loss, build_model  # noqa: E402
 
@@ -50,22 +49,7 @@ def run(step, device, args) -> tuple[float, float | None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
-    parser.add_argument("--pose-online", action="store_true", help="HRNet-W48 heatmaps on every batch")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--tiny", action="store_true", help="tiny ViT, 128x64, batch 8, 2 steps")
-    parser.add_argument("opts", nargs="*", help="extra config overrides KEY VALUE ... for the PFD model")
-    args = parser.parse_args()
-    if args.tiny:
-        args.batch, args.warmup, args.steps, args.repeats = 8, 1, 2, 2
-    if args.pose_online:
-        require_online_heatmaps()
+    args = model_bench_args(__doc__, batch=64, warmup=5, steps=10)
     device = pick_device(args.device)
     dtype = autocast_dtype(args.amp, device)
     cfg = load_config(None, model_bench_options(args.opts, args.tiny))
