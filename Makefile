@@ -16,5 +16,20 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
+# truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.
+DEMO_CFG := configs/demo_synthetic.yaml
+DEMO_OPTS = DATASETS.ROOT_DIR $(DEMO_DIR)/data OUTPUT_DIR $(DEMO_DIR)/run MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache
+
+demo: $(STAMP)
+	test -f $(DEMO_DIR)/data/synthetic/keypoints.json || $(PY) -m pfd.data.synthetic --out $(DEMO_DIR)/data/synthetic --quiet
+	$(PY) -m pfd.pose --config $(DEMO_CFG) $(DEMO_OPTS)
+	rm -rf $(DEMO_DIR)/run
+	$(PY) train.py --config $(DEMO_CFG) $(DEMO_OPTS)
+	$(PY) test.py --config $(DEMO_CFG) $(DEMO_OPTS) OUTPUT_DIR $(DEMO_DIR) TEST.WEIGHT $(DEMO_DIR)/run/last.pth
+	$(PY) query.py index --config $(DEMO_CFG) --weights $(DEMO_DIR)/run/last.pth \
+		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index $(DEMO_OPTS)
+	$(PY) query.py search --index $(DEMO_DIR)/index --image "$$(ls $(DEMO_DIR)/data/synthetic/query/*.jpg | head -n 1)" --topk 10 --out $(DEMO_DIR)/search.png
+
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

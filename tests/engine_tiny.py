@@ -1,4 +1,5 @@
 """Shared by the engine tests: a tiny synthetic dataset and a tiny CPU config on top of demo_synthetic.yaml."""
+import importlib.util
 from pathlib import Path
 
 from pfd.config import load_config
@@ -16,12 +17,21 @@ def make_data(root: Path) -> Path:
 
 
 def tiny_opts(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
-    """Overrides for a seconds-long CPU run: 2-block ViT, 128x64, batch 16 (4 ids x 4), no workers."""
+    """Overrides for a seconds-long CPU run: 2-block ViT, 128x64, batch 16 (4 ids x 4), no workers,
+    camera embedding on (whatever the demo's tuning says), so every model input is exercised."""
     return ["DATASETS.ROOT_DIR", str(data_root), "OUTPUT_DIR", str(output_dir),
             "MODEL.POSE_CACHE_DIR", str(data_root / "pose_cache"), "MODEL.VIT_DEPTH", "2",
             "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.WARMUP_EPOCHS", "1",
-            "SOLVER.LOG_PERIOD", "4", "SOLVER.CHECKPOINT_PERIOD", "0", *extra]
+            "SOLVER.LOG_PERIOD", "4", "SOLVER.CHECKPOINT_PERIOD", "0", "MODEL.SIE_CAMERA", "true", *extra]
 
 
 def tiny_config(data_root: Path, output_dir: Path, *extra: str):
     return load_config(DEMO_CONFIG, tiny_opts(data_root, output_dir, *extra))
+
+
+def load_script(name: str):
+    """The repository's `<name>.py` script as a module (by path: `test` is also a stdlib package)."""
+    spec = importlib.util.spec_from_file_location(f"pfd_script_{name}", REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,9 +6,10 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
-from engine_tiny import DEMO_CONFIG, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
-import test as test_script
+test_script = load_script("test")
+
 
 WORLD_SIZE = 2
 RUN = ["SOLVER.MAX_EPOCHS", "1", "SOLVER.EVAL_PERIOD", "1"]

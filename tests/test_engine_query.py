@@ -2,11 +2,12 @@
 import json
 
 import pytest
-from engine_tiny import DEMO_CONFIG, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
-import query as query_script
 from pfd.engine.trainer import Trainer
 from pfd.retrieval import IndexLoadError
+
+query_script = load_script("query")
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@ import json
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
-import test as test_script
 from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.trainer import Trainer
+
+test_script = load_script("test")
 
 # From-scratch ViTs learn fastest here with AdamW; the SGD recipe itself is checked in test_engine_solver.
 EPOCHS = ["SOLVER.MAX_EPOCHS", "10", "SOLVER.EVAL_PERIOD", "5", "SOLVER.OPTIMIZER_NAME", "AdamW",

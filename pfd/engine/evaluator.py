@@ -5,7 +5,6 @@ back into record order on every rank, and rank 0 computes the metrics.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -24,8 +23,6 @@ from .precision import autocast
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
            "extract_features", "evaluate_features", "evaluate_test_sets"]
-
-logger = logging.getLogger("pfd")
 
 
 @dataclass

@@ -8,6 +8,7 @@ resolved config and checkpoint path so `search` can rebuild the same model witho
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from ..data.datasets import ImageRecord
 from ..data.datasets.base import IMAGE_EXTENSIONS
 from ..pose import build_estimator
 from ..retrieval import build_index, load_index, plots
+from ..retrieval.index import META_FILE
 from .distributed import resolve_device
 from .evaluator import HeatmapMaker, extract_features, load_keypoints
 from .logger import setup_logger
@@ -99,10 +101,7 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
 
 
 def _config_from_index(index_dir: Path, opts: Sequence[str]):
-    """The config stored in the index's metadata."""
-    from ..retrieval.index import META_FILE
-    import json
-
+    """The config and checkpoint path stored in the index's metadata."""
     meta_path = index_dir / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} is missing; build the index with `query.py index` first")
