@@ -1,9 +1,12 @@
 """Training on a tiny synthetic set: it learns, it resumes exactly, and test.py reads its checkpoint."""
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.trainer import Trainer
@@ -67,6 +70,32 @@ def test_kill_and_resume_gives_identical_weights(data_root, full_run):
     for a, b in zip(reference["optimizer"]["state"].values(), final["optimizer"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert final["best_map"] == reference["best_map"]
+
+
+def _checkpoint_epoch(path) -> int:
+    return load_checkpoint(path)["epoch"] if path.exists() else -1
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_run):
+    """A real `kill -9` of train.py partway through an epoch loses only that epoch."""
+    out = data_root / "killed"
+    cmd = [sys.executable, "train.py", "--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, *EPOCHS)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while _checkpoint_epoch(out / "last.pth") < 4:
+        assert proc.poll() is None and time.monotonic() < deadline, "train.py ended before its 4th epoch"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 5 (or later): the kill lands wherever the run happens to be
+    proc.kill()
+    proc.wait()
+    killed_at = _checkpoint_epoch(out / "last.pth")
+    assert 4 <= killed_at < 10
+
+    subprocess.run(cmd + ["--resume"], cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference, final = load_checkpoint(full_run["out"] / "last.pth"), load_checkpoint(out / "last.pth")
+    assert final["epoch"] == 10
+    for key, value in reference["model"].items():
+        assert torch.equal(final["model"][key], value), key
 
 
 def test_checkpoints_written(full_run):
