@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from pfd.precision import autocast, autocast_dtype  # noqa: F401  (re-exported for the bench scripts)
 
 __all__ = ["pick_device", "autocast_dtype", "autocast", "sync", "measure", "reset_peak_memory", "peak_memory_gb",
            "emit"]
@@ -20,19 +21,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on CUDA (fp16 where bf16 is unsupported), fp32 (no autocast) on CPU."""
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[amp]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def sync(device: torch.device) -> None:

@@ -27,7 +27,7 @@ from ..retrieval.index import META_FILE
 from .distributed import resolve_device
 from .evaluator import HeatmapMaker, extract_features, load_keypoints
 from .logger import setup_logger
-from .precision import autocast_dtype
+from ..precision import autocast_dtype
 from .tester import load_eval_model
 
 __all__ = ["folder_records", "checkpoint_id", "build_gallery_index", "search_image", "format_ranking"]

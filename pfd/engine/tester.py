@@ -24,7 +24,7 @@ from .checkpoint import is_own_checkpoint, load_checkpoint
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets
 from .logger import setup_logger
-from .precision import autocast_dtype
+from ..precision import autocast_dtype
 
 __all__ = ["checkpoint_sizes", "load_eval_model", "run_test", "write_json", "summary_table"]
 

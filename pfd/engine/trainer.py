@@ -27,7 +27,7 @@ from .checkpoint import (FORMAT, atomic_save, load_checkpoint, resolve_resume, r
 from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets
 from .logger import MetricsWriter, setup_logger
-from .precision import autocast, autocast_dtype, build_grad_scaler
+from ..precision import autocast, autocast_dtype, build_grad_scaler
 from .solver import build_optimizer, build_scheduler
 
 __all__ = ["Trainer", "seed_epoch", "train"]

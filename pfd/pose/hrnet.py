@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ..engine.precision import autocast, autocast_dtype
+from ..precision import autocast, autocast_dtype
 from .estimator import PoseEstimator
 from .formats import file_fingerprint
 from .heatmaps import decode_heatmaps
