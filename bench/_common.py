@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from pfd.config import load_config
 from pfd.precision import autocast, autocast_dtype  # noqa: F401  (re-exported for the bench scripts)
 
 __all__ = ["pick_device", "autocast_dtype", "autocast", "sync", "measure", "reset_peak_memory", "peak_memory_gb",
@@ -110,6 +111,19 @@ def model_bench_args(doc: str, batch: int, warmup: int, steps: int) -> argparse.
     if args.tiny:
         args.batch, args.warmup, args.steps, args.repeats = 8, 1, 2, 2
     return args
+
+
+def model_bench_setup(name: str, args: argparse.Namespace):
+    """(cfg, device, autocast dtype, random batch, the JSON record's header) of a model bench run."""
+    device = pick_device(args.device)
+    dtype = autocast_dtype(args.amp, device)
+    cfg = load_config(None, model_bench_options(args.opts, args.tiny))
+    size = tuple(cfg.INPUT.SIZE_TRAIN)
+    batch = random_batch(args.batch, size, device)  # images, keypoints, camids, pids
+    header = {"bench": name, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": args.batch, "size": list(size),
+              "compile": args.compile, "pose": "online" if args.pose_online else "cached", "tiny": args.tiny}
+    return cfg, device, dtype, batch, header
 
 
 def online_heatmaps(cfg, device: torch.device) -> torch.nn.Module:

@@ -17,23 +17,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import (NUM_CAMERAS, NUM_CLASSES, autocast, autocast_dtype, emit, heatmap_source,  # noqa: E402
-                           measure, model_bench_args, model_bench_options, peak_memory_gb, pick_device,
-                           random_batch, reset_peak_memory, timm_baseline)
-from pfd.config import load_config  # noqa: E402
+from bench._common import (NUM_CAMERAS, NUM_CLASSES, autocast, emit, heatmap_source, measure,  # noqa: E402
+                           model_bench_args, model_bench_setup, peak_memory_gb, reset_peak_memory, timm_baseline)
 from pfd.model import build_model  # noqa: E402
 
 
 def main() -> None:
     args = model_bench_args(__doc__, batch=256, warmup=3, steps=5)
-    device = pick_device(args.device)
-    dtype = autocast_dtype(args.amp, device)
-    cfg = load_config(None, model_bench_options(args.opts, args.tiny))
-    size = tuple(cfg.INPUT.SIZE_TEST)
-    images, keypoints, camids, _ = random_batch(args.batch, size, device)
-    result = {"bench": "inference", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": args.batch, "size": list(size),
-              "compile": args.compile, "pose": "online" if args.pose_online else "cached", "tiny": args.tiny}
+    cfg, device, dtype, (images, keypoints, camids, _), result = model_bench_setup("inference", args)
+    size = tuple(cfg.INPUT.SIZE_TRAIN)
 
     def throughput(forward) -> tuple[float, float | None]:
         def step():
