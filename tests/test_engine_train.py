@@ -124,3 +124,12 @@ def test_test_py_reads_the_checkpoint(data_root, full_run, capsys):
 def test_resume_rejects_a_missing_checkpoint(data_root):
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         Trainer(tiny_config(data_root, data_root / "x", "MODEL.RESUME", str(data_root / "nowhere.pth")))
+
+
+def test_test_py_needs_no_imagenet_weights(data_root, full_run, tmp_path):
+    """Evaluating a checkpoint must not try to load MODEL.PRETRAIN_PATH: the checkpoint has every weight."""
+    weights = full_run["out"] / "last.pth"
+    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "MODEL.PRETRAIN_CHOICE", "imagenet",
+                     "MODEL.PRETRAIN_PATH", str(tmp_path / "absent_vit.pth"))
+    test_script.main(["--config", str(DEMO_CONFIG), *opts])
+    assert json.loads((tmp_path / "metrics.json").read_text())["mAP"] == pytest.approx(full_run["after"]["mAP"], abs=1e-6)

@@ -58,7 +58,7 @@ def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.
     if not weights:
         raise ValueError("no weights given: set TEST.WEIGHT (test.py) or --weights (query.py) to a checkpoint")
     ckpt, num_classes, num_cameras = checkpoint_sizes(weights)
-    model = build_model(cfg, num_classes, num_cameras)
+    model = build_model(cfg, num_classes, num_cameras, load_pretrained=False)  # the checkpoint has every weight
     if is_own_checkpoint(ckpt):
         model.load_state_dict(ckpt["model"])
         kind = "pfd"

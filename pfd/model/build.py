@@ -22,13 +22,18 @@ __all__ = ["build_model"]
 _logger = logging.getLogger(__name__)
 
 
-def build_model(cfg, num_classes: int, num_cameras: int) -> nn.Module:
-    """PFD (`pfd`) or the plain ViT baseline (`vit_baseline`) for `num_classes` train ids and `num_cameras`."""
+def build_model(cfg, num_classes: int, num_cameras: int, load_pretrained: bool = True) -> nn.Module:
+    """PFD (`pfd`) or the plain ViT baseline (`vit_baseline`) for `num_classes` train ids and `num_cameras`.
+
+    `load_pretrained=False` skips MODEL.PRETRAIN_* (for evaluation, where a checkpoint supplies every weight).
+    """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     backbone = build_backbone(cfg, num_cameras)
     choice, path = cfg.MODEL.PRETRAIN_CHOICE, cfg.MODEL.PRETRAIN_PATH
-    if choice == "imagenet" and path:
+    if not load_pretrained:
+        choice = "none"
+    elif choice == "imagenet" and path:
         load_vit_pretrained(backbone.vit, path)  # before the model copies the last block into b2
     elif choice != "self":
         _logger.info("MODEL.PRETRAIN_CHOICE=%s, PRETRAIN_PATH=%r: training the ViT from scratch", choice, path)
