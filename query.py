@@ -25,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     index.add_argument("--out", required=True, help="index folder to write")
     index.add_argument("--index-type", choices=("flat", "ivfpq"), default="flat",
                        help="flat: exact search; ivfpq: compressed approximate search for big galleries")
-    index.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    index.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
 
     search = sub.add_parser("search", help="rank an index's images for one query image")
     search.add_argument("--index", required=True, help="index folder written by `query.py index`")
@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     search.add_argument("--config", help="config of the model (default: the one stored with the index)")
     search.add_argument("--weights", help="checkpoint (default: the one stored with the index)")
     search.add_argument("--out", help="ranking picture path (default: INDEX_DIR/search_<image name>.png)")
-    search.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    search.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
 

@@ -14,8 +14,8 @@ from pfd.engine.tester import run_test
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config file")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ... (TEST.WEIGHT path)")
-    return parser.parse_args(argv)
+    parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ... (TEST.WEIGHT path)")
+    return parser.parse_intermixed_args(argv)  # --config may come before or after the overrides
 
 
 def main(argv=None) -> None:

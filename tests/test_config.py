@@ -144,3 +144,9 @@ def test_config_hash_tracks_feature_relevant_keys():
     base = load_config(None)
     assert config_hash(base) == config_hash(load_config(None, ["SOLVER.BASE_LR", "0.1"]))
     assert config_hash(base) != config_hash(load_config(None, ["MODEL.SKT_THRES", "0.5"]))
+
+
+def test_string_keys_keep_the_typed_text():
+    """YAML would read `yes` as True and `123` as an int; string keys take the text as typed."""
+    cfg = load_config(None, ["TEST.FEAT_NORM", "no", "MODEL.RESUME", "123", "TEST.WEIGHT", "on"])
+    assert (cfg.TEST.FEAT_NORM, cfg.MODEL.RESUME, cfg.TEST.WEIGHT) == ("no", "123", "on")

@@ -130,3 +130,15 @@ def test_bad_keypoints_shape():
     transform = ReIDTransform(OUT_HW, MEAN, STD)
     with pytest.raises(ValueError, match=r"\[17, 3\].*\(17, 4\)"):
         transform(dot_image(5, 5), np.zeros((17, 4)))
+
+
+def test_resize_filters_match_the_reference():
+    """Bicubic for training, bilinear (torchvision's default, as the reference evaluates) for testing."""
+    from PIL import Image
+
+    from pfd.config import load_config
+    from pfd.data.transforms import build_transforms
+
+    cfg = load_config(None)
+    assert build_transforms(cfg, is_train=True).resample == Image.Resampling.BICUBIC
+    assert build_transforms(cfg, is_train=False).resample == Image.Resampling.BILINEAR

@@ -125,3 +125,21 @@ def test_cli_caches_a_synthetic_dataset_with_its_ground_truth(tmp_path, capsys):
     for rel, rows in truth.items():
         rows = np.asarray(rows, np.float32)
         np.testing.assert_array_equal(cached[rel], rows[:, [0, 1, 3]])  # x, y, confidence (last value)
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 not really a zip"], ids=["empty", "corrupt"])
+def test_damaged_cache_file_is_rebuilt(dataset, damage):
+    cfg, records = dataset
+    load_or_build(cfg, records, "tiny", backend=CountingEstimator())
+    cache_path(cfg, "tiny", "counting").write_bytes(damage)
+    estimator = CountingEstimator()
+    table = load_or_build(cfg, records, "tiny", backend=estimator)
+    assert estimator.seen == 5 and len(table) == 5
+
+
+def test_auto_prefers_a_named_pose_file_over_generator_keypoints(tmp_path):
+    (tmp_path / "keypoints.json").write_text(json.dumps({"format": "pfd-keypoints-v1", "keypoints": {}}))
+    image = tmp_path / "query" / "0001_c1s1_000001_00.jpg"
+    cfg = load_config(None, ["MODEL.POSE_FILE", str(tmp_path / "mine.json")])
+    assert resolve_backend(cfg, image_paths=[str(image)]) == "file"
+    assert resolve_backend(load_config(None), image_paths=[str(image)]) == "synthetic"

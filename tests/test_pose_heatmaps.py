@@ -88,3 +88,11 @@ def test_bad_shapes():
         render_heatmaps(torch.zeros(1, 17, 3), INPUT_HW, 0.0)
     with pytest.raises(ValueError, match=r"\[B, K, h, w\]"):
         decode_heatmaps(torch.zeros(17, 8, 6))
+
+
+def test_decoding_bf16_heatmaps_keeps_float32_coordinates():
+    kp = torch.tensor([[[50.3, 100.7, 1.0]] * 17])  # [1, 17, 3] at 256x128 input
+    heat = render_heatmaps(kp, (256, 128), 2.0).to(torch.bfloat16)
+    out = decode_heatmaps(heat, input_hw=(256, 128))
+    assert out.dtype == torch.float32
+    assert torch.allclose(out[..., :2], kp[..., :2], atol=0.35)  # bf16 values, float32 positions

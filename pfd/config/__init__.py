@@ -126,7 +126,8 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = "command line") -> No
         node, leaf = _lookup(cfg, key, source)
         if isinstance(node[leaf], CN):
             raise ConfigError(f"{source}: {key} is a section, not a value")
-        value = yaml.safe_load(text) if text != "" else ""
+        # String keys keep the text as typed (YAML would turn "yes" into True, "123" into 123).
+        value = text if isinstance(node[leaf], str) else yaml.safe_load(text)
         node[leaf] = _coerce(key, value, node[leaf], source)
 
 

@@ -6,6 +6,7 @@ test loaders, `path`. Heatmaps are rendered later, on the training device, from 
 """
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -38,7 +39,7 @@ class ImageDataset(Dataset):
 
     def keypoints_of(self, path: str) -> np.ndarray:
         """[17, 3] keypoints of the image at `path`; zeros (all occluded) when it has none."""
-        kp = None if self.keypoints is None else self.keypoints.get(path)
+        kp = None if self.keypoints is None else self.keypoints.get(os.path.abspath(path))
         return NO_KEYPOINTS if kp is None else check_keypoints(kp, where=f"keypoints of {path}")
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict:

@@ -40,7 +40,8 @@ class ReIDTransform:
     """Callable `(PIL image, keypoints [17, 3], rng) -> (image [3, H, W] float, keypoints [17, 3] float)`."""
 
     def __init__(self, size_hw: tuple[int, int], pixel_mean, pixel_std, flip_prob: float = 0.0,
-                 padding: int = 0, erase_prob: float = 0.0):
+                 padding: int = 0, erase_prob: float = 0.0,
+                 resample: Image.Resampling = Image.Resampling.BICUBIC):
         if len(size_hw) != 2 or min(size_hw) < 1:
             raise ValueError(f"INPUT.SIZE_TRAIN/SIZE_TEST: expected [height, width], got {list(size_hw)}")
         if len(pixel_mean) != 3 or len(pixel_std) != 3 or min(pixel_std) <= 0:
@@ -48,6 +49,7 @@ class ReIDTransform:
                              f"got {list(pixel_mean)} / {list(pixel_std)}")
         self.height, self.width = int(size_hw[0]), int(size_hw[1])
         self.flip_prob, self.padding, self.erase_prob = float(flip_prob), int(padding), float(erase_prob)
+        self.resample = resample
         # ToTensor and Normalize folded into one affine map of the uint8 values.
         self.scale_mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1) * 255.0  # [3, 1, 1]
         self.scale_std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1) * 255.0  # [3, 1, 1]
@@ -70,7 +72,7 @@ class ReIDTransform:
     def resize(self, image: Image.Image, kp: np.ndarray) -> tuple[Image.Image, np.ndarray]:
         src_w, src_h = image.size
         if (src_h, src_w) != (self.height, self.width):
-            image = image.resize((self.width, self.height), Image.Resampling.BICUBIC)
+            image = image.resize((self.width, self.height), self.resample)
             kp[:, 0] = (kp[:, 0] + 0.5) * (self.width / src_w) - 0.5
             kp[:, 1] = (kp[:, 1] + 0.5) * (self.height / src_h) - 0.5
         return image, kp
@@ -118,9 +120,13 @@ class ReIDTransform:
 
 
 def build_transforms(cfg, is_train: bool) -> ReIDTransform:
-    """The train (augmenting) or test (resize + normalize) transform of `cfg.INPUT`."""
+    """The train (augmenting) or test (resize + normalize) transform of `cfg.INPUT`.
+
+    As in the reference: bicubic resizing for training, bilinear (torchvision's default) for testing,
+    so reference checkpoints see the inputs they were evaluated on.
+    """
     inp = cfg.INPUT
     if is_train:
         return ReIDTransform(inp.SIZE_TRAIN, inp.PIXEL_MEAN, inp.PIXEL_STD, flip_prob=inp.PROB,
                              padding=inp.PADDING, erase_prob=inp.RE_PROB)
-    return ReIDTransform(inp.SIZE_TEST, inp.PIXEL_MEAN, inp.PIXEL_STD)
+    return ReIDTransform(inp.SIZE_TEST, inp.PIXEL_MEAN, inp.PIXEL_STD, resample=Image.Resampling.BILINEAR)

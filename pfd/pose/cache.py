@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import re
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -139,7 +140,7 @@ def _load_entries(file: Path, identity: str) -> tuple[str | None, dict[str, tupl
         return None, {}
     try:
         meta, arrays = read_cache_npz(file)
-    except (ValueError, OSError, KeyError) as err:
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
         log.warning("ignoring unreadable pose cache %s (%s); rebuilding it", file, err)
         return None, {}
     if meta.get("identity") != identity:

@@ -5,8 +5,8 @@ Backends (MODEL.POSE_BACKEND):
 - `mediapipe`: BlazePose from the mediapipe wheel; works offline with no weights to fetch.
 - `file`: keypoints read from MODEL.POSE_FILE (COCO JSON, OpenPose CSV, project JSON or cache).
 - `synthetic`: the synthetic generator's ground truth (the dataset's keypoints.json).
-- `auto`: hrnet if MODEL.POSE_WEIGHT is set, synthetic if the dataset has the generator's
-  keypoints.json, file if MODEL.POSE_FILE is set, else mediapipe.
+- `auto`: hrnet if MODEL.POSE_WEIGHT is set, file if MODEL.POSE_FILE is set, synthetic if the dataset has
+  the generator's keypoints.json, else mediapipe.
 
 Every backend returns COCO-17 keypoints [N, 17, 3] = (x, y, confidence in [0, 1]) in each image's
 own pixels. An image with no person found has all confidences 0; it is counted, never an error.
@@ -85,10 +85,10 @@ def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] 
         return name
     if cfg.MODEL.POSE_WEIGHT:
         return "hrnet"
+    if cfg.MODEL.POSE_FILE:  # a file the user named wins over one found next to the images
+        return "file"
     if find_synthetic_keypoints(image_paths) is not None:
         return "synthetic"
-    if cfg.MODEL.POSE_FILE:
-        return "file"
     return "mediapipe"
 
 

@@ -17,8 +17,8 @@ LOG_EPS = 1e-10  # floor before taking logs in the sub-pixel refinement
 
 def to_heatmap_coords(xy: torch.Tensor, input_hw: tuple[int, int], heatmap_hw: tuple[int, int]) -> torch.Tensor:
     """Input-pixel (x, y) [..., 2] -> heatmap-pixel (x, y) [..., 2]."""
-    scale = xy.new_tensor([heatmap_hw[1] / input_hw[1], heatmap_hw[0] / input_hw[0]])
-    return (xy + 0.5) * scale - 0.5
+    sx, sy = heatmap_hw[1] / input_hw[1], heatmap_hw[0] / input_hw[0]  # Python floats: no host-to-device copy
+    return torch.stack([(xy[..., 0] + 0.5) * sx - 0.5, (xy[..., 1] + 0.5) * sy - 0.5], dim=-1)
 
 
 def to_input_coords(xy: torch.Tensor, heatmap_hw: tuple[int, int], input_hw: tuple[int, int]) -> torch.Tensor:
@@ -111,4 +111,6 @@ def decode_heatmaps(heatmaps: torch.Tensor, input_hw: tuple[int, int] | None = N
     xy = torch.stack([x, y], dim=-1)  # [B, K, 2] heatmap pixels
     if input_hw is not None:
         xy = to_input_coords(xy, (h, w), input_hw)
-    return torch.cat([xy, peak[..., None]], dim=-1).to(heatmaps.dtype if heatmaps.is_floating_point() else xy.dtype)
+    out = torch.cat([xy, peak[..., None]], dim=-1)  # [B, K, 3] float32
+    # At least float32 whatever the heatmaps' dtype: bf16 coordinates would lose about a pixel.
+    return out.to(torch.promote_types(heatmaps.dtype, torch.float32)) if heatmaps.is_floating_point() else out
