@@ -1,10 +1,15 @@
 """query.py: index a folder, search it, and refuse indexes of another model or config."""
 import json
+import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
+from pfd.engine.evaluator import ranks_reported
 from pfd.engine.trainer import Trainer
+from pfd.retrieval.plots import BORDER, PAD, QUERY_GAP
 from pfd.retrieval import IndexLoadError
 
 query_script = load_script("query")
@@ -71,3 +76,46 @@ def test_ivfpq_index_reports_recall(setup):
                        "--index-type", "ivfpq", *setup["opts"]])
     meta = json.loads((setup["root"] / "ivfpq" / "meta.json").read_text())
     assert meta["index_type"] == "ivfpq" and 0.0 <= meta["recall_at_10"] <= 1.0
+
+
+def test_search_with_config_takes_weights_from_the_index(setup, capsys):
+    image = sorted(setup["gallery"].glob("0017_*.jpg"))[0]
+    capsys.readouterr()
+    query_script.main(["search", "--index", str(setup["index"]), "--image", str(image), "--topk", "3",
+                       "--config", str(DEMO_CONFIG), "--out", str(setup["root"] / "cfg_search.png"), *setup["opts"]])
+    assert capsys.readouterr().out.strip().splitlines()[1].split()[4] == str(image.resolve())
+
+
+def test_search_refuses_an_index_without_its_config(setup, tmp_path):
+    index = tmp_path / "no_config"
+    shutil.copytree(setup["index"], index)
+    meta = json.loads((index / "meta.json").read_text())
+    del meta["config"]
+    (index / "meta.json").write_text(json.dumps(meta))
+    image = sorted(setup["gallery"].glob("*.jpg"))[0]
+    with pytest.raises(ValueError, match=r"meta\.json stores no config"):
+        query_script.main(["search", "--index", str(index), "--image", str(image)])
+
+
+def test_unknown_query_id_does_not_match_unknown_gallery_ids(setup):
+    image = sorted(setup["gallery"].glob("-1_*.jpg"))[0]  # junk crop, id -1: rank 1 is itself
+    out_png = setup["root"] / "unknown.png"
+    query_script.main(["search", "--index", str(setup["index"]), "--image", str(image), "--topk", "1",
+                       "--out", str(out_png)])
+    cfg = tiny_config(setup["root"], setup["root"] / "run")
+    first_cell_x = PAD + QUERY_GAP + cfg.INPUT.SIZE_TEST[1] + 2 * BORDER + PAD
+    frame = Image.open(out_png).convert("RGB").getpixel((first_cell_x + 1, PAD + 1))
+    assert frame[0] > 150 and frame[1] < 100  # red frame ("other identity"), not green
+
+
+def test_ranks_reported_skips_ranks_beyond_a_small_gallery():
+    cmc = np.array([0.5, 0.75, 1.0])
+    assert ranks_reported(cmc, (1, 5, 10)) == {"rank1": 0.5}
+    assert ranks_reported(np.linspace(0, 1, 20), (1, 5, 10, 20)).keys() == {"rank1", "rank5", "rank10", "rank20"}
+
+
+def test_epoch_without_batches_and_log_period_zero(setup, tmp_path):
+    trainer = Trainer(tiny_config(setup["root"], tmp_path / "run", "TEST.EVAL", "false", "SOLVER.LOG_PERIOD", "0"))
+    trainer.train_loader = []  # e.g. fewer images than one P x K batch
+    stats = trainer.train_one_epoch(0)
+    assert stats["acc"] == 0 and "lr" in stats

@@ -104,7 +104,9 @@ def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keyp
     share = list(records[rank::world])
     was_training = model.training
     model.eval()
-    feats, order = [], []
+    # Start from empty rows so that a rank whose share is empty (fewer records than ranks) still gathers.
+    feats = [torch.empty(0, model.feature_dim, device=device)]  # [0, F]
+    order = [torch.empty(0, dtype=torch.long, device=device)]  # [0]
     loader = build_test_loader(cfg, share, keypoints)
     for batch in tqdm(loader, desc=desc, disable=not is_main_process(), leave=False, dynamic_ncols=True):
         images = batch["image"].to(device, non_blocking=True)
@@ -118,6 +120,11 @@ def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keyp
     feats = all_gather_rows(torch.cat(feats))
     order = all_gather_rows(torch.cat(order))
     return FeatureSet(feats[torch.argsort(order)], records)  # [N, F] in record order, on `device`
+
+
+def ranks_reported(cmc, ranks) -> dict:
+    """{"rank1": ..., "rank5": ...} for the ranks the CMC reaches (a gallery smaller than k has no rank k)."""
+    return {f"rank{k}": float(cmc[k - 1]) for k in ranks if k <= len(cmc)}
 
 
 def evaluate_features(cfg, query: FeatureSet, gallery: FeatureSet) -> tuple[dict, torch.Tensor]:

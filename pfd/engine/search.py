@@ -22,8 +22,9 @@ from ..config import config_hash, load_config
 from ..data.datasets import ImageRecord
 from ..data.datasets.base import IMAGE_EXTENSIONS
 from ..pose import build_estimator
-from ..retrieval import build_index, load_index, plots
+from ..retrieval import IndexLoadError, build_index, load_index, plots
 from ..retrieval.index import META_FILE
+from ..retrieval.metrics import retrieval_options
 from .distributed import resolve_device
 from .evaluator import HeatmapMaker, extract_features, load_keypoints
 from .logger import setup_logger
@@ -90,7 +91,7 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
     keypoints = load_keypoints(cfg, records, name)
     feats = _features(cfg, weights, records, keypoints, desc="gallery features")
     index = build_index(feats, records, index_type=index_type, model_id=model_id, config_hash=config_hash(cfg),
-                        feature_kind=cfg.MODEL.FEAT_KIND, normalize=cfg.TEST.FEAT_NORM == "yes")
+                        feature_kind=cfg.MODEL.FEAT_KIND, normalize=retrieval_options(cfg)["normalize"])
     index.meta.update(config=cfg.dump(), weights=str(Path(weights).resolve()), model_name=cfg.MODEL.NAME,
                       gallery=str(Path(gallery).resolve()))
     index.save(out)
@@ -100,17 +101,24 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
     return index.meta
 
 
-def _config_from_index(index_dir: Path, opts: Sequence[str]):
-    """The config and checkpoint path stored in the index's metadata."""
+def _index_meta(index_dir: Path) -> dict:
+    """The index's metadata (meta.json), which stores the config and checkpoint it was built with."""
     meta_path = index_dir / META_FILE
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} is missing; build the index with `query.py index` first")
-    meta = json.loads(meta_path.read_text())
+        raise IndexLoadError(f"{meta_path} is missing; build the index with `python query.py index ...` first")
+    return json.loads(meta_path.read_text())
+
+
+def _config_from_meta(meta: dict, meta_path: Path, opts: Sequence[str]):
+    """The config stored in the index's metadata; an error naming meta.json when it has none."""
+    if not meta.get("config"):
+        raise IndexLoadError(f"{meta_path} stores no config (key 'config'); pass --config, or rebuild the index "
+                         f"with `python query.py index ...`")
     fd, tmp = tempfile.mkstemp(suffix=".yaml")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(meta.get("config", ""))
-        return load_config(tmp, opts), meta.get("weights", "")
+            f.write(meta["config"])
+        return load_config(tmp, opts)
     finally:
         os.unlink(tmp)
 
@@ -133,11 +141,9 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     index_dir, image_path = Path(index_dir), Path(image).resolve()
     if not image_path.is_file():
         raise FileNotFoundError(f"--image: file not found: {image}")
-    if config:
-        cfg, weights = load_config(config, opts), weights
-    else:
-        cfg, stored = _config_from_index(index_dir, opts)
-        weights = weights or stored
+    meta = _index_meta(index_dir)
+    cfg = load_config(config, opts) if config else _config_from_meta(meta, index_dir / META_FILE, opts)
+    weights = weights or meta.get("weights", "")
     if not weights:
         raise ValueError("--weights is needed (the index does not name its checkpoint)")
     index = load_index(index_dir, config_hash=config_hash(cfg), model_id=checkpoint_id(weights))
@@ -152,7 +158,9 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     print(format_ranking(distances[0], rows[0], index.meta), flush=True)
 
     picture = Path(out) if out else index_dir / f"search_{image_path.stem}.png"
-    plots.plot_ranked_lists([record.path], [pid], index.meta["paths"], index.meta["pids"], rows, picture,
+    # An unknown query id (-1) matches nothing: not even gallery images whose id is also unknown.
+    shown_pid = pid if pid >= 0 else min(index.meta["pids"], default=0) - 1
+    plots.plot_ranked_lists([record.path], [shown_pid], index.meta["paths"], index.meta["pids"], rows, picture,
                             topk=topk, image_hw=tuple(cfg.INPUT.SIZE_TEST))
     logger.info("ranking picture: %s", picture)
     return distances[0], rows[0]

@@ -22,7 +22,7 @@ from ..model.pretrained import read_state_dict
 from ..retrieval import plots
 from .checkpoint import is_own_checkpoint, load_checkpoint
 from .distributed import init_distributed, is_main_process
-from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets
+from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
 from ..precision import autocast_dtype
 
@@ -80,8 +80,7 @@ def write_json(obj, path: Path) -> None:
 def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet, weights: str, cfg) -> dict:
     cmc = metrics["cmc"]
     return {
-        "mAP": float(metrics["mAP"]), "rank1": float(cmc[0]), "rank5": float(cmc[4]),
-        "rank10": float(cmc[9]), "rank20": float(cmc[19]), "mINP": float(metrics["mINP"]),
+        "mAP": float(metrics["mAP"]), **ranks_reported(cmc, (1, 5, 10, 20)), "mINP": float(metrics["mINP"]),
         "num_query": len(query.records), "num_gallery": len(gallery.records),
         "num_valid_queries": int(metrics["num_valid_queries"]),
         "re_ranking": bool(cfg.TEST.RE_RANKING), "checkpoint": str(weights), "config_hash": config_hash(cfg),

@@ -25,7 +25,7 @@ from ..model import build_loss, build_model
 from .checkpoint import (FORMAT, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
                          unwrap_model)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
-from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets
+from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
 from .logger import MetricsWriter, setup_logger
 from ..precision import autocast, autocast_dtype, build_grad_scaler
 from .solver import build_optimizer, build_scheduler
@@ -173,6 +173,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=device)
         seen, start = 0, time.perf_counter()
+        step, log_period = 0, cfg.SOLVER.LOG_PERIOD  # LOG_PERIOD < 1: only the epoch-end summary
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
         for step, batch in enumerate(bar, 1):
@@ -196,7 +197,7 @@ class Trainer:
                 sums[name] = sums.get(name, 0) + value.detach().float()
             correct += (outputs_logits(outputs).argmax(1) == pids).sum()
             seen += images.shape[0]
-            if step % cfg.SOLVER.LOG_PERIOD == 0 and self.dist.is_main:
+            if log_period >= 1 and step % log_period == 0 and self.dist.is_main:
                 bar.set_postfix(self._summary(sums, correct, step, seen, start), refresh=False)
         bar.close()
         return self._summary(sums, correct, max(step, 1), seen, start) | {"lr": self.optimizer.param_groups[0]["lr"]}
@@ -215,8 +216,7 @@ class Trainer:
                                      self.eval_heatmaps, self.amp_dtype)
         for name, m in results.items():
             cmc = m["cmc"]
-            summary = {"mAP": float(m["mAP"]), "rank1": float(cmc[0]), "rank5": float(cmc[4]),
-                       "rank10": float(cmc[9]), "mINP": float(m["mINP"])}
+            summary = {"mAP": float(m["mAP"]), **ranks_reported(cmc, (1, 5, 10)), "mINP": float(m["mINP"])}
             self.logger.info("eval %s epoch %d: %s", name, epochs_done,
                              " ".join(f"{k} {v:.2%}" for k, v in summary.items()))
             self.metrics_log.write("eval", epoch=epochs_done, dataset=name, **summary)
