@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 DEMO_DIR ?= demo_output
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(PY) -m pfd.pose --config $(DEMO_CFG) $(DEMO_OPTS)
 	rm -rf $(DEMO_DIR)/run
 	$(PY) train.py --config $(DEMO_CFG) $(DEMO_OPTS)
-	$(PY) test.py --config $(DEMO_CFG) $(DEMO_OPTS) OUTPUT_DIR $(DEMO_DIR) TEST.WEIGHT $(DEMO_DIR)/run/last.pth
+	$(PY) test.py --config $(DEMO_CFG) DATASETS.ROOT_DIR $(DEMO_DIR)/data MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache OUTPUT_DIR $(DEMO_DIR) TEST.WEIGHT $(DEMO_DIR)/run/last.pth
 	$(PY) query.py index --config $(DEMO_CFG) --weights $(DEMO_DIR)/run/last.pth \
 		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index $(DEMO_OPTS)
 	$(PY) query.py search --index $(DEMO_DIR)/index --image "$$(ls $(DEMO_DIR)/data/synthetic/query/*.jpg | head -n 1)" --topk 10 --out $(DEMO_DIR)/search.png

@@ -102,6 +102,8 @@ def test_load_errors_name_file_and_mismatch(tmp_path):
         load_index(folder, model_id="m2")
     with pytest.raises(IndexLoadError, match=f"{tmp_path / 'empty' / META_FILE} is missing"):
         load_index(tmp_path / "empty")
+    with pytest.raises(IndexLoadError, match=r"python query\.py index"):
+        load_index(tmp_path / "empty")
 
     # A crash between the two os.replace calls: new index.faiss, old meta.json -> refused.
     other = build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1").save(tmp_path / "j")

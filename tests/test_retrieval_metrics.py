@@ -106,6 +106,8 @@ def test_bad_inputs_are_named():
         evaluate(dist, [1, 2], [1, 2], [0, 0], [0, 0, 0])
     with pytest.raises(ValueError, match="NaN"):
         evaluate(np.full((2, 3), np.nan, dtype=np.float32), [1, 2], [1, 2, 3], [0, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match="query set is empty"):
+        evaluate(np.zeros((0, 3), dtype=np.float32), [], [1, 2, 3], [], [1, 1, 1])
 
 
 def test_evaluate_features_follows_config():

@@ -74,3 +74,10 @@ def test_join_in_several_blocks_gives_the_same(monkeypatch):
 def test_shape_mismatch_is_named():
     with pytest.raises(ValueError, match="q_q"):
         re_ranking(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((3, 3)))
+
+
+def test_all_zero_distances_give_no_nan():
+    # One query identical to one gallery image and to itself: its column of the joint matrix is all 0.
+    q_g, q_q, g_g = np.array([[0.0, 0.0]]), np.zeros((1, 1)), np.zeros((2, 2))
+    out = re_ranking(q_g, q_q, g_g, k1=2, k2=1)
+    assert out.shape == (1, 2) and np.isfinite(out).all()

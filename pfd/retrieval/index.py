@@ -323,7 +323,7 @@ def load_index(index_dir, *, config_hash: str | None = None, model_id: str | Non
     index_path, meta_path = folder / INDEX_FILE, folder / META_FILE
     for path in (meta_path, index_path):
         if not path.is_file():
-            raise IndexLoadError(f"{path} is missing; build the index first (query.py with --build) "
+            raise IndexLoadError(f"{path} is missing; build the index first (`python query.py index ...`) "
                                  f"or point to the folder that holds {INDEX_FILE} and {META_FILE}")
     try:
         meta = json.loads(meta_path.read_text())

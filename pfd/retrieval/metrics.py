@@ -45,6 +45,8 @@ def _check_inputs(distmat: torch.Tensor, q_pids, g_pids, q_camids, g_camids) -> 
         if arr.dim() != 1 or arr.numel() != n:
             raise ValueError(f"{name} must be 1-D with {n} entries to match distmat {tuple(distmat.shape)}, "
                              f"got shape {tuple(arr.shape)}")
+    if num_q == 0:
+        raise ValueError("the query set is empty (distmat has 0 rows)")
     if num_g == 0:
         raise ValueError("the gallery is empty (distmat has 0 columns)")
     if torch.isnan(distmat).any():

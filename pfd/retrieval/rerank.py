@@ -135,7 +135,8 @@ def re_ranking(q_g, q_q, g_g, k1: int = 20, k2: int = 6, lambda_value: float = 0
         raise ValueError(f"re_ranking needs k1 >= 1, k2 >= 1, 0 <= lambda <= 1; got {k1}, {k2}, {lambda_value}")
     n = num_q + num_g
     dist = torch.cat([torch.cat([q_q, q_g], 1), torch.cat([q_g.T, g_g], 1)], 0)  # [N, N]
-    dist = dist.div_(dist.amax(0)).T  # [N, N] row i = column i over its max (a view)
+    # [N, N] row i = column i over its max (a view); eps keeps an all-zero column at 0, not NaN
+    dist = dist.div_(dist.amax(0).clamp_min(torch.finfo(dist.dtype).tiny)).T
     k2 = min(k2, n)
     k_rank = min(max(k1 + 1, k2), n)
     initial_rank = torch.topk(dist, k_rank, dim=1, largest=False, sorted=True).indices  # [N, k_rank]
