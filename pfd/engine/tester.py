@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from .checkpoint import is_own_checkpoint, load_checkpoint
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
+from ..io import atomic_write
 from ..precision import autocast_dtype
 
 __all__ = ["checkpoint_sizes", "load_eval_model", "run_test", "write_json", "summary_table"]
@@ -70,11 +69,7 @@ def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.
 
 def write_json(obj, path: Path) -> None:
     """Atomic JSON write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
 def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet, weights: str, cfg) -> dict:

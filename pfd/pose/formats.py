@@ -22,12 +22,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..io import atomic_write
 from .estimator import PROJECT_FORMAT, PoseEstimator
 from .keypoints import NUM_KEYPOINTS
 
@@ -62,23 +62,6 @@ def file_identity(backend: str, path: str | os.PathLike) -> str:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{backend} pose backend: keypoint file {path} not found")
     return f"{backend}-{file_fingerprint(path)}"
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call `write(binary_file)` on a temp file next to `path`, then os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 def _rows(value, where: str, width: int = 3) -> np.ndarray:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from ..io import atomic_path, atomic_write
 
 __all__ = ["distance_matrix", "rank_gallery", "search", "GalleryIndex", "IndexLoadError", "build_index",
            "load_index", "INDEX_FILE", "META_FILE"]
@@ -229,25 +229,12 @@ class GalleryIndex:
         """
         faiss = _faiss()
         folder = Path(index_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp_index, tmp_meta = _temp_path(folder, INDEX_FILE), _temp_path(folder, META_FILE)
-        try:
+        with atomic_path(folder / INDEX_FILE) as tmp_index:
             faiss.write_index(self.index, str(tmp_index))
             meta = dict(self.meta, index_sha256=_sha256(tmp_index))
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_index, folder / INDEX_FILE)
-            os.replace(tmp_meta, folder / META_FILE)
-        finally:
-            tmp_index.unlink(missing_ok=True)
-            tmp_meta.unlink(missing_ok=True)
+        atomic_write(folder / META_FILE, lambda f: f.write(json.dumps(meta).encode()))
         self.meta = meta
         return folder
-
-
-def _temp_path(folder: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    return Path(tmp)
 
 
 def _sha256(path: Path) -> str:

@@ -9,8 +9,6 @@ for thumbnails of ``image_hw = (H, W)``.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps
+
+from ..io import atomic_write
 
 __all__ = ["plot_cmc", "plot_ranked_lists", "ranked_grid_size", "BORDER", "PAD", "QUERY_GAP"]
 
@@ -28,17 +28,7 @@ _COLOURS = {"query": (70, 110, 220), "right": (40, 170, 60), "wrong": (220, 40, 
 
 
 def _write_atomic(path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def plot_cmc(cmc, path, label: str = "", title: str = "CMC", size_px: tuple[int, int] = (640, 480)) -> Path:
