@@ -133,3 +133,10 @@ def test_test_py_needs_no_imagenet_weights(data_root, full_run, tmp_path):
                      "MODEL.PRETRAIN_PATH", str(tmp_path / "absent_vit.pth"))
     test_script.main(["--config", str(DEMO_CONFIG), *opts])
     assert json.loads((tmp_path / "metrics.json").read_text())["mAP"] == pytest.approx(full_run["after"]["mAP"], abs=1e-6)
+
+
+def test_resume_into_another_architecture_names_the_file(data_root, full_run):
+    last = full_run["out"] / "last.pth"
+    with pytest.raises(ValueError, match=r"last\.pth: its weights do not fit the configured model"):
+        Trainer(tiny_config(data_root, data_root / "other", *EPOCHS, "MODEL.VIT_DEPTH", "3",
+                            "MODEL.RESUME", str(last)))

@@ -15,6 +15,7 @@ last epoch), `best.pth` (best mAP).
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch import nn
 from ..io import atomic_write
 
 __all__ = [
-    "FORMAT", "atomic_save", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
+    "FORMAT", "atomic_copy", "atomic_save", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
     "resolve_resume", "is_own_checkpoint",
 ]
 
@@ -35,6 +36,12 @@ FORMAT = "pfd-checkpoint-v1"
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary file in the same folder, then os.replace: never a half-written file."""
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy a written checkpoint to another name, atomically (no second serialization)."""
+    with open(src, "rb") as f:
+        return atomic_write(dst, lambda out: shutil.copyfileobj(f, out, 1 << 24))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -22,7 +22,7 @@ from ..config import config_hash
 from ..data.datasets import build_dataset
 from ..data.loader import build_train_loader
 from ..model import build_loss, build_model
-from .checkpoint import (FORMAT, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
+from .checkpoint import (FORMAT, atomic_copy, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
                          unwrap_model)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
@@ -81,6 +81,8 @@ class Trainer:
         resume = resolve_resume(cfg.MODEL.RESUME, self.output_dir)
         if resume is not None:
             self.load(resume)
+        elif cfg.MODEL.RESUME == "auto":
+            self.logger.info("--resume: no %s yet, starting from epoch 0", self.output_dir / "last.pth")
         self.train_model = self._wrap(self.model)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -117,10 +119,17 @@ class Trainer:
         if (ckpt["num_classes"], ckpt["num_cameras"]) != (self.num_classes, self.num_cameras):
             raise ValueError(f"{path}: checkpoint has {ckpt['num_classes']} ids/{ckpt['num_cameras']} cameras, "
                              f"{self.cfg.DATASETS.NAMES} has {self.num_classes}/{self.num_cameras}")
-        self.model.load_state_dict(ckpt["model"])
+        if ckpt.get("config_hash") != self.config_hash:
+            self.logger.warning("%s was trained with another model/input config (hash %s, now %s); resuming anyway",
+                                path, ckpt.get("config_hash"), self.config_hash)
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ValueError(f"{path}: its weights do not fit the configured model ({err})") from err
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"] and self.scaler.is_enabled():  # empty unless the run used fp16
+            self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         self.start_epoch, self.best_map = int(ckpt["epoch"]), float(ckpt["best_map"])
         self.logger.info("resumed from %s at epoch %d (best mAP %.4f)", path, self.start_epoch, self.best_map)
@@ -128,13 +137,12 @@ class Trainer:
     def save(self, epochs_done: int, improved: bool) -> None:
         if not self.dist.is_main:
             return
-        state = self.state_dict(epochs_done)
-        atomic_save(state, self.output_dir / "last.pth")
+        last = atomic_save(self.state_dict(epochs_done), self.output_dir / "last.pth")
         period = self.cfg.SOLVER.CHECKPOINT_PERIOD
         if epochs_done == self.cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0):
-            atomic_save(state, self.output_dir / f"epoch_{epochs_done:03d}.pth")
+            atomic_copy(last, self.output_dir / f"epoch_{epochs_done:03d}.pth")  # serialized once, copied
         if improved:
-            atomic_save(state, self.output_dir / "best.pth")
+            atomic_copy(last, self.output_dir / "best.pth")
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
