@@ -6,6 +6,7 @@ back into record order on every rank, and rank 0 computes the metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,11 +32,11 @@ class FeatureSet:
     feats: torch.Tensor
     records: Sequence[ImageRecord]
 
-    @property
+    @cached_property
     def pids(self) -> np.ndarray:
         return np.asarray([r.pid for r in self.records], dtype=np.int64)
 
-    @property
+    @cached_property
     def camids(self) -> np.ndarray:
         return np.asarray([r.camid for r in self.records], dtype=np.int64)
 

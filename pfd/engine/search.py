@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ import numpy as np
 from ..config import config_hash, load_config
 from ..data.datasets import ImageRecord
 from ..data.datasets.base import IMAGE_EXTENSIONS
+from ..data.datasets.market import NAME_PATTERN
 from ..pose import build_estimator
 from ..retrieval import IndexLoadError, build_index, load_index, plots
 from ..retrieval.index import META_FILE
@@ -34,12 +34,11 @@ from .tester import load_eval_model
 __all__ = ["folder_records", "checkpoint_id", "build_gallery_index", "search_image", "format_ranking"]
 
 logger = logging.getLogger("pfd")
-MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")  # 0002_c1s1_000451_03.jpg -> pid 2, camera 1 (0-based 0)
 
 
 def parse_name(path: str | Path) -> tuple[int, int]:
     """(pid, 0-based camid) from a Market-1501 style file name, else (-1, -1)."""
-    match = MARKET_NAME.match(Path(path).name)
+    match = NAME_PATTERN.match(Path(path).name)  # 0002_c1s1_000451_03.jpg -> pid 2, camera 0
     return (int(match.group(1)), int(match.group(2)) - 1) if match else (-1, -1)
 
 
