@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pfd.data.synthetic import (
-    KEYPOINTS_FILE, META_FILE, SPLIT_DIRS, SyntheticConfig, generate, is_complete, make_identities,
+    KEYPOINTS_FILE, MARKER_FILE, META_FILE, SPLIT_DIRS, SyntheticConfig, generate, is_complete, make_identities,
     render_person,
 )
 from pfd.data.synthetic.__main__ import main
@@ -49,7 +49,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_layout_names_and_image_size(tiny):
-    assert sorted(p.name for p in tiny.iterdir()) == sorted([*SPLIT_DIRS.values(), KEYPOINTS_FILE, META_FILE])
+    assert sorted(p.name for p in tiny.iterdir()) == sorted([*SPLIT_DIRS.values(), KEYPOINTS_FILE, META_FILE, MARKER_FILE])
     assert is_complete(tiny)
     for path in tiny.rglob("*.jpg"):
         assert NAME.match(path.name), path.name
@@ -165,20 +165,46 @@ def test_left_right_follow_coco_semantics():
         assert (back[:3, 3] < 0.85).all()  # the face is hidden from behind
 
 
-def test_refuses_to_overwrite_then_force_replaces(tmp_path, capsys):
+TINY_ARGS = ["--ids-train", "2", "--ids-test", "2", "--images-per-id", "2", "--cameras", "2",
+             "--cameras-per-id", "2", "--distractors", "1", "--junk", "0", "--quiet"]
+
+
+def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, capsys):
+    """A folder of the user's (a thesis, a Market-1501 copy) survives --force, and the refusal
+    names what is in it without inviting --force."""
+    out = tmp_path / "mine"
+    (out / "Market-1501" / "bounding_box_train").mkdir(parents=True)
+    (out / "thesis.tex").write_text("keep me")
+    args = ["--out", str(out), *TINY_ARGS]
+    for extra in ([], ["--force"]):
+        assert main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert "not a folder made by the synthetic generator" in err and "thesis.tex" in err and "Market-1501/" in err
+        assert "--force" not in err
+    with pytest.raises(FileExistsError, match="thesis.tex"):
+        generate(out, TINY, force=True, progress=False)
+    assert (out / "thesis.tex").read_text() == "keep me" and (out / "Market-1501" / "bounding_box_train").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temp folder left
+
+
+def test_force_replaces_only_the_generators_own_folder(tmp_path, capsys):
     out = tmp_path / "synthetic"
-    out.mkdir()
-    (out / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="--force"):
-        generate(out, TINY, progress=False)
-    args = ["--out", str(out), "--ids-train", "2", "--ids-test", "2", "--images-per-id", "2",
-            "--cameras", "2", "--cameras-per-id", "2", "--distractors", "1", "--junk", "0", "--quiet"]
-    assert main(args) == 2 and "not empty" in capsys.readouterr().err
-    assert (out / "mine.txt").read_text() == "keep me"
-    assert main(args + ["--force"]) == 0
+    args = ["--out", str(out), *TINY_ARGS]
+    assert main(args) == 0 and (out / MARKER_FILE).is_file()
+    capsys.readouterr()
+    assert main(args) == 2  # its own folder: refused without --force, which the message offers
+    assert "made by this generator; pass --force to replace it" in capsys.readouterr().err
+    assert main(args + ["--force", "--seed", "5"]) == 0
     assert "query 2 ids/4 images (100% occluded)" in capsys.readouterr().out
-    assert not (out / "mine.txt").exists() and is_complete(out)
+    assert json.loads((out / META_FILE).read_text())["config"]["seed"] == 5 and is_complete(out)
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no temp or old folders left
+
+    (out / "notes.txt").write_text("added by the user")  # the user's file inside the generated folder
+    assert main(args + ["--force"]) == 2 and "notes.txt" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "added by the user"
+    (out / "notes.txt").unlink()
+    (out / MARKER_FILE).unlink()  # without the marker it is not recognisably the generator's
+    assert main(args + ["--force"]) == 2 and is_complete(out)
 
 
 def test_a_crash_leaves_no_dataset(tmp_path, monkeypatch):

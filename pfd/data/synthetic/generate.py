@@ -3,9 +3,11 @@
 DIR/bounding_box_train, DIR/query, DIR/bounding_box_test hold 128x64 JPEGs named
 PPPP_cCs1_FFFFFF_00.jpg (pid 0000 = distractor, -1 = junk); DIR/keypoints.json holds COCO-17
 (x, y, visibility, confidence) per image; DIR/meta.json the generation settings and, per image,
-view, occluder and hidden fraction. Like Occluded-Duke, every query is occluded and most other
-images are not. Everything is rendered into a sibling temp folder renamed to DIR at the end, so a
-crash never leaves a half dataset at DIR.
+view, occluder and hidden fraction; DIR/.pfd-synthetic marks the folder as the generator's own.
+Like Occluded-Duke, every query is occluded and most other images are not. Everything is rendered
+into a sibling temp folder renamed to DIR at the end, so a crash never leaves a half dataset at DIR.
+`force` replaces only a folder that carries the marker and nothing but what the generator writes;
+any other non-empty folder is refused, whatever `force` says.
 
 Determinism: the plan (identities, cameras, which image shows whom where) comes from
 RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes.
@@ -28,6 +30,7 @@ from pfd.data.synthetic.scene import Camera, make_cameras, occlude
 
 KEYPOINTS_FILE = "keypoints.json"
 META_FILE = "meta.json"
+MARKER_FILE = ".pfd-synthetic"  # written first: this folder was made by the generator
 SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 JPEG_QUALITY = 92
 VIEW_PROBS = (0.35, 0.35, 0.3)  # front, back, side
@@ -188,12 +191,28 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
     return (Path(out_dir) / KEYPOINTS_FILE).is_file()
 
 
+def _describe(entries: list[Path], shown: int = 5) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in entries)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _check_target(out: Path, force: bool) -> None:
+    """Refuse a target that holds anything the generator did not make; `force` replaces only its own."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    own = {MARKER_FILE, KEYPOINTS_FILE, META_FILE, *SPLIT_DIRS.values()}
+    foreign = [p for p in entries if p.name not in own]
+    if not (out / MARKER_FILE).is_file() or foreign:
+        what = "it holds " + _describe(foreign or entries)
+        raise FileExistsError(f"{out} is not a folder made by the synthetic generator ({what}); "
+                              "it is never replaced: choose another --out")
+    if not force:
         state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
-        raise FileExistsError(f"{out} is not empty ({state} dataset); pass --force to replace it")
+        raise FileExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
+                              "pass --force to replace it, or choose another --out")
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -213,7 +232,8 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(), force: bool = False,
              progress: bool = True) -> Summary:
-    """Render the dataset to out_dir (refusing a non-empty out_dir unless force)."""
+    """Render the dataset to out_dir; a non-empty out_dir is refused unless it is the generator's own
+    and `force` is set."""
     cfg.validate()
     start, out = time.perf_counter(), Path(out_dir)
     _check_target(out, force)
@@ -225,6 +245,7 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
+        (tmp / MARKER_FILE).write_text("made by `python -m pfd.data.synthetic`; --force may replace this folder\n")
         for folder in SPLIT_DIRS.values():
             (tmp / folder).mkdir()
         keypoints, infos = {}, {}
