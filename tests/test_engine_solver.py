@@ -3,10 +3,19 @@ import math
 
 import pytest
 import torch
+from engine_tiny import make_data, tiny_config
 from torch import nn
 
 from pfd.config import load_config
 from pfd.engine.solver import build_optimizer, build_scheduler
+from pfd.engine.trainer import Trainer
+
+# The Occluded-Duke recipe (configs/occluded_duke.yaml) and the reference's learning rate in the
+# given (1-based) epoch: TransReID's create_scheduler stepped with scheduler.step(epoch), epoch = 1..300.
+OCC_DUKE_SCHEDULE = ["SOLVER.OPTIMIZER_NAME", "SGD", "SOLVER.BASE_LR", "0.008", "SOLVER.MAX_EPOCHS", "300",
+                     "SOLVER.WARMUP_EPOCHS", "5", "SOLVER.WARMUP_FACTOR", "0.01", "SOLVER.LR_MIN_FACTOR", "0.002",
+                     "TEST.EVAL", "false"]
+REFERENCE_LR = {1: 0.001664, 2: 0.003248, 5: 0.0079945291, 6: 0.0079921227, 150: 0.004008, 300: 1.6e-5}
 
 
 def _model():
@@ -16,6 +25,7 @@ def _model():
 
 
 def _lrs(cfg, epochs):
+    """The LR of each group after scheduler.step(t), t = 0 .. epochs-1 (the schedule as a function of t)."""
     optimizer = build_optimizer(cfg, _model())
     scheduler = build_scheduler(cfg, optimizer)
     out = []
@@ -62,3 +72,59 @@ def test_unknown_optimizer_is_a_clear_error():
     cfg = load_config(None, ["SOLVER.OPTIMIZER_NAME", "Lion"])
     with pytest.raises(ValueError, match="SOLVER.OPTIMIZER_NAME"):
         build_optimizer(cfg, _model())
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("solver"))
+
+
+def _epoch_lrs(trainer, save: bool = False) -> dict[int, float]:
+    """Run the trainer's real epoch loop with the training pass replaced by a recorder of the LR each
+    epoch runs at (1-based epoch -> weights' LR); checkpoints are skipped unless `save`."""
+    seen = {}
+
+    def record(epoch):
+        seen[epoch + 1] = trainer.optimizer.param_groups[0]["lr"]
+        return {}
+
+    trainer.train_one_epoch = record
+    if not save:
+        trainer.save = lambda *args, **kwargs: None
+    trainer.fit()
+    return seen
+
+
+def test_trainer_runs_each_epoch_at_the_reference_lr(data_root, tmp_path):
+    """Through build_scheduler and Trainer.fit's own stepping: epoch e runs at the reference's step(e)."""
+    trainer = Trainer(tiny_config(data_root, tmp_path, *OCC_DUKE_SCHEDULE))
+    lrs = _epoch_lrs(trainer)
+    assert sorted(lrs) == list(range(1, 301))
+    for epoch, lr in REFERENCE_LR.items():
+        assert lrs[epoch] == pytest.approx(lr, rel=1e-7, abs=1e-12), epoch
+    bias_group = trainer.optimizer.param_groups[1]
+    assert bias_group["name"] == "biases" and bias_group["lr"] == pytest.approx(1.6e-5)  # the shared floor
+
+
+def test_resume_lands_on_the_same_schedule(data_root, tmp_path):
+    """A run stopped after epoch 6 and resumed from last.pth runs every epoch at the uninterrupted LR."""
+    schedule = [*OCC_DUKE_SCHEDULE, "SOLVER.MAX_EPOCHS", "12"]  # warm-up 5, cosine to the floor at 12
+    full = _epoch_lrs(Trainer(tiny_config(data_root, tmp_path / "full", *schedule)))
+
+    def stop_after_6(trainer, epochs_done):
+        if epochs_done == 6:
+            raise Interrupted
+
+    first = Trainer(tiny_config(data_root, tmp_path / "resumed", *schedule), epoch_hooks=[stop_after_6])
+    with pytest.raises(Interrupted):
+        _epoch_lrs(first, save=True)
+    resumed = Trainer(tiny_config(data_root, tmp_path / "resumed", *schedule, "MODEL.RESUME", "auto"))
+    assert resumed.start_epoch == 6
+    second = _epoch_lrs(resumed, save=True)
+    assert sorted(second) == list(range(7, 13))
+    assert {e: full[e] for e in range(7, 13)} == second
+    assert full[1] == pytest.approx(REFERENCE_LR[1]) and full[12] == pytest.approx(1.6e-5)

@@ -154,7 +154,7 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS):
             seed_epoch(cfg.SOLVER.SEED, epoch, self.dist.rank)
             self.train_loader.sampler.set_epoch(epoch)
-            self.scheduler.step(epoch)
+            self.scheduler.step(epoch + 1)  # 1-based, as the reference: epoch 1 already runs one warm-up step up
             stats = self.train_one_epoch(epoch)
             epochs_done = epoch + 1
             self.logger.info("epoch %d/%d %s", epochs_done, cfg.SOLVER.MAX_EPOCHS,
