@@ -8,6 +8,7 @@ import argparse
 from pfd.config import load_config
 from pfd.engine.distributed import cleanup
 from pfd.engine.trainer import train
+from pfd.errors import user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -15,6 +16,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a checkpoint (no value: OUTPUT_DIR/last.pth if present)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
     parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser.parse_intermixed_args(argv)  # --resume may come before or after the overrides
 
@@ -22,11 +24,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     opts = list(args.opts) + (["MODEL.RESUME", args.resume] if args.resume else [])
-    cfg = load_config(args.config, opts)
-    try:
-        train(cfg)
-    finally:
-        cleanup()
+    with user_errors(args.debug):  # a bad config, file or checkpoint: one line, exit status 2
+        cfg = load_config(args.config, opts)
+        try:
+            train(cfg)
+        finally:
+            cleanup()
 
 
 if __name__ == "__main__":

@@ -58,16 +58,16 @@ def test_search_refuses_another_config_or_model(setup, tmp_path):
     image = sorted(setup["gallery"].glob("*.jpg"))[5]
     args = ["search", "--index", str(setup["index"]), "--image", str(image), "--config", str(DEMO_CONFIG)]
     with pytest.raises(IndexLoadError, match="config_hash"):
-        query_script.main(args + ["--weights", str(setup["weights"]), *setup["opts"], "MODEL.FEAT_KIND", "global"])
+        query_script.main(args + ["--debug", "--weights", str(setup["weights"]), *setup["opts"], "MODEL.FEAT_KIND", "global"])
     other = tmp_path / "other.pth"
     other.write_bytes(setup["weights"].read_bytes() + b"\0")  # a different file: another model id
     with pytest.raises(IndexLoadError, match="model_id"):
-        query_script.main(args + ["--weights", str(other), *setup["opts"]])
+        query_script.main(args + ["--debug", "--weights", str(other), *setup["opts"]])
     with pytest.raises(IndexLoadError, match="missing"):
-        query_script.main(["search", "--index", str(tmp_path / "no_index"), "--image", str(image),
+        query_script.main(["search", "--debug", "--index", str(tmp_path / "no_index"), "--image", str(image),
                            "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]), *setup["opts"]])
     with pytest.raises(FileNotFoundError, match="nobody.jpg"):
-        query_script.main(["search", "--index", str(setup["index"]), "--image", str(tmp_path / "nobody.jpg")])
+        query_script.main(["search", "--debug", "--index", str(setup["index"]), "--image", str(tmp_path / "nobody.jpg")])
 
 
 def test_ivfpq_index_reports_recall(setup):
@@ -94,7 +94,46 @@ def test_search_refuses_an_index_without_its_config(setup, tmp_path):
     (index / "meta.json").write_text(json.dumps(meta))
     image = sorted(setup["gallery"].glob("*.jpg"))[0]
     with pytest.raises(ValueError, match=r"meta\.json stores no config"):
-        query_script.main(["search", "--index", str(index), "--image", str(image)])
+        query_script.main(["search", "--debug", "--index", str(index), "--image", str(image)])
+
+
+def _user_error(capsys, argv) -> str:
+    """The one-line message query.py prints (exit status 2) for an expected error."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        query_script.main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_search_errors_are_one_line_and_exit_2(setup, capsys, tmp_path):
+    image = str(sorted(setup["gallery"].glob("*.jpg"))[0])
+    err = _user_error(capsys, ["search", "--index", str(setup["index"]), "--image", image, "--topk", "0"])
+    assert "--topk must be at least 1" in err and "got 0" in err
+    index = tmp_path / "truncated"
+    shutil.copytree(setup["index"], index)
+    text = (index / "meta.json").read_text()
+    (index / "meta.json").write_text(text[: len(text) // 2])  # a copy cut short
+    err = _user_error(capsys, ["search", "--index", str(index), "--image", image])
+    assert str(index / "meta.json") in err and "not readable JSON" in err
+    with pytest.raises(IndexLoadError, match="not readable JSON"):  # --debug: the exception itself
+        query_script.main(["search", "--debug", "--index", str(index), "--image", image])
+
+
+def test_search_photo_without_keypoints_names_a_pose_backend(setup, capsys, tmp_path):
+    """The demo config reads ground-truth keypoints; a photo of one's own has none there."""
+    photo = tmp_path / "me.jpg"
+    shutil.copy(sorted(setup["gallery"].glob("*.jpg"))[0], photo)
+    err = _user_error(capsys, ["search", "--index", str(setup["index"]), "--image", str(photo)])
+    assert f"--image {photo}: no keypoints" in err and "MODEL.POSE_BACKEND mediapipe" in err
+    assert "pfd.data.synthetic" not in err
+    keypoint_file = setup["root"] / "synthetic" / "keypoints.json"  # the file backend: a file without the photo
+    err = _user_error(capsys, ["search", "--index", str(setup["index"]), "--image", str(photo),
+                               "MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", str(keypoint_file)])
+    assert f"{keypoint_file} does not list it" in err and "MODEL.POSE_BACKEND mediapipe" in err
 
 
 def test_unknown_query_id_does_not_match_unknown_gallery_ids(setup):

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from ..errors import UserError
 from .defaults import get_cfg_defaults
 
 __all__ = ["CN", "ConfigError", "get_cfg_defaults", "load_config", "merge_dict", "merge_opts", "config_hash"]
@@ -23,7 +24,7 @@ __all__ = ["CN", "ConfigError", "get_cfg_defaults", "load_config", "merge_dict",
 MODEL_NAME_ALIASES = {"skeleton_transformer": "pfd", "transformer": "vit_baseline"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration key or value that cannot be used."""
 
 

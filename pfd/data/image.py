@@ -5,8 +5,10 @@ import os
 
 from PIL import Image
 
+from ..errors import UserError
 
-class ImageReadError(OSError):
+
+class ImageReadError(UserError, OSError):
     """An image file that is missing or cannot be decoded; the message names the path."""
 
 

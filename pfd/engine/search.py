@@ -21,7 +21,10 @@ from ..config import config_hash, load_config
 from ..data.datasets import ImageRecord
 from ..data.datasets.base import IMAGE_EXTENSIONS
 from ..data.datasets.market import NAME_PATTERN
+from ..errors import InvalidInputError, MissingFileError
 from ..pose import build_estimator
+from ..pose.estimator import find_synthetic_keypoints, resolve_backend
+from ..pose.formats import FileEstimator
 from ..retrieval import IndexLoadError, build_index, load_index, plots
 from ..retrieval.index import META_FILE
 from ..retrieval.metrics import retrieval_options
@@ -105,7 +108,15 @@ def _index_meta(index_dir: Path) -> dict:
     meta_path = index_dir / META_FILE
     if not meta_path.is_file():
         raise IndexLoadError(f"{meta_path} is missing; build the index with `python query.py index ...` first")
-    return json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IndexLoadError(f"{meta_path} is not readable JSON ({err}); rebuild the index with "
+                             "`python query.py index ...`") from err
+    if not isinstance(meta, dict):
+        raise IndexLoadError(f"{meta_path} holds a {type(meta).__name__}, not the index's metadata object; "
+                             "rebuild the index with `python query.py index ...`")
+    return meta
 
 
 def _config_from_meta(meta: dict, meta_path: Path, opts: Sequence[str]):
@@ -133,13 +144,38 @@ def format_ranking(distances: np.ndarray, rows: np.ndarray, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _no_keypoints(image: Path, why: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"--image {image}: no keypoints for this photo ({why}). Let a pose backend compute them: add "
+        "`MODEL.POSE_BACKEND mediapipe` (no weights needed) or `MODEL.POSE_BACKEND hrnet MODEL.POSE_WEIGHT "
+        "pose_hrnet_w48_256x192.pth` to the command")
+
+
+def query_keypoints(cfg, image: Path) -> np.ndarray:
+    """Keypoints [17, 3] of one query photo from the configured pose backend; a file-based backend
+    (synthetic, file) that does not list the photo is an error saying how to compute them instead."""
+    path = str(image)
+    backend = resolve_backend(cfg, None, [path])
+    if backend == "synthetic" and find_synthetic_keypoints([path]) is None:
+        raise _no_keypoints(image, "MODEL.POSE_BACKEND synthetic only knows the generated dataset's own images")
+    estimator = build_estimator(cfg, image_paths=[path])
+    try:
+        if isinstance(estimator, FileEstimator) and estimator.lookup(path) is None:
+            raise _no_keypoints(image, f"the {backend} backend's keypoint file {estimator.path} does not list it")
+        return estimator.predict_paths([path])[0]  # [17, 3] in image pixels
+    finally:
+        estimator.close()
+
+
 def search_image(index_dir: str, image: str, topk: int = 10, config: str | None = None, weights: str | None = None,
                  out: str | None = None, opts: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Rank the index for one image: print the list, save the picture; returns (distances [k], rows [k])."""
     setup_logger(None)
     index_dir, image_path = Path(index_dir), Path(image).resolve()
+    if topk < 1:
+        raise InvalidInputError(f"--topk must be at least 1 (the number of gallery images listed), got {topk}")
     if not image_path.is_file():
-        raise FileNotFoundError(f"--image: file not found: {image}")
+        raise MissingFileError(f"--image: file not found: {image}")
     meta = _index_meta(index_dir)
     cfg = load_config(config, opts) if config else _config_from_meta(meta, index_dir / META_FILE, opts)
     weights = weights or meta.get("weights", "")
@@ -149,9 +185,7 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
 
     pid, camid = parse_name(image_path)
     record = ImageRecord(str(image_path), pid, camid)
-    estimator = build_estimator(cfg, image_paths=[record.path])
-    keypoints = {record.path: estimator.predict_paths([record.path])[0]}  # [17, 3] in image pixels
-    estimator.close()
+    keypoints = {record.path: query_keypoints(cfg, image_path)}
     feats = _features(cfg, weights, [record], keypoints, desc="query feature")
     distances, rows = index.search(feats, topk)
     print(format_ranking(distances[0], rows[0], index.meta), flush=True)

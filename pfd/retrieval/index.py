@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..io import atomic_path, atomic_write
 
 __all__ = ["distance_matrix", "rank_gallery", "search", "GalleryIndex", "IndexLoadError", "build_index",
@@ -36,7 +37,7 @@ META_FORMAT = "pfd-index-v1"
 _CHUNK_ELEMENTS = 1 << 26  # max entries of one query-block x gallery similarity matrix (256 MB float32)
 
 
-class IndexLoadError(ValueError):
+class IndexLoadError(UserError, ValueError):
     """A saved index that is missing, damaged, or built for another model/config."""
 
 

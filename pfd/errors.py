@@ -1,0 +1,41 @@
+"""The one exception type for expected failures, and how the scripts report them.
+
+A `UserError` is a failure the user can fix without reading code: a bad config value, a missing or
+damaged file, a checkpoint of another model, a full disk. Its message names the file, key or value
+and what was expected. train.py, test.py and query.py print it as one line and exit with status 2;
+anything else is a bug and keeps its traceback (so does a UserError under `--debug`).
+Subclasses also derive from the builtin type that callers may already catch (ValueError, OSError).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+__all__ = ["UserError", "InvalidInputError", "MissingFileError", "user_errors"]
+
+EXIT_USER_ERROR = 2  # the status argparse uses for a bad command line
+
+
+class UserError(Exception):
+    """An expected failure caused by the user's input; the message says what to change."""
+
+
+class InvalidInputError(UserError, ValueError):
+    """A file, value or option whose content cannot be used."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named (or the config points at) does not exist."""
+
+
+@contextlib.contextmanager
+def user_errors(debug: bool = False) -> Iterator[None]:
+    """Turn a UserError into `error: <message>` on stderr and exit status 2 (re-raised when `debug`)."""
+    try:
+        yield
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR) from None
