@@ -35,6 +35,11 @@ _C.MODEL.PVM_MODE = "reference"  # new: reference | paper (spec section 7)
 _C.MODEL.DECODER_FFN_RESIDUAL = False  # new: True = paper/DETR feed-forward residual (spec section 6)
 _C.MODEL.PUSH_LOSS = "reference"  # new: reference (1-cos)/2 | paper cos
 _C.MODEL.FEAT_KIND = "full"  # new: inference feature: full | global | global_visible
+# ablation switches (new; the defaults are the reference model, see docs/ARCHITECTURE.md)
+_C.MODEL.HEAT_WEIGHT = True  # weight the global feature and the decoder memory by the heatmaps (spec section 2)
+_C.MODEL.PFA = True  # pose-guided feature aggregation; false: A = L
+_C.MODEL.PVM = True  # pose-view matching; false: view j is paired with keypoint j
+_C.MODEL.DISENTANGLE = True  # split outputs by keypoint visibility; false: every keypoint counts as visible
 # losses
 _C.MODEL.METRIC_LOSS_TYPE = "triplet"
 _C.MODEL.NO_MARGIN = True  # True: soft-margin triplet; False: margin SOLVER.MARGIN
@@ -43,6 +48,9 @@ _C.MODEL.LABEL_SMOOTH_EPS = 0.1  # new
 _C.MODEL.ID_LOSS_TYPE = "softmax"
 _C.MODEL.ID_LOSS_WEIGHT = 1.0
 _C.MODEL.TRIPLET_LOSS_WEIGHT = 1.0
+_C.MODEL.GLOBAL_LOSS_SHARE = 0.5  # new: weight of the global entry against the mean of the parts, per branch
+_C.MODEL.DECODER_LOSS_WEIGHT = 0.5  # new: weight of the decoder branch's loss (the encoder's is 0.5)
+_C.MODEL.PUSH_LOSS_WEIGHT = 1.0  # new: weight of the push loss between f_h and f_l
 _C.MODEL.IF_WITH_CENTER = "no"  # accepted, unused
 _C.MODEL.NECK = "bnneck"  # accepted, unused
 _C.MODEL.LAST_STRIDE = 1  # accepted, unused
@@ -128,6 +136,7 @@ _C.TEST.NECK_FEAT = "before"  # accepted, unused: PFD's inference feature is fix
 _C.TEST.FEAT_NORM = "yes"  # L2-normalize features before retrieval
 _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture
+_C.TEST.VIS_BUCKETS = [0, 6, 12]  # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17)
 
 _C.OUTPUT_DIR = "logs"  # checkpoints, logs, metrics
 

@@ -18,6 +18,7 @@ from ..model import build_model, load_checkpoint_into
 from ..model.convert import convert_reference_pfd, convert_transreid_baseline, detect_layout
 from ..model.pretrained import read_state_dict
 from ..retrieval import plots
+from ..retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
 from .checkpoint import is_own_checkpoint, load_checkpoint
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
@@ -25,7 +26,7 @@ from .logger import setup_logger
 from ..io import atomic_write
 from ..precision import autocast_dtype
 
-__all__ = ["checkpoint_sizes", "load_eval_model", "run_test", "write_json", "summary_table"]
+__all__ = ["checkpoint_sizes", "load_eval_model", "run_test", "write_json", "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
@@ -82,6 +83,23 @@ def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet, weight
     }
 
 
+def visibility_buckets(cfg, keypoints, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor) -> dict | None:
+    """metrics.json's "buckets" block: mAP / Rank-1 of the queries grouped by visible keypoints
+    (confidence >= MODEL.SKT_THRES, the model's visibility rule; TEST.VIS_BUCKETS). None without a
+    keypoint table (MODEL.POSE_ONLINE computes poses inside the model)."""
+    if keypoints is None:
+        return None
+    counts = visible_counts(np.stack([keypoints[r.path] for r in query.records]), cfg.MODEL.SKT_THRES)  # [Nq]
+    rows = evaluate_by_visibility(distmat, query.pids, gallery.pids, query.camids, gallery.camids, counts,
+                                  cfg.TEST.VIS_BUCKETS)
+    return {"keypoint_threshold": float(cfg.MODEL.SKT_THRES), "rows": rows}
+
+
+def shown_keypoints(keypoints, query: FeatureSet, rows: np.ndarray) -> np.ndarray | None:
+    """[len(rows), 17, 3] keypoints of the queries drawn in the ranked-list picture (None without a table)."""
+    return None if keypoints is None else np.stack([keypoints[query.records[i].path] for i in rows])
+
+
 def protocol_ranking(distmat: torch.Tensor, query: FeatureSet, gallery: FeatureSet, rows: np.ndarray) -> np.ndarray:
     """Top TOPK_SHOWN gallery indices [len(rows), k] of the queries `rows`, without the gallery images
     the Market-1501 protocol ignores (same identity and same camera as the query)."""
@@ -107,6 +125,7 @@ def run_test(cfg) -> dict[str, dict]:
     dist_info = init_distributed(cfg.MODEL.DEVICE)
     setup_logger(cfg.OUTPUT_DIR, dist_info.rank)
     device = dist_info.device
+    check_buckets(cfg.TEST.VIS_BUCKETS)  # a bad bucket list fails before any work
     model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device)
     logger.info("testing %s (%s checkpoint, %d ids, %d cameras), config %s", info["checkpoint"], info["format"],
                 info["num_classes"], info["num_cameras"], config_hash(cfg))
@@ -118,17 +137,24 @@ def run_test(cfg) -> dict[str, dict]:
                       distmat: torch.Tensor) -> None:
         out_dir = out_root if len(test_sets) == 1 else out_root / test_set.name
         record = metrics_record(metrics, query, gallery, cfg.TEST.WEIGHT, cfg) | {"dataset": test_set.name}
+        record["buckets"] = visibility_buckets(cfg, test_set.keypoints, query, gallery, distmat)
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
         shown = np.linspace(0, len(query.records) - 1, min(cfg.TEST.NUM_VIS, len(query.records))).round().astype(int)
         plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
                                 [r.path for r in gallery.records], gallery.pids,
                                 protocol_ranking(distmat, query, gallery, shown), out_dir / "ranked_lists.png",
-                                topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST))
+                                topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST),
+                                query_keypoints=shown_keypoints(test_set.keypoints, query, shown),
+                                keypoint_threshold=cfg.MODEL.SKT_THRES)
         rows[test_set.name] = record
 
     evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),
                        autocast_dtype(cfg.SOLVER.AMP, device), on_result=write_outputs)
     if is_main_process():
         print(summary_table(rows), flush=True)
+        for name, record in rows.items():
+            if record["buckets"] is not None:
+                title = f"{name} by visible keypoints (confidence >= {record['buckets']['keypoint_threshold']:g})"
+                print("\n" + bucket_table(record["buckets"]["rows"], title), flush=True)
     return rows
