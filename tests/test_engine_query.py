@@ -9,7 +9,7 @@ from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_o
 
 from pfd.engine.evaluator import ranks_reported
 from pfd.engine.trainer import Trainer
-from pfd.retrieval.plots import BORDER, PAD, QUERY_GAP
+from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
 from pfd.retrieval import IndexLoadError
 
 query_script = load_script("query")
@@ -51,7 +51,9 @@ def test_search_finds_the_image_itself(setup, capsys):
     rank, distance, pid, cam, path = lines[1].split()
     assert (rank, pid, cam, path) == ("1", "17", image.name.split("_c")[1][0], str(image.resolve()))
     assert float(distance) < 1e-3
-    assert out_png.stat().st_size > 0
+    with Image.open(out_png) as im:  # the query's keypoints are drawn over it
+        query_cell = np.asarray(im.convert("RGB"))[PAD + BORDER:PAD + BORDER + 128, PAD + BORDER:PAD + BORDER + 64]
+    assert (query_cell == KEYPOINT_COLOURS["visible"]).all(-1).sum() > 10
 
 
 def test_search_refuses_another_config_or_model(setup, tmp_path):

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 from pfd.engine.checkpoint import load_checkpoint
@@ -46,6 +47,8 @@ def test_training_improves_map(full_run):
     first_train = next(r for r in lines if r["kind"] == "train")
     assert {"total", "enc_id", "push", "acc", "img_s", "lr"} <= set(first_train)
     assert (full_run["out"] / "log.txt").read_text().count("epoch 10/10") == 1
+    with Image.open(full_run["out"] / "training_curves.png") as curves:  # beside the log, after each evaluation
+        assert curves.format == "PNG" and curves.size == (960, 400)
 
 
 def test_kill_and_resume_gives_identical_weights(data_root, full_run):
@@ -117,8 +120,24 @@ def test_test_py_reads_the_checkpoint(data_root, full_run, capsys):
     assert metrics["checkpoint"] == str(weights) and len(metrics["config_hash"]) == 12
     assert 0 <= metrics["rank1"] <= metrics["rank5"] <= metrics["rank10"] <= 1
     assert (out / "cmc.png").stat().st_size > 0 and (out / "ranked_lists.png").stat().st_size > 0
+    buckets = metrics["buckets"]  # queries by visible keypoints (confidence >= MODEL.SKT_THRES)
+    assert buckets["keypoint_threshold"] == pytest.approx(0.3)
+    assert [r["visible"] for r in buckets["rows"]] == ["0-5", "6-11", "12-17"]
+    assert sum(r["num_query"] for r in buckets["rows"]) == metrics["num_query"]
     table = capsys.readouterr().out
     assert "synthetic" in table and f"{100 * metrics['mAP']:.2f}" in table
+    assert "by visible keypoints (confidence >= 0.3)" in table and "12-17" in table
+
+
+def test_test_py_buckets_follow_the_config(data_root, full_run, tmp_path, capsys):
+    weights = full_run["out"] / "last.pth"
+    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "TEST.VIS_BUCKETS", "[0, 9]")
+    test_script.main(["--config", str(DEMO_CONFIG), *opts])
+    rows = json.loads((tmp_path / "metrics.json").read_text())["buckets"]["rows"]
+    assert [r["visible"] for r in rows] == ["0-8", "9-17"] and sum(r["num_query"] for r in rows) == 24
+    with pytest.raises(ValueError, match=r"TEST\.VIS_BUCKETS \[3, 9\]"):
+        test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights),
+                                                                    "TEST.VIS_BUCKETS", "[3, 9]")])
 
 
 def test_resume_rejects_a_missing_checkpoint(data_root):

@@ -194,6 +194,7 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     # An unknown query id (-1) matches nothing: not even gallery images whose id is also unknown.
     shown_pid = pid if pid >= 0 else min(index.meta["pids"], default=0) - 1
     plots.plot_ranked_lists([record.path], [shown_pid], index.meta["paths"], index.meta["pids"], rows, picture,
-                            topk=topk, image_hw=tuple(cfg.INPUT.SIZE_TEST))
+                            topk=topk, image_hw=tuple(cfg.INPUT.SIZE_TEST),
+                            query_keypoints=keypoints[record.path][None], keypoint_threshold=cfg.MODEL.SKT_THRES)
     logger.info("ranking picture: %s", picture)
     return distances[0], rows[0]

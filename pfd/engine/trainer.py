@@ -22,6 +22,7 @@ from ..config import config_hash
 from ..data.datasets import build_dataset
 from ..data.loader import build_train_loader
 from ..model import build_loss, build_model
+from ..retrieval.plots import plot_training_curves
 from .checkpoint import (FORMAT, atomic_copy, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
                          unwrap_model)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
@@ -33,6 +34,7 @@ from .solver import build_optimizer, build_scheduler
 __all__ = ["Trainer", "seed_epoch", "train"]
 
 EpochHook = Callable[["Trainer", int], None]
+CURVES_FILE = "training_curves.png"  # beside log.txt and metrics.jsonl
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
@@ -162,13 +164,17 @@ class Trainer:
             self.metrics_log.write("train", epoch=epochs_done, **stats)
             improved = False
             period = cfg.SOLVER.EVAL_PERIOD
-            if self.test_sets and (epochs_done == cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0)):
+            last_epoch = epochs_done == cfg.SOLVER.MAX_EPOCHS
+            evaluated = bool(self.test_sets) and (last_epoch or (period > 0 and epochs_done % period == 0))
+            if evaluated:
                 last_metrics = self.evaluate(epochs_done)
                 if self.dist.is_main:
                     first = last_metrics[self.test_sets[0].name]["mAP"]
                     improved = first > self.best_map
                     self.best_map = max(self.best_map, first)
             self.save(epochs_done, improved)
+            if self.dist.is_main and (evaluated or last_epoch):  # the curves so far, beside the log
+                plot_training_curves(self.metrics_log.path, self.output_dir / CURVES_FILE)
             for hook in self.epoch_hooks:
                 hook(self, epochs_done)
         return last_metrics

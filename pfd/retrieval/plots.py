@@ -1,30 +1,35 @@
-"""Pictures of retrieval results: a CMC curve and a grid of ranked lists. Both PNGs are written atomically.
+"""Pictures of results: a CMC curve, a grid of ranked lists and training curves. PNGs are written atomically.
 
-The CMC plot uses matplotlib's Agg canvas directly (no pyplot, no global backend switch); the
-ranked-list grid is composed with PIL so its pixel size is exact:
+The CMC and training-curve plots use matplotlib's Agg canvas directly (no pyplot, no global backend
+switch); the ranked-list grid is composed with PIL so its pixel size is exact:
     width  = PAD + (1 + topk) * (W + 2 * BORDER + PAD) + QUERY_GAP
     height = PAD + num_queries * (H + 2 * BORDER + PAD)
-for thumbnails of ``image_hw = (H, W)``.
+for thumbnails of ``image_hw = (H, W)``. Query keypoints, when given, are drawn over the query
+thumbnail: visible ones (confidence >= the model's threshold) in cyan, occluded ones in magenta.
 """
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from ..io import atomic_write
 
-__all__ = ["plot_cmc", "plot_ranked_lists", "ranked_grid_size", "BORDER", "PAD", "QUERY_GAP"]
+__all__ = ["plot_cmc", "plot_ranked_lists", "plot_training_curves", "ranked_grid_size", "BORDER", "PAD",
+           "QUERY_GAP", "KEYPOINT_COLOURS"]
 
 BORDER = 4  # coloured frame around each thumbnail
 PAD = 4  # space between cells
 QUERY_GAP = 12  # extra space between the query and its ranked list
 _COLOURS = {"query": (70, 110, 220), "right": (40, 170, 60), "wrong": (220, 40, 40)}
+KEYPOINT_COLOURS = {"visible": (0, 230, 255), "occluded": (255, 0, 255)}
+KEYPOINT_RADIUS = 2  # px on the thumbnail
 
 
 def _write_atomic(path, data: bytes) -> Path:
@@ -61,20 +66,37 @@ def ranked_grid_size(num_queries: int, topk: int, image_hw: tuple[int, int] = (1
     return (PAD + (1 + topk) * (w + 2 * BORDER + PAD) + QUERY_GAP, PAD + num_queries * (h + 2 * BORDER + PAD))
 
 
-def _thumbnail(path: str, image_hw: tuple[int, int], colour) -> Image.Image:
+def _thumbnail(path: str, image_hw: tuple[int, int], colour, keypoints=None, threshold: float = 0.3) -> Image.Image:
+    """The image resized to image_hw in a `colour` frame; keypoints [17, 3] (x, y, confidence in the
+    image's own pixels), if given, drawn over it: confidence >= threshold visible, else occluded."""
     try:
         with Image.open(path) as im:
+            scale = np.array([image_hw[1] / im.width, image_hw[0] / im.height])  # (sx, sy)
             image = im.convert("RGB").resize((image_hw[1], image_hw[0]), Image.BILINEAR)
     except (OSError, ValueError) as err:
         raise OSError(f"plot_ranked_lists cannot read image {path}: {err}") from err
+    if keypoints is not None:
+        kps = np.asarray(keypoints, dtype=np.float64)  # [17, 3]
+        xy = kps[:, :2] * scale  # [17, 2] thumbnail pixels
+        inside = (xy >= 0).all(1) & (xy[:, 0] < image_hw[1]) & (xy[:, 1] < image_hw[0])
+        draw, r = ImageDraw.Draw(image), KEYPOINT_RADIUS
+        for (x, y), conf in zip(xy[inside], kps[inside, 2]):
+            fill = KEYPOINT_COLOURS["visible" if conf >= threshold else "occluded"]
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=fill, outline=(0, 0, 0))
     return ImageOps.expand(image, border=BORDER, fill=colour)
 
 
 def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gallery_paths: Sequence[str],
                       gallery_pids: Sequence[int], ranked_indices, path, topk: int = 10,
-                      image_hw: tuple[int, int] = (128, 64)) -> Path:
+                      image_hw: tuple[int, int] = (128, 64), query_keypoints=None,
+                      keypoint_threshold: float = 0.3) -> Path:
     """One row per query: the query (blue frame), then its first ``topk`` gallery images framed
     green (same identity) or red (other identity).
+
+    ``query_keypoints``: None, or [num_queries, 17, 3] (x, y, confidence) in each query image's own
+    pixels, drawn over the query (confidence >= ``keypoint_threshold``, e.g. MODEL.SKT_THRES:
+    visible colour, else occluded; see KEYPOINT_COLOURS) so the picture shows what the pose
+    estimator saw.
 
     ``ranked_indices`` [num_queries, >= topk] gallery rows, best first (e.g. from ``rank_gallery``;
     drop same-id-same-camera "junk" beforehand to show the evaluation protocol's lists); an entry
@@ -84,13 +106,17 @@ def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gal
     ranked = np.asarray(ranked_indices)
     if ranked.ndim != 2 or len(ranked) != len(query_paths):
         raise ValueError(f"ranked_indices must be [num_queries={len(query_paths)}, k], got shape {ranked.shape}")
+    if query_keypoints is not None and np.shape(query_keypoints)[:1] != (len(query_paths),):
+        raise ValueError(f"query_keypoints must be [num_queries={len(query_paths)}, 17, 3], "
+                         f"got shape {np.shape(query_keypoints)}")
     topk = min(topk, ranked.shape[1])
     width, height = ranked_grid_size(len(query_paths), topk, image_hw)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     cell_w, cell_h = image_hw[1] + 2 * BORDER + PAD, image_hw[0] + 2 * BORDER + PAD
     for row, (q_path, q_pid) in enumerate(zip(query_paths, query_pids)):
         top = PAD + row * cell_h
-        canvas.paste(_thumbnail(q_path, image_hw, _COLOURS["query"]), (PAD, top))
+        kps = None if query_keypoints is None else query_keypoints[row]
+        canvas.paste(_thumbnail(q_path, image_hw, _COLOURS["query"], kps, keypoint_threshold), (PAD, top))
         for rank, g in enumerate(ranked[row, :topk]):
             if g < 0:
                 continue
@@ -98,4 +124,60 @@ def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gal
             canvas.paste(_thumbnail(gallery_paths[g], image_hw, colour), (PAD + QUERY_GAP + (rank + 1) * cell_w, top))
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
+    return _write_atomic(path, buffer.getvalue())
+
+
+def _read_metrics_log(path) -> tuple[dict[int, dict], dict[str, dict[int, float]]]:
+    """(train record per epoch, {dataset: {epoch: mAP}}) of a metrics.jsonl; a resumed run's repeated
+    epochs keep their last record."""
+    train, evals = {}, {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from err
+        if record.get("kind") == "train":
+            train[int(record["epoch"])] = record
+        elif record.get("kind") == "eval":
+            evals.setdefault(str(record.get("dataset", "")), {})[int(record["epoch"])] = float(record["mAP"])
+    return train, evals
+
+
+_NOT_LOSSES = {"kind", "time", "epoch", "acc", "img_s", "lr"}
+
+
+def plot_training_curves(metrics_log, path, size_px: tuple[int, int] = (960, 400)) -> Path:
+    """Loss parts (left) and evaluation mAP (right) by epoch, from a run's metrics.jsonl.
+
+    Every numeric field of the "train" records other than epoch/time/acc/img_s/lr is a loss part
+    (total, enc_id, enc_tri, dec_id, dec_tri, push for PFD); "eval" records give one mAP curve per
+    dataset. Writes a PNG of exactly ``size_px`` (width, height) pixels to ``path``; returns it.
+    """
+    train, evals = _read_metrics_log(metrics_log)
+    if not train:
+        raise ValueError(f"{metrics_log}: no training records (kind \"train\") to plot")
+    epochs = sorted(train)
+    parts = [k for k, v in train[epochs[-1]].items() if k not in _NOT_LOSSES and isinstance(v, (int, float))]
+    dpi = 100
+    fig = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    loss_ax, map_ax = fig.subplots(1, 2)
+    for part in parts:
+        loss_ax.plot(epochs, [train[e].get(part, np.nan) for e in epochs], marker=".", label=part,
+                     linewidth=2.5 if part == "total" else 1.2)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="training loss (epoch mean)")
+    loss_ax.legend(fontsize=8)
+    for name, curve in evals.items():
+        points = sorted(curve.items())
+        map_ax.plot([e for e, _ in points], [100 * m for _, m in points], marker="o", label=name or None)
+    map_ax.set(xlabel="epoch", ylabel="mAP (%)", title="evaluation mAP", xlim=(0, max(epochs[-1], 1)))
+    if any(evals):
+        map_ax.legend(fontsize=8)
+    for ax in (loss_ax, map_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
     return _write_atomic(path, buffer.getvalue())
