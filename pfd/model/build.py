@@ -45,7 +45,9 @@ def build_model(cfg, num_classes: int, num_cameras: int, load_pretrained: bool =
                     num_decoder_layers=cfg.MODEL.NUM_DECODER_LAYER, num_heads=cfg.MODEL.NUM_HEAD,
                     ffn_dim=cfg.MODEL.DECODER_FFN_DIM, dropout=cfg.MODEL.DECODER_DROPOUT,
                     ffn_residual=cfg.MODEL.DECODER_FFN_RESIDUAL, pvm_mode=cfg.MODEL.PVM_MODE,
-                    visibility_threshold=cfg.MODEL.SKT_THRES, feat_kind=cfg.MODEL.FEAT_KIND)
+                    visibility_threshold=cfg.MODEL.SKT_THRES, feat_kind=cfg.MODEL.FEAT_KIND,
+                    heat_weighting=cfg.MODEL.HEAT_WEIGHT, use_pfa=cfg.MODEL.PFA, use_pvm=cfg.MODEL.PVM,
+                    use_disentangle=cfg.MODEL.DISENTANGLE)
     else:
         raise ValueError(f"MODEL.NAME must be pfd or vit_baseline, got {cfg.MODEL.NAME!r}")
 

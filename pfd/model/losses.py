@@ -1,10 +1,12 @@
 """PFD's losses (PFD_SPEC section 9), vectorized over the global entry and all parts.
 
-For a (scores [1+P, B, C], feats [1+P, B, D]) pair:
-    ID  = 0.5 * CE(s_0) + 0.5 * mean_i CE(s_i)      (CE(s_0) alone when P = 0, the ViT baseline)
-    TRI = 0.5 * T(f_0)  + 0.5 * mean_i T(f_i)
+For a (scores [1+P, B, C], feats [1+P, B, D]) pair, with s = GLOBAL_LOSS_SHARE (0.5):
+    ID  = s * CE(s_0) + (1 - s) * mean_i CE(s_i)      (CE(s_0) alone when P = 0, the ViT baseline)
+    TRI = s * T(f_0)  + (1 - s) * mean_i T(f_i)
     loss = ID_LOSS_WEIGHT * ID + TRIPLET_LOSS_WEIGHT * TRI
-total = 0.5 * loss(encoder) + 0.5 * loss(decoder) + push   (loss(encoder) alone for the baseline).
+total = 0.5 * loss(encoder) + DECODER_LOSS_WEIGHT * loss(decoder) + PUSH_LOSS_WEIGHT * push
+(loss(encoder) alone for the baseline). The defaults (0.5, 0.5, 1) are the reference's; the other
+values are ablations.
 All loss math runs in fp32 with autocast off.
 """
 from __future__ import annotations
@@ -60,11 +62,11 @@ def push_loss(f_h: torch.Tensor, f_l: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"MODEL.PUSH_LOSS must be reference or paper, got {mode!r}")
 
 
-def _half_split(per_group: torch.Tensor) -> torch.Tensor:
-    """0.5 * global + 0.5 * mean(parts) for [1+P]; the global value alone when P = 0."""
+def _global_parts_split(per_group: torch.Tensor, global_share: float) -> torch.Tensor:
+    """share * global + (1 - share) * mean(parts) for [1+P]; the global value alone when P = 0."""
     if per_group.shape[0] == 1:
         return per_group[0]
-    return 0.5 * per_group[0] + 0.5 * per_group[1:].mean()
+    return global_share * per_group[0] + (1 - global_share) * per_group[1:].mean()
 
 
 class PFDLoss:
@@ -74,13 +76,16 @@ class PFDLoss:
     """
 
     def __init__(self, *, label_smoothing: float, triplet_margin: float | None, push_mode: str,
-                 id_weight: float = 1.0, triplet_weight: float = 1.0):
+                 id_weight: float = 1.0, triplet_weight: float = 1.0, global_share: float = 0.5,
+                 decoder_weight: float = 0.5, push_weight: float = 1.0):
         self.label_smoothing, self.triplet_margin, self.push_mode = label_smoothing, triplet_margin, push_mode
         self.id_weight, self.triplet_weight = id_weight, triplet_weight
+        self.global_share, self.decoder_weight, self.push_weight = global_share, decoder_weight, push_weight
 
     def _pair(self, scores: torch.Tensor, feats: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ident = _half_split(cross_entropy_per_group(scores.float(), pids, self.label_smoothing))
-        tri = _half_split(batch_hard_triplet(feats.float(), pids, self.triplet_margin))
+        ident = _global_parts_split(cross_entropy_per_group(scores.float(), pids, self.label_smoothing),
+                                    self.global_share)
+        tri = _global_parts_split(batch_hard_triplet(feats.float(), pids, self.triplet_margin), self.global_share)
         return ident, tri, self.id_weight * ident + self.triplet_weight * tri
 
     def __call__(self, outputs, pids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,8 +96,8 @@ class PFDLoss:
                 return {"total": enc, **parts}
             dec_id, dec_tri, dec = self._pair(outputs.dec_scores, outputs.dec_feats, pids)
             push = push_loss(outputs.f_h_bn.float(), outputs.f_l_bn.float(), self.push_mode)
-            return {"total": 0.5 * enc + 0.5 * dec + push, **parts, "dec_id": dec_id, "dec_tri": dec_tri,
-                    "push": push}
+            total = 0.5 * enc + self.decoder_weight * dec + self.push_weight * push
+            return {"total": total, **parts, "dec_id": dec_id, "dec_tri": dec_tri, "push": push}
 
 
 def build_loss(cfg) -> PFDLoss:
@@ -100,7 +105,13 @@ def build_loss(cfg) -> PFDLoss:
     if cfg.MODEL.METRIC_LOSS_TYPE != "triplet" or cfg.MODEL.ID_LOSS_TYPE != "softmax":
         raise ValueError(f"MODEL.METRIC_LOSS_TYPE={cfg.MODEL.METRIC_LOSS_TYPE!r} / MODEL.ID_LOSS_TYPE="
                          f"{cfg.MODEL.ID_LOSS_TYPE!r}: only triplet / softmax are implemented (the PFD recipe)")
+    if not 0.0 <= cfg.MODEL.GLOBAL_LOSS_SHARE <= 1.0:
+        raise ValueError(f"MODEL.GLOBAL_LOSS_SHARE={cfg.MODEL.GLOBAL_LOSS_SHARE}: expected a share in [0, 1]")
+    for key in ("DECODER_LOSS_WEIGHT", "PUSH_LOSS_WEIGHT"):
+        if cfg.MODEL[key] < 0:
+            raise ValueError(f"MODEL.{key}={cfg.MODEL[key]}: expected a weight >= 0")
     smoothing = cfg.MODEL.LABEL_SMOOTH_EPS if str(cfg.MODEL.IF_LABELSMOOTH).lower() in ("on", "true", "yes") else 0.0
     return PFDLoss(label_smoothing=smoothing, triplet_margin=None if cfg.MODEL.NO_MARGIN else cfg.SOLVER.MARGIN,
                    push_mode=cfg.MODEL.PUSH_LOSS, id_weight=cfg.MODEL.ID_LOSS_WEIGHT,
-                   triplet_weight=cfg.MODEL.TRIPLET_LOSS_WEIGHT)
+                   triplet_weight=cfg.MODEL.TRIPLET_LOSS_WEIGHT, global_share=cfg.MODEL.GLOBAL_LOSS_SHARE,
+                   decoder_weight=cfg.MODEL.DECODER_LOSS_WEIGHT, push_weight=cfg.MODEL.PUSH_LOSS_WEIGHT)

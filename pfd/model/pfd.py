@@ -57,7 +57,8 @@ class PFD(nn.Module):
     def __init__(self, backbone: ViTBackbone, num_classes: int, *, input_size: tuple[int, int],
                  num_views: int = 17, num_decoder_layers: int = 2, num_heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, ffn_residual: bool = False, pvm_mode: str = "reference",
-                 visibility_threshold: float = 0.3, feat_kind: str = "full"):
+                 visibility_threshold: float = 0.3, feat_kind: str = "full", heat_weighting: bool = True,
+                 use_pfa: bool = True, use_pvm: bool = True, use_disentangle: bool = True):
         super().__init__()
         dim, k = backbone.embed_dim, NUM_KEYPOINTS
         if backbone.num_patches < k:
@@ -70,6 +71,12 @@ class PFD(nn.Module):
         self.num_keypoints, self.num_views, self.embed_dim = k, num_views, dim
         self.heatmap_size = (input_size[0] // 4, input_size[1] // 4)
         self.pvm_mode, self.visibility_threshold, self.feat_kind = pvm_mode, visibility_threshold, feat_kind
+        if not use_pvm and num_views != k:
+            raise ValueError(f"MODEL.PVM false pairs view j with keypoint j, so it needs MODEL.QUERY_NUM={k}, "
+                             f"got {num_views}")
+        # Ablation switches (all True = the reference model; see docs/ARCHITECTURE.md).
+        self.heat_weighting, self.use_pfa, self.use_pvm = heat_weighting, use_pfa, use_pvm
+        self.use_disentangle = use_disentangle
 
         self.base_vit = backbone
         self.b2 = backbone.last_block_copy()  # [last block copy, final norm copy]
@@ -123,20 +130,30 @@ class PFD(nn.Module):
                              f"{self.heatmap_size[1]}] (input size / 4), got {list(heatmaps.shape)}")
         heat = heatmaps.flatten(2)  # Mf [B, K, h*w]
         keypoint_feats = self.pose_decoder_linear(heat)  # P [B, K, D]
-        weight = heat_weight(heat, self.embed_dim)  # a [B, 1, D]
         visible = keypoint_visibility(heat, self.visibility_threshold)  # v [B, K] bool
+        if not self.use_disentangle:  # ablation: every keypoint counts as visible, nothing is set apart
+            visible = torch.ones_like(visible)
 
         tokens = self.base_vit(images, camids)  # F [B, 1+N, D]
-        g = tokens[:, 0] * weight[:, 0] + tokens[:, 0]  # [B, D]
+        if self.heat_weighting:
+            weight = heat_weight(heat, self.embed_dim)  # a [B, 1, D]
+            g = tokens[:, 0] * weight[:, 0] + tokens[:, 0]  # [B, D]
+            memory = tokens * weight  # [B, 1+N, D]
+        else:  # ablation: the raw cls token and tokens
+            g, memory = tokens[:, 0], tokens
         g_bn = self.bottleneck(g)
         if not self.training and self.feat_kind == "global":
             return g_bn  # the compact index needs neither parts nor decoder
         local = self.encode_parts(tokens)  # L [B, K, D]
         local_bn = self.bottleneck_parts(local)  # [B, K, D]
 
-        views = self.decoder(self.query_embed, tokens * weight)  # V [B, Nq, D]
-        aligned = pfa(local, keypoint_feats)  # A [B, K, D]
-        outputs, matched = pvm(aligned, views, self.pvm_mode)  # O [B, Nq, D], m [B, Nq]
+        views = self.decoder(self.query_embed, memory)  # V [B, Nq, D]
+        aligned = pfa(local, keypoint_feats) if self.use_pfa else local  # A [B, K, D]
+        if self.use_pvm:
+            outputs, matched = pvm(aligned, views, self.pvm_mode)  # O [B, Nq, D], m [B, Nq]
+        else:  # ablation: view j is paired with keypoint j, no matching
+            outputs = views + aligned
+            matched = torch.arange(self.num_views, device=views.device).expand(b, -1)  # [B, Nq]
         f_h, f_l, parts = disentangle(outputs, matched, visible)  # [B, D], [B, D], Dp [B, Nq, D]
         f_h_bn = self.bottleneck_decoder(f_h)
 
