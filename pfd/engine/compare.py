@@ -1,0 +1,96 @@
+"""`python -m pfd.compare`: train PFD and the plain ViT baseline (and any ablation) on the same data,
+budget and seed, evaluate each with test.py's own code, and print one table by occlusion bucket.
+
+Every variant is the given config plus its own overrides (`MODEL.NAME vit_baseline`, `MODEL.PFA false`, ...);
+everything else (data, epochs, batch, seed, input size) is shared. Variant NAME trains into OUT/NAME
+(checkpoints, log, curves) and is evaluated into OUT/NAME/test (metrics.json with its per-bucket
+block, plots). OUT/compare.json gathers the metrics; the table is printed on stdout.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from ..config import load_config
+from ..io import atomic_write
+from .checkpoint import load_checkpoint
+from .tester import run_test
+from .trainer import train
+
+__all__ = ["DEFAULT_VARIANTS", "run_compare", "compare_table"]
+
+logger = logging.getLogger("pfd")
+BASELINE = "vit_baseline"
+DEFAULT_VARIANTS = {"pfd": ["MODEL.NAME", "pfd"], BASELINE: ["MODEL.NAME", BASELINE]}
+
+
+def _finished(run_dir: Path, max_epochs: int) -> bool:
+    """True when run_dir holds a last.pth trained for max_epochs epochs."""
+    last = run_dir / "last.pth"
+    return last.is_file() and int(load_checkpoint(last).get("epoch", -1)) == max_epochs
+
+
+def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants: dict[str, list[str]],
+                reuse: bool = False) -> dict[str, dict]:
+    """Train and evaluate every variant; returns {variant: test.py's metrics record of the first test set}.
+
+    `reuse`: a variant whose OUT/NAME/last.pth already finished its epochs is evaluated, not retrained.
+    A variant folder holding anything else is refused (nothing of another run is overwritten).
+    """
+    out = Path(out_dir)
+    results: dict[str, dict] = {}
+    for name, extra in variants.items():
+        run_dir = out / name
+        cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"])
+        if reuse and _finished(run_dir, cfg.SOLVER.MAX_EPOCHS):
+            logger.info("compare: %s already trained in %s, evaluating it", name, run_dir)
+        elif run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
+                                  "finished runs without retraining")
+        else:
+            logger.info("compare: training %s (%s) into %s", name, " ".join(extra) or "config as given", run_dir)
+            train(cfg)
+        test_cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir / "test"),
+                                        "TEST.WEIGHT", str(run_dir / "last.pth")])
+        rows = run_test(test_cfg)
+        results[name] = next(iter(rows.values()))
+    payload = {"config": str(config), "overrides": list(opts), "variants": variants, "metrics": results}
+    atomic_write(out / "compare.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
+    return results
+
+
+def _cells(record: dict) -> list[float | None]:
+    """[mAP, rank1] overall, then [mAP, rank1] per visibility bucket."""
+    cells = [record["mAP"], record["rank1"]]
+    for row in (record.get("buckets") or {}).get("rows", []):
+        cells += [row["mAP"], row["rank1"]]
+    return cells
+
+
+def compare_table(results: dict[str, dict], baseline: str = BASELINE) -> str:
+    """One row per variant (values in %), then one row per variant minus the baseline (points).
+
+    Columns: mAP and Rank-1 over all queries, then per visibility bucket (with its query count).
+    """
+    first = next(iter(results.values()))
+    groups = [f"all ({first['num_query']})"]
+    groups += [f"{r['visible']} vis ({r['num_query']})" for r in (first.get("buckets") or {}).get("rows", [])]
+    width = max(len(n) for n in results) + len(f" - {baseline}")
+    head1 = f"{'':<{width}}" + "".join(f" {g:>15}" for g in groups)
+    head2 = f"{'variant':<{width}}" + " " + " ".join(f"{'mAP':>7} {'R-1':>7}" for _ in groups)
+
+    def line(label: str, cells: list, signed: bool) -> str:
+        fmt = "{:>+7.1f}" if signed else "{:>7.1f}"
+        text = " ".join(f"{'-':>7}" if v is None else fmt.format(100 * v) for v in cells)
+        return f"{label:<{width}} {text}"
+
+    lines = [head1, head2] + [line(name, _cells(rec), False) for name, rec in results.items()]
+    if baseline in results:
+        base = _cells(results[baseline])
+        for name, rec in results.items():
+            if name != baseline:
+                diff = [None if a is None or b is None else a - b for a, b in zip(_cells(rec), base)]
+                lines.append(line(f"{name} - {baseline}", diff, True))
+    return "\n".join(lines)

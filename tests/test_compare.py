@@ -1,0 +1,63 @@
+"""`python -m pfd.compare`: PFD and the ViT baseline trained alike, one table by occlusion bucket."""
+import json
+
+import pytest
+from engine_tiny import DEMO_CONFIG, make_data, tiny_opts
+
+from pfd import compare
+from pfd.engine.compare import compare_table
+
+
+def record(m_ap, rank1, buckets):
+    rows = [{"visible": v, "num_query": n, "mAP": a, "rank1": r} for v, n, a, r in buckets]
+    return {"mAP": m_ap, "rank1": rank1, "num_query": sum(b[1] for b in buckets), "buckets": {"rows": rows}}
+
+
+def test_table_lists_variants_and_differences_per_bucket():
+    results = {"pfd": record(0.5, 0.6, [("0-5", 3, 0.3, 0.25), ("6-17", 7, 0.6, 0.75)]),
+               "vit_baseline": record(0.4, 0.7, [("0-5", 3, 0.1, 0.0), ("6-17", 7, None, None)])}
+    lines = compare_table(results).splitlines()
+    assert "all (10)" in lines[0] and "0-5 vis (3)" in lines[0] and "6-17 vis (7)" in lines[0]
+    assert lines[2].split() == ["pfd", "50.0", "60.0", "30.0", "25.0", "60.0", "75.0"]
+    assert lines[3].split() == ["vit_baseline", "40.0", "70.0", "10.0", "0.0", "-", "-"]
+    assert lines[4].split() == ["pfd", "-", "vit_baseline", "+10.0", "-10.0", "+20.0", "+25.0", "-", "-"]
+
+
+def test_compare_trains_both_alike_and_reuses_finished_runs(tmp_path, capsys):
+    root = make_data(tmp_path / "data")
+    out = tmp_path / "cmp"
+    opts = tiny_opts(root, tmp_path / "unused", "SOLVER.MAX_EPOCHS", "1")
+    args = ["--config", str(DEMO_CONFIG), "--out", str(out), *opts]
+    assert compare.main(args + ["--variant", "no_pfa", "MODEL.PFA", "false"]) == 0
+    table = capsys.readouterr().out
+    for name in ("pfd", "vit_baseline", "no_pfa", "pfd - vit_baseline", "no_pfa - vit_baseline", "12-17 vis"):
+        assert name in table
+    saved = json.loads((out / "compare.json").read_text())
+    assert list(saved["metrics"]) == ["pfd", "vit_baseline", "no_pfa"]
+    assert saved["variants"]["no_pfa"] == ["MODEL.NAME", "pfd", "MODEL.PFA", "false"]
+    for name in saved["metrics"]:
+        cfg_text = (out / name / "log.txt").read_text()
+        assert "epoch 1/1" in cfg_text
+        test_metrics = json.loads((out / name / "test" / "metrics.json").read_text())
+        assert test_metrics["mAP"] == saved["metrics"][name]["mAP"] and test_metrics["buckets"]["rows"]
+    assert "training vit_baseline" in (out / "vit_baseline" / "log.txt").read_text()
+    pfd_mtime = (out / "pfd" / "last.pth").stat().st_mtime_ns
+
+    # --reuse evaluates the finished runs again without retraining them; same weights, same figures.
+    assert compare.main(args + ["--reuse", "--only", "pfd"]) == 0
+    assert (out / "pfd" / "last.pth").stat().st_mtime_ns == pfd_mtime
+    again = json.loads((out / "compare.json").read_text())["metrics"]
+    assert list(again) == ["pfd"] and again["pfd"]["mAP"] == pytest.approx(saved["metrics"]["pfd"]["mAP"])
+    with pytest.raises(FileExistsError, match="pfd is not empty"):
+        compare.main(args)
+
+
+def test_bad_variants_fail_before_training(tmp_path, capsys):
+    base = ["--config", str(DEMO_CONFIG), "--out", str(tmp_path / "x")]
+    assert compare.main(base + ["--variant", "odd", "MODEL.PFA"]) == 2
+    assert compare.main(base + ["--variant", "pfd", "MODEL.PFA", "false"]) == 2
+    assert compare.main(base + ["--variant", "typo", "MODEL.PFAA", "false"]) == 2
+    assert compare.main(base + ["--only", "nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "KEY VALUE pairs" in err and "name is taken" in err and "MODEL.PFAA" in err and "no such variant" in err
+    assert not (tmp_path / "x").exists()
