@@ -11,17 +11,11 @@ from typing import Callable
 import torch
 
 from pfd.config import load_config
+from pfd.device import resolve_device  # noqa: F401  (re-exported for the bench scripts)
 from pfd.precision import autocast, autocast_dtype  # noqa: F401  (re-exported for the bench scripts)
 
-__all__ = ["pick_device", "autocast_dtype", "autocast", "sync", "measure", "reset_peak_memory", "peak_memory_gb",
+__all__ = ["resolve_device", "autocast_dtype", "autocast", "sync", "measure", "reset_peak_memory", "peak_memory_gb",
            "emit"]
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` = the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def sync(device: torch.device) -> None:
@@ -115,7 +109,7 @@ def model_bench_args(doc: str, batch: int, warmup: int, steps: int) -> argparse.
 
 def model_bench_setup(name: str, args: argparse.Namespace):
     """(cfg, device, autocast dtype, random batch, the JSON record's header) of a model bench run."""
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     dtype = autocast_dtype(args.amp, device)
     cfg = load_config(None, model_bench_options(args.opts, args.tiny))
     size = tuple(cfg.INPUT.SIZE_TRAIN)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from pfd.config import load_config  # noqa: E402
 from pfd.data.datasets import build_dataset  # noqa: E402
 from pfd.data.loader import build_train_loader  # noqa: E402
+from pfd.device import resolve_device  # noqa: E402
 from pfd.pose.heatmaps import render_heatmaps  # noqa: E402
 
 SHARED_CUHK03 = REPO.parent / "shared" / "data" / "cuhk03"
@@ -91,7 +92,7 @@ def main() -> None:
         cfg = load_config(None, ["INPUT.SIZE_TRAIN", str(args.size), "SOLVER.IMS_PER_BATCH", str(args.batch),
                                  "DATALOADER.NUM_WORKERS", str(args.workers), "DATALOADER.NUM_INSTANCE", "4"])
         loader = build_train_loader(cfg, dataset, keypoint_table(dataset.train))
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device("auto")
         batches = endless_batches(loader)
 
         def run(num_batches: int) -> float:

@@ -24,7 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._common import emit, measure, pick_device  # noqa: E402
+from bench._common import emit, measure, resolve_device  # noqa: E402
 from pfd.retrieval import distance_matrix, evaluate, rank_gallery  # noqa: E402
 
 NUM_IDS, NUM_CAMERAS = 1110, 8
@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.device, args.dim, args.num_query, args.num_gallery = "cpu", 256, 200, 1000
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     qf, gf, q_pids, g_pids, q_cams, g_cams = make_features(args.num_query, args.num_gallery, args.dim, device)
     ids = [t.cpu().numpy() for t in (q_pids, g_pids, q_cams, g_cams)]
     timing = dict(device=device, warmup=1, steps=1, repeats=args.repeats)

@@ -1,16 +1,22 @@
-"""Crash-safe file writing shared by every writer of the project (checkpoints, caches, indexes,
-metrics, plots): write a temp file in the target folder, fsync it, then `os.replace` it into place,
-so a crash leaves either the old file or the new one, never a half-written one.
+"""Files of every package: crash-safe writing and content hashing.
+
+Every writer of the project (checkpoints, caches, indexes, metrics, plots) writes a temp file in
+the target folder, fsyncs it, then `os.replace`s it into place, so a crash leaves either the old
+file or the new one, never a half-written one. `sha256_file` is the one content hash of a file
+(checkpoint identities, index integrity).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_path"]
+import torch
+
+__all__ = ["atomic_write", "atomic_path", "atomic_save", "sha256_file"]
 
 
 def _umask() -> int:
@@ -43,3 +49,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
     return Path(path)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save through `atomic_write`: never a half-written checkpoint."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of the file's whole content, read in 16 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()

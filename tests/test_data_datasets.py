@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pfd.data.datasets import DatasetError, build_dataset, canonical_name
+from pfd.data.datasets import DatasetError, build_dataset, canonical_name, split_names
 from pfd.data.image import ImageReadError, read_image
 
 
@@ -74,6 +74,12 @@ def test_folder_dataset(tmp_path):
 def test_unknown_name(tmp_path):
     with pytest.raises(DatasetError, match="unknown dataset name 'marker1501'.*market1501"):
         build_dataset("marker1501", tmp_path)
+
+
+def test_split_names_of_config_fields():
+    assert split_names(" market1501, occ_duke ,,") == ["market1501", "occ_duke"]
+    assert split_names("market1501", "occ_duke,market1501", "") == ["market1501", "occ_duke"]  # each once, in order
+    assert split_names("") == []
 
 
 def test_missing_folders(tmp_path):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pfd.engine.checkpoint import atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state
+from pfd.engine.checkpoint import load_checkpoint, resolve_resume, rng_state, set_rng_state
+from pfd.io import atomic_save
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path):

@@ -1,10 +1,11 @@
-"""Atomic writes: all-or-nothing, no temp files left behind, ordinary permissions."""
+"""Atomic writes: all-or-nothing, no temp files left behind, ordinary permissions; the file hash."""
+import hashlib
 import os
 import stat
 
 import pytest
 
-from pfd.io import atomic_path, atomic_write
+from pfd.io import atomic_path, atomic_write, sha256_file
 
 
 def test_replaces_with_normal_permissions(tmp_path):
@@ -34,3 +35,12 @@ def test_failure_keeps_the_old_file_and_cleans_up(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("crash")
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["index.faiss"]
+
+
+def test_sha256_file_hashes_the_whole_content(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    path.write_bytes(data[:1_500_000] + b"x" + data[1_500_001:])  # an edit in the middle changes it
+    assert sha256_file(path) != hashlib.sha256(data).hexdigest()

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 from pfd.config import load_config
 from pfd.model import build_model, load_checkpoint_into
 from pfd.model.convert import convert_reference_pfd, main as convert_main
-from pfd.model.pretrained import read_state_dict
+from pfd.engine.tester import load_eval_model
+from pfd.state_dict import read_state_dict
 
 TINY = ["MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "2", "MODEL.NUM_HEAD", "4",
         "MODEL.DECODER_FFN_DIM", "64", "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]"]
@@ -126,14 +127,10 @@ def test_reference_checkpoint_converts_and_loads_strictly(fixtures_dir, tmp_path
     assert feats.shape == (2, 27_648) and torch.isfinite(feats).all()
 
 
-def test_convert_cli_and_layout_detection(tmp_path):
-    """A reference-layout file (module.-prefixed) made from a tiny model goes through the CLI and loads."""
-    torch.manual_seed(3)
-    cfg = tiny_cfg("MODEL.PRETRAIN_CHOICE", "none")
-    model = build_model(cfg, 5, 3)
-    ours = model.state_dict()
+def _reference_layout(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our PFD state dict under the reference's names, written out independently of convert.py."""
     ref = {}
-    for k, v in ours.items():  # the reference's names, written out independently of convert.py
+    for k, v in ours.items():
         if k.startswith("base_vit.vit."):
             ref["base_vit." + k[len("base_vit.vit."):]] = v
         elif k.startswith("decoder."):
@@ -148,6 +145,15 @@ def test_convert_cli_and_layout_detection(tmp_path):
                 ref[f"{base}_{i + 1}.{name}"] = pieces[i]
         else:
             ref[k] = v
+    return ref
+
+
+def test_convert_cli_and_layout_detection(tmp_path):
+    """A reference-layout file (module.-prefixed) made from a tiny model goes through the CLI and loads."""
+    torch.manual_seed(3)
+    cfg = tiny_cfg("MODEL.PRETRAIN_CHOICE", "none")
+    model = build_model(cfg, 5, 3)
+    ref = _reference_layout(model.state_dict())
     ref["base_vit.fc.weight"], ref["classifier.weight"] = torch.zeros(3, 192), torch.zeros(5, 192)
     ref["decoder_norm.weight"] = ref["transformerdecoder.norm.weight"]
     src, dst = tmp_path / "ref.pth", tmp_path / "ours.pth"
@@ -176,3 +182,25 @@ def test_transreid_baseline_checkpoint_loads_into_vit_baseline(tmp_path):
     with torch.no_grad():
         assert torch.equal(fresh.eval()(images, None, torch.tensor([0, 2])),
                            model.eval()(images, None, torch.tensor([0, 2])))
+
+
+@pytest.mark.parametrize("layout", ["pfd", "reference_pfd"])
+def test_eval_model_reads_its_checkpoint_once(tmp_path, monkeypatch, layout):
+    """test.py / query.py: sizes and weights come from one read of the file (it was read three times)."""
+    torch.manual_seed(5)
+    cfg = tiny_cfg("MODEL.PRETRAIN_CHOICE", "none")
+    model = build_model(cfg, 5, 3)
+    model.train()(torch.randn(8, 3, 128, 64), torch.rand(8, 17, 32, 16), torch.arange(8) % 3)  # BN statistics
+    path = tmp_path / "ckpt.pth"
+    if layout == "pfd":
+        torch.save({"format": "pfd-checkpoint-v1", "model": model.state_dict(), "num_classes": 5, "num_cameras": 3},
+                   path)
+    else:
+        torch.save({"state_dict": _reference_layout(model.state_dict())}, path)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    loaded, info = load_eval_model(cfg, path, torch.device("cpu"))
+    assert reads == [path]
+    assert info == {"checkpoint": str(path), "format": layout, "num_classes": 5, "num_cameras": 3}
+    assert torch.equal(_features(loaded), _features(model))

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, everything needed to resume exactly, and the best one by mAP.
+"""Checkpoints: everything needed to resume exactly, and the best one by mAP (written by pfd.io.atomic_save).
 
 A training checkpoint is a dict (loadable with `torch.load(..., weights_only=True)`):
     format       "pfd-checkpoint-v1"
@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,16 +25,11 @@ from torch import nn
 from ..io import atomic_write
 
 __all__ = [
-    "FORMAT", "atomic_copy", "atomic_save", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
+    "FORMAT", "atomic_copy", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
     "resolve_resume", "is_own_checkpoint",
 ]
 
 FORMAT = "pfd-checkpoint-v1"
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then os.replace: never a half-written file."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> Path:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "resolve_device", "is_main_process", "get_rank", "get_world_size",
+from ..device import resolve_device
+
+__all__ = ["DistInfo", "init_distributed", "is_main_process", "get_rank", "get_world_size",
            "barrier", "all_gather_rows", "broadcast_buffers", "broadcast_object", "cleanup"]
 
 
@@ -25,18 +27,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """MODEL.DEVICE: auto (cuda:LOCAL_RANK if available, else cpu) | cpu | cuda | cuda:N."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"MODEL.DEVICE={name!r} but CUDA is not available; use MODEL.DEVICE cpu or auto")
-    return device
 
 
 def init_distributed(device_name: str = "auto") -> DistInfo:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.datasets import ImageRecord, ReIDDataset, build_dataset
+from ..data.datasets import ImageRecord, ReIDDataset, build_dataset, split_names
 from ..data.loader import build_test_loader
 from ..pose.cache import load_or_build
 from ..pose.heatmaps import render_heatmaps
@@ -71,8 +71,7 @@ class HeatmapMaker(nn.Module):
 
 def test_dataset_names(cfg) -> list[str]:
     """DATASETS.TEST_NAMES (comma-separated), or the training dataset."""
-    names = [n.strip() for n in (cfg.DATASETS.TEST_NAMES or cfg.DATASETS.NAMES).split(",")]
-    return [n for n in names if n]
+    return split_names(cfg.DATASETS.TEST_NAMES or cfg.DATASETS.NAMES)
 
 
 def load_keypoints(cfg, records: Sequence[ImageRecord], dataset_name: str):

@@ -21,14 +21,15 @@ from ..config import config_hash, load_config
 from ..data.datasets import ImageRecord
 from ..data.datasets.base import IMAGE_EXTENSIONS
 from ..data.datasets.market import NAME_PATTERN
+from ..device import resolve_device
 from ..errors import InvalidInputError, MissingFileError
+from ..io import sha256_file
 from ..pose import build_estimator
 from ..pose.estimator import find_synthetic_keypoints, resolve_backend
 from ..pose.formats import FileEstimator
 from ..retrieval import IndexLoadError, build_index, load_index, plots
 from ..retrieval.index import META_FILE
 from ..retrieval.metrics import retrieval_options
-from .distributed import resolve_device
 from .evaluator import HeatmapMaker, extract_features, load_keypoints
 from .logger import setup_logger
 from ..precision import autocast_dtype
@@ -61,11 +62,7 @@ def checkpoint_id(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--weights: checkpoint not found: {path}")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _model_records(records: Sequence[ImageRecord], num_cameras: int) -> list[ImageRecord]:

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from ..config import config_hash
-from ..model import build_model, load_checkpoint_into
-from ..model.convert import convert_reference_pfd, convert_transreid_baseline, detect_layout
-from ..model.pretrained import read_state_dict
+from ..model import build_model
+from ..model.convert import load_state_into, to_own_layout
 from ..retrieval import plots
 from ..retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
+from ..state_dict import unwrap_state_dict
 from .checkpoint import is_own_checkpoint, load_checkpoint
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
@@ -26,27 +26,25 @@ from .logger import setup_logger
 from ..io import atomic_write
 from ..precision import autocast_dtype
 
-__all__ = ["checkpoint_sizes", "load_eval_model", "run_test", "write_json", "summary_table", "visibility_buckets"]
+__all__ = ["read_eval_checkpoint", "load_eval_model", "run_test", "write_json", "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
 
 
-def checkpoint_sizes(weights: str | Path) -> tuple[dict, int, int]:
-    """(checkpoint dict, num_classes, num_cameras) of our checkpoint or a reference/TransReID one."""
+def read_eval_checkpoint(weights: str | Path) -> tuple[dict, str, int, int]:
+    """(state dict in this project's layout, its original layout, num_classes, num_cameras) of our
+    checkpoint or a reference PFD / TransReID one, from a single read of the file."""
     ckpt = load_checkpoint(weights)
+    state, layout = to_own_layout(unwrap_state_dict(ckpt, weights), weights)
     if is_own_checkpoint(ckpt):
-        return ckpt, int(ckpt["num_classes"]), int(ckpt["num_cameras"])
-    state = read_state_dict(weights)
-    layout = detect_layout(state)
-    converters = {"reference_pfd": convert_reference_pfd, "transreid": convert_transreid_baseline}
-    state = converters[layout](state) if layout in converters else state
+        return state, layout, int(ckpt["num_classes"]), int(ckpt["num_cameras"])
     classifier = state.get("classifier_encoder.weight", state.get("classifier.weight"))
     if classifier is None:
         raise ValueError(f"{weights}: no classifier weights (classifier_encoder.weight / classifier.weight); "
                          f"expected a pfd training checkpoint or a reference PFD/TransReID checkpoint")
     sie = state.get("base_vit.sie_embed")
-    return ckpt, int(classifier.shape[0]), int(sie.shape[0]) if sie is not None else 1
+    return state, layout, int(classifier.shape[0]), int(sie.shape[0]) if sie is not None else 1
 
 
 def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.Module, dict]:
@@ -57,14 +55,10 @@ def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.
     """
     if not weights:
         raise ValueError("no weights given: set TEST.WEIGHT (test.py) or --weights (query.py) to a checkpoint")
-    ckpt, num_classes, num_cameras = checkpoint_sizes(weights)
+    state, layout, num_classes, num_cameras = read_eval_checkpoint(weights)
     model = build_model(cfg, num_classes, num_cameras, load_pretrained=False)  # the checkpoint has every weight
-    if is_own_checkpoint(ckpt):
-        model.load_state_dict(ckpt["model"])
-        kind = "pfd"
-    else:
-        kind = load_checkpoint_into(model, weights)
-    info = {"checkpoint": str(weights), "format": kind, "num_classes": num_classes, "num_cameras": num_cameras}
+    load_state_into(model, state, weights, layout)
+    info = {"checkpoint": str(weights), "format": layout, "num_classes": num_classes, "num_cameras": num_cameras}
     return model.to(device).eval(), info
 
 

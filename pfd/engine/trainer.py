@@ -23,11 +23,11 @@ from ..data.datasets import build_dataset
 from ..data.loader import build_train_loader
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
-from .checkpoint import (FORMAT, atomic_copy, atomic_save, load_checkpoint, resolve_resume, rng_state, set_rng_state,
-                         unwrap_model)
+from .checkpoint import FORMAT, atomic_copy, load_checkpoint, resolve_resume, rng_state, set_rng_state, unwrap_model
 from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
 from .logger import MetricsWriter, setup_logger
+from ..io import atomic_save
 from ..precision import autocast, autocast_dtype, build_grad_scaler
 from .solver import build_optimizer, build_scheduler
 

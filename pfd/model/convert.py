@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .pretrained import read_state_dict
+from ..io import atomic_save
+from ..state_dict import load_state_dict_strict, read_state_dict
 
 __all__ = ["REFERENCE_UNUSED", "detect_layout", "convert_reference_pfd", "convert_transreid_baseline",
-           "load_checkpoint_into", "main"]
+           "to_own_layout", "load_state_into", "load_checkpoint_into", "main"]
 
 _logger = logging.getLogger(__name__)
 
@@ -93,18 +94,23 @@ def convert_transreid_baseline(state: dict[str, torch.Tensor]) -> dict[str, torc
             if not k.startswith("base.fc.")}
 
 
-def _strict_load(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f"{source} does not fit this model (check MODEL.NAME, TRANSFORMER_TYPE, STRIDE_SIZE, INPUT.SIZE_TRAIN, "
-            f"QUERY_NUM and the number of classes/cameras): missing {missing[:10]}, unexpected {unexpected[:10]}, "
-            f"shape mismatches {mismatched[:10]}")
-    model.load_state_dict(state, strict=True)
+_CONVERTERS = {"reference_pfd": convert_reference_pfd, "transreid": convert_transreid_baseline}
+_FIT_HINT = ("this model (check MODEL.NAME, TRANSFORMER_TYPE, STRIDE_SIZE, INPUT.SIZE_TRAIN, QUERY_NUM "
+             "and the number of classes/cameras)")
+
+
+def to_own_layout(state: dict[str, torch.Tensor], source: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(`state` in this project's layout, the layout it came in); `source` names the file in errors."""
+    layout = detect_layout(state)
+    if layout == "unknown":
+        raise ValueError(f"{source}: not a PFD / ViT re-ID checkpoint (first keys: {sorted(state)[:6]})")
+    return (_CONVERTERS[layout](state) if layout in _CONVERTERS else state), layout
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path, layout: str) -> None:
+    """Load a state dict already in this project's layout (`to_own_layout`) into `model`, strictly."""
+    load_state_dict_strict(model, state, f"{source} ({layout} layout)", _FIT_HINT)
+    _logger.info("loaded %s checkpoint %s", layout, source)
 
 
 def load_checkpoint_into(model: nn.Module, path: str | Path) -> str:
@@ -114,16 +120,8 @@ def load_checkpoint_into(model: nn.Module, path: str | Path) -> str:
     PFD / TransReID checkpoints (possibly `module.`-prefixed or wrapped in {"state_dict"|"model": ...}),
     which are converted on the fly. Errors name the file and the keys that do not fit.
     """
-    state = read_state_dict(path)
-    layout = detect_layout(state)
-    if layout == "reference_pfd":
-        state = convert_reference_pfd(state)
-    elif layout == "transreid":
-        state = convert_transreid_baseline(state)
-    elif layout == "unknown":
-        raise ValueError(f"{path}: not a PFD / ViT re-ID checkpoint (first keys: {sorted(state)[:6]})")
-    _strict_load(model, state, f"{path} ({layout} layout)")
-    _logger.info("loaded %s checkpoint %s", layout, path)
+    state, layout = to_own_layout(read_state_dict(path), path)
+    load_state_into(model, state, path, layout)
     return layout
 
 
@@ -133,14 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("src", help="reference checkpoint (.pth)")
     parser.add_argument("dst", help="output file: {'model': state_dict, 'source': src}")
     args = parser.parse_args(argv)
-    from pfd.engine.checkpoint import atomic_save
-
     state = read_state_dict(args.src)
     layout = detect_layout(state)
-    converters = {"reference_pfd": convert_reference_pfd, "transreid": convert_transreid_baseline}
-    if layout not in converters:
+    if layout not in _CONVERTERS:
         raise SystemExit(f"{args.src}: layout {layout!r} is not a reference checkpoint; nothing to convert")
-    atomic_save({"model": converters[layout](state), "source": str(args.src)}, args.dst)
+    atomic_save({"model": _CONVERTERS[layout](state), "source": str(args.src)}, args.dst)
     print(f"{args.src} ({layout}) -> {args.dst}")
 
 

@@ -13,15 +13,9 @@ import logging
 import time
 
 from ..config import load_config
-from ..data.datasets import build_dataset
+from ..data.datasets import build_dataset, split_names
 from .cache import load_or_build
 from .estimator import BACKENDS
-
-
-def dataset_names(cfg) -> list[str]:
-    """DATASETS.NAMES then DATASETS.TEST_NAMES (comma-separated), each once."""
-    names = [n.strip() for field in (cfg.DATASETS.NAMES, cfg.DATASETS.TEST_NAMES) for n in field.split(",")]
-    return list(dict.fromkeys(n for n in names if n))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config, args.opts)
-    for name in dataset_names(cfg):
+    for name in split_names(cfg.DATASETS.NAMES, cfg.DATASETS.TEST_NAMES):
         dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
         records = [*dataset.train, *dataset.query, *dataset.gallery]
         start = time.perf_counter()

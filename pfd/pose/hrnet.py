@@ -11,14 +11,16 @@ The network maps a [B, 3, H, W] image (ImageNet-normalized) to raw heatmaps [B, 
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
 
+from ..device import resolve_device
 from ..precision import autocast, autocast_dtype
+from ..state_dict import load_state_dict_strict, read_state_dict
 from .estimator import PoseEstimator
 from .formats import file_fingerprint
 from .heatmaps import decode_heatmaps
@@ -166,16 +168,6 @@ def build_hrnet(arch: str) -> HRNet:
     return HRNet(HRNET_WIDTHS[arch])
 
 
-def _unwrap(obj: object, path: str) -> Mapping[str, torch.Tensor]:
-    """Accept a bare state dict or {"state_dict": ...} / {"model": ...}; strip `module.` prefixes."""
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected an HRNet state dict, got {type(obj).__name__}")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
 def _require_checkpoint(path: str | os.PathLike) -> str:
     path = str(path)
     if not path or not os.path.isfile(path):
@@ -188,22 +180,8 @@ def _require_checkpoint(path: str | os.PathLike) -> str:
 def load_hrnet_weights(model: HRNet, path: str | os.PathLike) -> HRNet:
     """Load a COCO keypoint checkpoint strictly; errors name the file and the offending keys."""
     path = _require_checkpoint(path)
-    state = _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong_shape:
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
-
-        details = [f"{name}: {show(keys)}" for name, keys in
-                   (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
-        raise ValueError(
-            f"{path} does not match HRNet-W{model.width} (MODEL.POSE_ARCH hrnet_w{model.width}); "
-            + "; ".join(details)
-        )
-    model.load_state_dict(state, strict=True)
+    load_state_dict_strict(model, read_state_dict(path), path,
+                           f"HRNet-W{model.width} (MODEL.POSE_ARCH hrnet_w{model.width})")
     return model
 
 
@@ -239,12 +217,10 @@ class HRNetEstimator(PoseEstimator):
 
     @classmethod
     def from_config(cls, cfg) -> "HRNetEstimator":
-        from ..engine.distributed import resolve_device
-
         if not cfg.MODEL.POSE_WEIGHT:
             raise ValueError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT "
                              "(e.g. weights/pose_hrnet_w48_256x192.pth)")
-        device = resolve_device(cfg.MODEL.DEVICE, int(os.environ.get("LOCAL_RANK", "0")))
+        device = resolve_device(cfg.MODEL.DEVICE)
         return cls(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT, device, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:

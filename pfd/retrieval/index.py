@@ -16,7 +16,6 @@ and ``os.replace``d, index first; the checksum makes a pair left mixed by a cras
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..io import atomic_path, atomic_write
+from ..io import atomic_path, atomic_write, sha256_file
 
 __all__ = ["distance_matrix", "rank_gallery", "search", "GalleryIndex", "IndexLoadError", "build_index",
            "load_index", "INDEX_FILE", "META_FILE"]
@@ -232,18 +231,10 @@ class GalleryIndex:
         folder = Path(index_dir)
         with atomic_path(folder / INDEX_FILE) as tmp_index:
             faiss.write_index(self.index, str(tmp_index))
-            meta = dict(self.meta, index_sha256=_sha256(tmp_index))
+            meta = dict(self.meta, index_sha256=sha256_file(tmp_index))
         atomic_write(folder / META_FILE, lambda f: f.write(json.dumps(meta).encode()))
         self.meta = meta
         return folder
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_index(gallery_feats, records: Sequence, *, index_type: str = "flat", model_id: str = "",
@@ -324,7 +315,7 @@ def load_index(index_dir, *, config_hash: str | None = None, model_id: str | Non
         if expected is not None and meta.get(key) != expected:
             raise IndexLoadError(f"{meta_path} was built with {key}={meta.get(key)!r} but the caller has "
                                  f"{key}={expected!r}: the index belongs to another model/config; rebuild it")
-    if _sha256(index_path) != meta.get("index_sha256"):
+    if sha256_file(index_path) != meta.get("index_sha256"):
         raise IndexLoadError(f"{index_path} does not match the checksum in {meta_path} (an interrupted or "
                              "mixed-up save?); rebuild the index")
     faiss = _faiss()

@@ -13,7 +13,8 @@ from .market import folder_dataset, market_benchmark
 from .msmt17 import msmt17
 from .occluded import occluded_reid, partial_ilids, partial_reid
 
-__all__ = ["DATASETS", "ALIASES", "DatasetError", "ImageRecord", "ReIDDataset", "build_dataset", "canonical_name"]
+__all__ = ["DATASETS", "ALIASES", "DatasetError", "ImageRecord", "ReIDDataset", "build_dataset", "canonical_name",
+           "split_names"]
 
 DATASETS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "market1501": market_benchmark("market1501", ("Market-1501", "Market-1501-v15.09.15")),
@@ -29,6 +30,12 @@ DATASETS: dict[str, Callable[[str | Path], ReIDDataset]] = {
 }
 ALIASES = {"occ_duke": "occluded_duke", "occ_reid": "occluded_reid"}
 FOLDER_PREFIX = "folder:"
+
+
+def split_names(*fields: str) -> list[str]:
+    """Dataset names of comma-separated config fields (DATASETS.NAMES, TEST_NAMES), in order, each once."""
+    names = (n.strip() for field in fields for n in field.split(","))
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def canonical_name(name: str) -> str:

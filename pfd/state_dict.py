@@ -1,0 +1,85 @@
+"""Weight files in, modules filled: the one reader and the one strict loader of every package.
+
+    state = read_state_dict(path)                  # tensors on CPU, wrappers and prefixes removed
+    load_state_dict_strict(module, state, source=path, target="HRNet-W32 (MODEL.POSE_ARCH hrnet_w32)")
+
+The model (ImageNet ViT, reference / own checkpoints), the pose networks and the engine all load
+weights through these two, so every misfit is reported the same way: the file, what it was meant
+for, and the missing, unexpected and wrongly shaped keys.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .errors import InvalidInputError, MissingFileError
+
+__all__ = ["read_state_dict", "unwrap_state_dict", "load_state_dict_strict"]
+
+_WRAPPERS = ("state_dict", "model", "module")  # {"state_dict": ...} and friends around the tensors
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP and torch.compile
+
+
+def unwrap_state_dict(obj: Mapping, source: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensor dict inside a loaded checkpoint (`{"state_dict"|"model"|"module": ...}` or bare),
+    `module.` / `_orig_mod.` prefixes removed; non-tensor entries (epoch, config, ...) dropped."""
+    if not isinstance(obj, Mapping):
+        raise InvalidInputError(f"{source}: expected a state dict, got {type(obj).__name__}")
+    for key in _WRAPPERS:
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise InvalidInputError(f"{source}: no tensors found (top-level keys: {sorted(obj)[:10]})")
+    out = {}
+    for key, value in tensors.items():
+        while key.startswith(_PREFIXES):  # in either order: DDP around a compiled model or the reverse
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a .pth / .pt / .bin / .safetensors file on CPU (weights_only), unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        obj = load_file(str(path), device="cpu")
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    return unwrap_state_dict(obj, path)
+
+
+def _show(keys: list[str]) -> str:
+    return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
+                           target: str, allow_unexpected: bool = False) -> list[str]:
+    """Load `state` into `module`: every key of the module present with its shape, nothing extra.
+
+    `source` names the file, `target` what it was meant for (and the config keys that shape it).
+    With `allow_unexpected`, keys the module lacks are skipped and returned (e.g. blocks beyond a
+    shallower ViT); otherwise they are an error too. Errors list missing, unexpected and wrongly
+    shaped keys before anything is copied (an `InvalidInputError`, a ValueError the scripts print as
+    one line).
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                   for k in sorted(own) if k in state and state[k].shape != own[k].shape]
+    problems = [(name, keys) for name, keys in (("missing", missing), ("wrong shape", wrong_shape),
+                                                 ("unexpected", [] if allow_unexpected else unexpected)) if keys]
+    if problems:
+        raise InvalidInputError(f"{source} does not fit {target}; " + "; ".join(f"{n}: {_show(k)}" for n, k in problems))
+    module.load_state_dict({k: state[k] for k in own}, strict=True)
+    return unexpected
