@@ -35,3 +35,25 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def reference_layout(state: dict) -> dict:
+    """One of our PFD state dicts renamed into the reference implementation's layout (per-part modules
+    `bottleneck_{i}` / `classifier_{i}`, `base_vit.*`, `transformerdecoder.*`), written out
+    independently of pfd.model.convert so that tests can feed test.py a reference-layout checkpoint."""
+    bases = {"bottleneck_parts": "bottleneck", "classifier_parts": "classifier",
+             "bottleneck_decoder_parts": "bottleneck_decoder", "classifier_decoder_parts": "classifier_decoder"}
+    ref = {}
+    for k, v in state.items():
+        if k.startswith("base_vit.vit."):
+            ref["base_vit." + k[len("base_vit.vit."):]] = v
+        elif k.startswith("decoder."):
+            ref["transformerdecoder." + k[len("decoder."):]] = v
+        elif "_parts." in k:
+            module, name = k.split(".")
+            pieces = [v] * 17 if name == "num_batches_tracked" else (v if v.ndim == 3 else v.view(17, -1))
+            for i in range(17):
+                ref[f"{bases[module]}_{i + 1}.{name}"] = pieces[i]
+        else:
+            ref[k] = v
+    return ref

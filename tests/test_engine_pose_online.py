@@ -3,10 +3,15 @@ import json
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, load_script, make_data, reference_layout, tiny_config, tiny_opts
 
+from pfd.engine.tester import protocol_warning
 from pfd.engine.trainer import Trainer
+from pfd.model import build_model
 from pfd.pose.hrnet import build_hrnet
+
+RESTORING_KEYS = ("MODEL.POSE_ONLINE true", "MODEL.POSE_WEIGHT", "MODEL.POSE_ARCH hrnet_w48",
+                  "MODEL.POSE_INPUT_NORM reference")
 
 
 def test_train_and_test_with_online_hrnet(tmp_path):
@@ -28,3 +33,27 @@ def test_train_and_test_with_online_hrnet(tmp_path):
     load_script("test").main(["--config", str(DEMO_CONFIG),
                               *tiny_opts(data_root, out, *online, "TEST.WEIGHT", str(tmp_path / "run" / "last.pth"))])
     assert json.loads((out / "metrics.json").read_text())["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)
+
+
+def test_test_py_warns_when_a_reference_checkpoint_meets_cached_poses(tmp_path, capsys):
+    data_root = make_data(tmp_path / "data")
+    cfg = tiny_config(data_root, tmp_path / "unused")
+    torch.manual_seed(0)
+    weights = tmp_path / "pfd_reference_layout.pth"
+    torch.save({"state_dict": reference_layout(build_model(cfg, 16, 6).state_dict())}, weights)
+    out = tmp_path / "test"
+    load_script("test").main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, "TEST.WEIGHT", str(weights))])
+    for text in (capsys.readouterr().err, (out / "log.txt").read_text()):
+        assert "not the released model's protocol" in text and "cached Gaussian poses" in text
+        assert all(key in text for key in RESTORING_KEYS), text
+
+
+def test_protocol_warning_only_for_reference_checkpoints_off_protocol(tmp_path):
+    online = ["MODEL.POSE_ONLINE", "true", "MODEL.POSE_WEIGHT", "w48.pth"]
+    cached = tiny_config(tmp_path, tmp_path)
+    assert protocol_warning(cached, "pfd") is None  # our own checkpoints were trained on what the config says
+    assert "cached Gaussian poses" in protocol_warning(cached, "reference_pfd")
+    assert protocol_warning(tiny_config(tmp_path, tmp_path, *online), "reference_pfd") is None
+    renormalized = protocol_warning(tiny_config(tmp_path, tmp_path, *online, "MODEL.POSE_INPUT_NORM", "imagenet"),
+                                    "reference_pfd")
+    assert "MODEL.POSE_INPUT_NORM imagenet" in renormalized and all(k in renormalized for k in RESTORING_KEYS)

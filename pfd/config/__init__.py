@@ -142,6 +142,7 @@ def _normalize(cfg: CN) -> None:
         "MODEL.FEAT_KIND": ("full", "global", "global_visible"),
         "MODEL.POSE_BACKEND": ("auto", "hrnet", "mediapipe", "file", "synthetic"),
         "MODEL.POSE_ARCH": ("hrnet_w32", "hrnet_w48"),
+        "MODEL.POSE_INPUT_NORM": ("reference", "imagenet"),
         "MODEL.PRETRAIN_CHOICE": ("imagenet", "self", "none"),
         "SOLVER.AMP": ("auto", "bf16", "fp16", "fp32"),
         "DATALOADER.SAMPLER": ("softmax_triplet", "softmax"),

@@ -67,6 +67,7 @@ _C.MODEL.POSE_ARCH = "hrnet_w48"  # new: hrnet_w32 | hrnet_w48
 _C.MODEL.POSE_WEIGHT = ""  # HRNet COCO checkpoint (pose_hrnet_w48_256x192.pth)
 _C.MODEL.POSE_FILE = ""  # new: keypoint file for the `file` backend (COCO JSON, OpenPose CSV, cache)
 _C.MODEL.POSE_ONLINE = False  # new: run HRNet on every augmented batch (reference behaviour)
+_C.MODEL.POSE_INPUT_NORM = "reference"  # new: online HRNet input: reference (the ViT's input as is) | imagenet
 _C.MODEL.POSE_CACHE_DIR = ""  # new: where keypoint caches go ("" = OUTPUT_DIR/../pose_cache)
 _C.MODEL.RESUME = ""  # new: checkpoint path to resume, or "auto" (last one in OUTPUT_DIR)
 

@@ -26,7 +26,8 @@ from .logger import setup_logger
 from ..io import atomic_write
 from ..precision import autocast_dtype
 
-__all__ = ["read_eval_checkpoint", "load_eval_model", "run_test", "write_json", "summary_table", "visibility_buckets"]
+__all__ = ["read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json", "summary_table",
+           "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
@@ -60,6 +61,25 @@ def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.
     load_state_into(model, state, weights, layout)
     info = {"checkpoint": str(weights), "format": layout, "num_classes": num_classes, "num_cameras": num_cameras}
     return model.to(device).eval(), info
+
+
+def protocol_warning(cfg, checkpoint_format: str) -> str | None:
+    """Why evaluating a reference PFD checkpoint under `cfg` is not the released model's protocol, or None.
+
+    Released checkpoints were trained on raw HRNet heatmaps of the ViT's own input, computed online;
+    cached Gaussian poses (or ImageNet-normalized HRNet input) give the model heatmaps it never saw.
+    """
+    if checkpoint_format != "reference_pfd":
+        return None
+    if not cfg.MODEL.POSE_ONLINE:
+        departure = "cached Gaussian poses (MODEL.POSE_ONLINE false)"
+    elif cfg.MODEL.POSE_INPUT_NORM != "reference":
+        departure = f"HRNet input re-normalized (MODEL.POSE_INPUT_NORM {cfg.MODEL.POSE_INPUT_NORM})"
+    else:
+        return None
+    return (f"evaluating a reference PFD checkpoint with {departure}: these numbers are not the released "
+            f"model's protocol. To restore it set MODEL.POSE_ONLINE true, MODEL.POSE_WEIGHT "
+            f"<pose_hrnet_w48_256x192.pth>, MODEL.POSE_ARCH hrnet_w48 and MODEL.POSE_INPUT_NORM reference")
 
 
 def write_json(obj, path: Path) -> None:
@@ -123,6 +143,9 @@ def run_test(cfg) -> dict[str, dict]:
     model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device)
     logger.info("testing %s (%s checkpoint, %d ids, %d cameras), config %s", info["checkpoint"], info["format"],
                 info["num_classes"], info["num_cameras"], config_hash(cfg))
+    warning = protocol_warning(cfg, info["format"])
+    if warning:
+        logger.warning(warning)
     test_sets = prepare_test_sets(cfg)
     out_root = Path(cfg.OUTPUT_DIR)
     rows: dict[str, dict] = {}
