@@ -150,3 +150,37 @@ def test_string_keys_keep_the_typed_text():
     """YAML would read `yes` as True and `123` as an int; string keys take the text as typed."""
     cfg = load_config(None, ["TEST.FEAT_NORM", "no", "MODEL.RESUME", "123", "TEST.WEIGHT", "on"])
     assert (cfg.TEST.FEAT_NORM, cfg.MODEL.RESUME, cfg.TEST.WEIGHT) == ("no", "123", "on")
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("MODEL.IF_LABELSMOOTH", "onn", "one of on, off"),
+    ("TEST.FEAT_NORM", "yess", "one of yes, no"),
+    ("TEST.NECK_FEAT", "middle", "one of before, after"),
+    ("SOLVER.OPTIMIZER_NAME", "sgd", "one of SGD, Adam, AdamW"),
+    ("DATALOADER.SAMPLER", "pk", "one of softmax_triplet, softmax"),
+    ("MODEL.METRIC_LOSS_TYPE", "circle", "'triplet' (the only one this project implements)"),
+    ("MODEL.IF_WITH_CENTER", "yes", "'no' (the only one"),
+    ("MODEL.DEVICE", "gpu", "auto, cpu, cuda or cuda:N"),
+])
+def test_fixed_choice_keys_name_key_file_and_allowed_values(tmp_path, key, value, allowed):
+    """A typo in a fixed-choice key fails at load, naming where it was set, not after an epoch."""
+    section, leaf = key.split(".")
+    path = tmp_path / "typo.yaml"
+    path.write_text(f"{section}:\n  {leaf}: '{value}'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: {key} must be {allowed}") and f"got {value!r}" in str(err.value)
+    with pytest.raises(ConfigError, match=f"^command line: {key} must be"):
+        load_config(path, [key, value])
+
+
+def test_numbers_out_of_range_are_named():
+    for key in ("SOLVER.MAX_EPOCHS", "SOLVER.IMS_PER_BATCH", "TEST.IMS_PER_BATCH", "DATALOADER.NUM_INSTANCE"):
+        with pytest.raises(ConfigError, match=f"^command line: {key} must be >= 1, got 0$"):
+            load_config(None, [key, "0"])
+    with pytest.raises(ConfigError, match=r"INPUT\.SIZE_TRAIN must be >= 16 \(each element\), got \[256, 0\]"):
+        load_config(None, ["INPUT.SIZE_TRAIN", "[256, 0]"])
+    with pytest.raises(ConfigError, match=r"SOLVER\.BASE_LR must be > 0"):
+        load_config(None, ["SOLVER.BASE_LR", "0"])
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert load_config(None, ["MODEL.DEVICE", device]).MODEL.DEVICE == device

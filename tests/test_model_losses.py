@@ -83,7 +83,7 @@ def test_total_is_the_spec_weighting():
 
 
 def test_config_switches_margin_smoothing_and_push():
-    cfg = load_config(None, ["MODEL.NO_MARGIN", "false", "SOLVER.MARGIN", "0.5", "MODEL.IF_LABELSMOOTH", "'off'",
+    cfg = load_config(None, ["MODEL.NO_MARGIN", "false", "SOLVER.MARGIN", "0.5", "MODEL.IF_LABELSMOOTH", "off",
                              "MODEL.PUSH_LOSS", "paper"])
     loss = build_loss(cfg)
     assert (loss.triplet_margin, loss.label_smoothing, loss.push_mode) == (0.5, 0.0, "paper")

@@ -143,3 +143,79 @@ def test_auto_prefers_a_named_pose_file_over_generator_keypoints(tmp_path):
     cfg = load_config(None, ["MODEL.POSE_FILE", str(tmp_path / "mine.json")])
     assert resolve_backend(cfg, image_paths=[str(image)]) == "file"
     assert resolve_backend(load_config(None), image_paths=[str(image)]) == "synthetic"
+
+
+def test_unreadable_image_counts_as_no_person_and_the_rest_is_cached(dataset, caplog):
+    """One broken file must not cost the pass: it is answered with zeros, listed, and tried again next time."""
+    cfg, records = dataset
+    broken = Path(records[1].path)
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    estimator = CountingEstimator()
+    with caplog.at_level("WARNING", logger="pfd.pose.cache"):
+        table = load_or_build(cfg, records, "tiny", backend=estimator)
+    assert estimator.seen == 4 and len(table) == 5
+    assert not table[str(broken)][:, 2].any()  # "no person"
+    np.testing.assert_allclose(table[records[2].path][:, 0], 120.0)
+    assert "could not be read" in caplog.text and str(broken) in caplog.text
+    _, arrays = read_cache_npz(cache_path(cfg, "tiny", "counting"))
+    cached = arrays["paths"].tolist()
+    assert len(cached) == 4 and not any(name.endswith(broken.name) for name in cached)
+    write_image(broken, 90)  # fixed: posed on the next pass, nothing else is
+    again = CountingEstimator()
+    table = load_or_build(cfg, records, "tiny", backend=again)
+    assert again.seen == 1 and table[str(broken)][:, 2].all()
+
+
+SLOW_POSE_PASS = """
+import sys, time
+import numpy as np
+from pfd.config import load_config
+from pfd.data.datasets import ImageRecord
+from pfd.pose import cache
+from pfd.pose.estimator import PoseEstimator
+
+class Slow(PoseEstimator):  # the tests' CountingEstimator, 50 ms per image
+    name, identity = "counting", "counting-v1"
+    def predict(self, images):
+        time.sleep(0.05 * len(images))
+        means = np.array([np.asarray(img, np.float32).mean() for img in images], np.float32)
+        kps = np.zeros((len(images), 17, 3), np.float32)
+        kps[:, :, 0], kps[:, :, 1], kps[:, :, 2] = means[:, None], np.arange(17), (means[:, None] > 10)
+        return kps
+
+cache.CHUNK, cache.SAVE_PERIOD_S = 4, 0.0  # save after every chunk of 4 images
+paths = sys.argv[2:]
+cfg = load_config(None, ["MODEL.POSE_CACHE_DIR", sys.argv[1]])
+cache.load_or_build(cfg, [ImageRecord(p, 0, 0) for p in paths], "big", backend=Slow())
+"""
+
+
+def test_sigkill_mid_pass_keeps_what_was_posed(tmp_path):
+    """A real `kill -9` of a long pose pass: the rerun poses only the images that were left."""
+    import subprocess
+    import sys
+    import time
+
+    paths = []
+    for i in range(60):
+        path = tmp_path / "data" / "bounding_box_train" / f"{i + 1:04d}_c1s1_000001_00.jpg"
+        write_image(path, 20 + 3 * i)
+        paths.append(str(path))
+    cfg = load_config(None, ["MODEL.POSE_CACHE_DIR", str(tmp_path / "cache")])
+    file = cache_path(cfg, "big", "counting")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_POSE_PASS, str(tmp_path / "cache"), *paths])
+    deadline = time.monotonic() + 60
+    while not file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the pose pass ended before saving"
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.kill()
+    assert proc.wait() != 0  # killed, not finished
+    kept = len(read_cache_npz(file)[1]["paths"])
+    assert 4 <= kept < 60
+
+    estimator = CountingEstimator()
+    resumed = load_or_build(cfg, [ImageRecord(p, 0, 0) for p in paths], "big", backend=estimator)
+    assert estimator.seen == 60 - kept
+    fresh = CountingEstimator().predict([Image.open(p).convert("RGB") for p in paths])
+    np.testing.assert_array_equal(np.stack([resumed[p] for p in paths]), fresh)

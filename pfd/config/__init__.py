@@ -2,13 +2,15 @@
 
     cfg = load_config("configs/market1501.yaml", ["SOLVER.BASE_LR", "0.004"])
 
-Unknown keys and wrong types fail with an error naming the key (and where it came from) and
-the closest valid key, before any work starts.
+Unknown keys, wrong types, values outside a key's fixed set (CHOICES) and out-of-range numbers
+(MINIMUMS) fail with an error naming the key, where its value came from (file or command line) and
+what is allowed, before any work starts.
 """
 from __future__ import annotations
 
 import ast
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -22,6 +24,40 @@ __all__ = ["CN", "ConfigError", "get_cfg_defaults", "load_config", "merge_dict",
 
 # Reference-implementation values that name the same thing differently here.
 MODEL_NAME_ALIASES = {"skeleton_transformer": "pfd", "transformer": "vit_baseline"}
+
+# Every key with a fixed set of values. Keys the reference has but this project implements one way
+# only (ID/metric loss, neck, center loss, warm-up) accept that value alone, so a file asking for
+# something else is refused instead of silently trained without it.
+CHOICES = {
+    "MODEL.NAME": ("pfd", "vit_baseline"),
+    "MODEL.PRETRAIN_CHOICE": ("imagenet", "self", "none"),
+    "MODEL.IF_LABELSMOOTH": ("on", "off"),
+    "MODEL.METRIC_LOSS_TYPE": ("triplet",),
+    "MODEL.ID_LOSS_TYPE": ("softmax",),
+    "MODEL.IF_WITH_CENTER": ("no",),
+    "MODEL.NECK": ("bnneck",),
+    "MODEL.PVM_MODE": ("reference", "paper"),
+    "MODEL.PUSH_LOSS": ("reference", "paper"),
+    "MODEL.FEAT_KIND": ("full", "global", "global_visible"),
+    "MODEL.POSE_BACKEND": ("auto", "hrnet", "mediapipe", "file", "synthetic"),
+    "MODEL.POSE_ARCH": ("hrnet_w32", "hrnet_w48"),
+    "MODEL.POSE_INPUT_NORM": ("reference", "imagenet"),
+    "DATALOADER.SAMPLER": ("softmax_triplet", "softmax"),
+    "SOLVER.OPTIMIZER_NAME": ("SGD", "Adam", "AdamW"),
+    "SOLVER.WARMUP_METHOD": ("linear",),
+    "SOLVER.AMP": ("auto", "bf16", "fp16", "fp32"),
+    "TEST.NECK_FEAT": ("before", "after"),
+    "TEST.FEAT_NORM": ("yes", "no"),
+}
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # MODEL.DEVICE
+# Smallest value of numeric keys (lists: of each element); periods below 1 mean "off" and are free.
+MINIMUMS = {
+    "SOLVER.MAX_EPOCHS": 1, "SOLVER.IMS_PER_BATCH": 1, "TEST.IMS_PER_BATCH": 1, "DATALOADER.NUM_INSTANCE": 1,
+    "DATALOADER.NUM_WORKERS": 0, "SOLVER.WARMUP_EPOCHS": 0, "MODEL.VIT_DEPTH": 0, "MODEL.NUM_DECODER_LAYER": 1,
+    "MODEL.NUM_HEAD": 1, "MODEL.QUERY_NUM": 1, "INPUT.SIZE_TRAIN": 16, "INPUT.SIZE_TEST": 16,
+    "MODEL.STRIDE_SIZE": 1, "TEST.NUM_VIS": 0,
+}
+POSITIVE = ("SOLVER.BASE_LR", "INPUT.HEATMAP_SIGMA")  # must be > 0
 
 
 class ConfigError(UserError, ValueError):
@@ -94,8 +130,9 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     )
 
 
-def merge_dict(cfg: CN, values: dict, source: str, prefix: str = "") -> None:
-    """Merge a nested dict (from YAML) into `cfg`, validating every key and type."""
+def merge_dict(cfg: CN, values: dict, source: str, prefix: str = "", origins: dict | None = None) -> None:
+    """Merge a nested dict (from YAML) into `cfg`, validating every key and type; `origins` records
+    key -> source for the value checks' messages."""
     for k, v in values.items():
         key = f"{prefix}{k}"
         node, leaf = _lookup(cfg, key, source)
@@ -103,9 +140,11 @@ def merge_dict(cfg: CN, values: dict, source: str, prefix: str = "") -> None:
         if isinstance(default, CN):
             if not isinstance(v, dict):
                 raise ConfigError(f"{source}: {key} is a section; expected a mapping, got {v!r}")
-            merge_dict(cfg, v, source, key + ".")
+            merge_dict(cfg, v, source, key + ".", origins)
         else:
             node[leaf] = _coerce(key, v, default, source)
+            if origins is not None:
+                origins[key] = source
 
 
 def _lookup(cfg: CN, key: str, source: str) -> tuple[CN, str]:
@@ -119,7 +158,7 @@ def _lookup(cfg: CN, key: str, source: str) -> tuple[CN, str]:
     return node, parts[-1]
 
 
-def merge_opts(cfg: CN, opts: Sequence[str], source: str = "command line") -> None:
+def merge_opts(cfg: CN, opts: Sequence[str], source: str = "command line", origins: dict | None = None) -> None:
     """Merge `KEY VALUE KEY VALUE ...` overrides; values are parsed as YAML scalars/lists."""
     if len(opts) % 2:
         raise ConfigError(f"{source}: overrides come in KEY VALUE pairs, got an odd count: {list(opts)}")
@@ -130,27 +169,38 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = "command line") -> No
         # String keys keep the text as typed (YAML would turn "yes" into True, "123" into 123).
         value = text if isinstance(node[leaf], str) else yaml.safe_load(text)
         node[leaf] = _coerce(key, value, node[leaf], source)
+        if origins is not None:
+            origins[key] = source
 
 
-def _normalize(cfg: CN) -> None:
+def _value(cfg: CN, key: str) -> Any:
+    section, leaf = key.split(".")
+    return cfg[section][leaf]
+
+
+def _check_values(cfg: CN, origins: dict[str, str]) -> None:
+    """Every fixed-choice key holds one of its values, every numeric key is in range."""
+    def fail(key: str, expected: str) -> None:
+        raise ConfigError(f"{origins.get(key, 'defaults')}: {key} must be {expected}, got {_value(cfg, key)!r}")
+
+    for key, allowed in CHOICES.items():
+        if _value(cfg, key) not in allowed:
+            fail(key, f"one of {', '.join(allowed)}" if len(allowed) > 1 else
+                 f"{allowed[0]!r} (the only one this project implements)")
+    if not DEVICE_PATTERN.fullmatch(cfg.MODEL.DEVICE):
+        fail("MODEL.DEVICE", "auto, cpu, cuda or cuda:N")
+    for key, low in MINIMUMS.items():
+        value = _value(cfg, key)
+        if min(value if isinstance(value, list) else [value]) < low:
+            fail(key, f">= {low}" + (" (each element)" if isinstance(value, list) else ""))
+    for key in POSITIVE:
+        if not _value(cfg, key) > 0:
+            fail(key, "> 0")
+
+
+def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
-    if cfg.MODEL.NAME not in ("pfd", "vit_baseline"):
-        raise ConfigError(f"MODEL.NAME must be pfd or vit_baseline (or skeleton_transformer), got {cfg.MODEL.NAME!r}")
-    choices = {
-        "MODEL.PVM_MODE": ("reference", "paper"),
-        "MODEL.PUSH_LOSS": ("reference", "paper"),
-        "MODEL.FEAT_KIND": ("full", "global", "global_visible"),
-        "MODEL.POSE_BACKEND": ("auto", "hrnet", "mediapipe", "file", "synthetic"),
-        "MODEL.POSE_ARCH": ("hrnet_w32", "hrnet_w48"),
-        "MODEL.POSE_INPUT_NORM": ("reference", "imagenet"),
-        "MODEL.PRETRAIN_CHOICE": ("imagenet", "self", "none"),
-        "SOLVER.AMP": ("auto", "bf16", "fp16", "fp32"),
-        "DATALOADER.SAMPLER": ("softmax_triplet", "softmax"),
-    }
-    for key, allowed in choices.items():
-        section, leaf = key.split(".")
-        if cfg[section][leaf] not in allowed:
-            raise ConfigError(f"{key} must be one of {allowed}, got {cfg[section][leaf]!r}")
+    _check_values(cfg, origins)
     if cfg.MODEL.PVM_MODE == "reference" and cfg.MODEL.QUERY_NUM != 17:
         raise ConfigError(
             f"MODEL.QUERY_NUM={cfg.MODEL.QUERY_NUM} needs MODEL.PVM_MODE paper; "
@@ -160,7 +210,7 @@ def _normalize(cfg: CN) -> None:
 
 def load_config(path: str | Path | None = None, opts: Iterable[str] = ()) -> CN:
     """Defaults, then the YAML file at `path`, then `opts`; validated and frozen."""
-    cfg = get_cfg_defaults()
+    cfg, origins = get_cfg_defaults(), {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -169,9 +219,9 @@ def load_config(path: str | Path | None = None, opts: Iterable[str] = ()) -> CN:
             values = yaml.safe_load(f) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
-        merge_dict(cfg, values, str(path))
-    merge_opts(cfg, list(opts))
-    _normalize(cfg)
+        merge_dict(cfg, values, str(path), origins=origins)
+    merge_opts(cfg, list(opts), origins=origins)
+    _normalize(cfg, origins)
     cfg.freeze()
     return cfg
 

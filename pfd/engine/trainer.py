@@ -26,7 +26,9 @@ from ..retrieval.plots import plot_training_curves
 from .checkpoint import FORMAT, atomic_copy, load_checkpoint, resolve_resume, rng_state, set_rng_state, unwrap_model
 from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
+from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
+from .rundir import LOCK_FILE, RunLock, refuse_existing_run
 from ..io import atomic_save
 from ..precision import autocast, autocast_dtype, build_grad_scaler
 from .solver import build_optimizer, build_scheduler
@@ -58,9 +60,20 @@ class Trainer:
         self.dist = dist_info or init_distributed(cfg.MODEL.DEVICE)
         self.device = self.dist.device
         self.output_dir = Path(cfg.OUTPUT_DIR)
+        if not cfg.MODEL.RESUME:  # before anything is written: never train over another run
+            refuse_existing_run(self.output_dir)
         self.logger = setup_logger(self.output_dir, self.dist.rank)
+        self.lock = RunLock.acquire(self.output_dir / LOCK_FILE) if self.dist.is_main else None
+        try:
+            self._setup(cfg, epoch_hooks)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, cfg, epoch_hooks: Sequence[EpochHook]) -> None:
         self.metrics_log = MetricsWriter(self.output_dir, enabled=self.dist.is_main)
         self.epoch_hooks = list(epoch_hooks)
+        self.loss_watch = LossWatch()
 
         self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
         keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
@@ -86,6 +99,11 @@ class Trainer:
         elif cfg.MODEL.RESUME == "auto":
             self.logger.info("--resume: no %s yet, starting from epoch 0", self.output_dir / "last.pth")
         self.train_model = self._wrap(self.model)
+
+    def close(self) -> None:
+        """Release OUTPUT_DIR's lock (fit() does it when it ends, however it ends)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.world_size > 1:
@@ -139,6 +157,7 @@ class Trainer:
     def save(self, epochs_done: int, improved: bool) -> None:
         if not self.dist.is_main:
             return
+        check_finite_weights(unwrap_model(self.model), epochs_done, str(self.output_dir / "last.pth"))
         last = atomic_save(self.state_dict(epochs_done), self.output_dir / "last.pth")
         period = self.cfg.SOLVER.CHECKPOINT_PERIOD
         if epochs_done == self.cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0):
@@ -148,7 +167,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
-        """Train from `start_epoch` to MAX_EPOCHS; returns the last evaluation's metrics (rank 0)."""
+        """Train from `start_epoch` to MAX_EPOCHS; returns the last evaluation's metrics (rank 0).
+        OUTPUT_DIR's lock is released when it returns or raises."""
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict:
         cfg, last_metrics = self.cfg, {}
         self.logger.info("training %s on %s: %d ids, %d images, %d rank(s), device %s, amp %s, config %s",
                          cfg.MODEL.NAME, cfg.DATASETS.NAMES, self.num_classes, len(self.dataset.train),
@@ -184,6 +210,7 @@ class Trainer:
         cfg, device = self.cfg, self.device
         model = self.train_model
         model.train()
+        self.loss_watch.reset()
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=device)
         seen, start = 0, time.perf_counter()
@@ -199,6 +226,7 @@ class Trainer:
             with autocast(device, self.amp_dtype):
                 outputs = model(images, heatmaps, camids)
                 losses = self.loss_fn(outputs, pids)
+            self.loss_watch.observe(losses)  # on the device: no synchronization
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(losses["total"]).backward()
             if cfg.SOLVER.GRAD_CLIP > 0:
@@ -211,10 +239,16 @@ class Trainer:
                 sums[name] = sums.get(name, 0) + value.detach().float()
             correct += (outputs_logits(outputs).argmax(1) == pids).sum()
             seen += images.shape[0]
-            if log_period >= 1 and step % log_period == 0 and self.dist.is_main:
-                bar.set_postfix(self._summary(sums, correct, step, seen, start), refresh=False)
+            if log_period >= 1 and step % log_period == 0:
+                self._check_loss(epoch)
+                if self.dist.is_main:
+                    bar.set_postfix(self._summary(sums, correct, step, seen, start), refresh=False)
         bar.close()
+        self._check_loss(epoch)  # before this epoch's checkpoint
         return self._summary(sums, correct, max(step, 1), seen, start) | {"lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _check_loss(self, epoch: int) -> None:
+        self.loss_watch.check(epoch, len(self.train_loader), str(self.output_dir / "last.pth"))
 
     def _summary(self, sums: dict, correct: torch.Tensor, steps: int, seen: int, start: float) -> dict:
         """Host-side means of the loss parts and accuracy (one synchronization), and images/s."""

@@ -110,7 +110,7 @@ def build_loss(cfg) -> PFDLoss:
     for key in ("DECODER_LOSS_WEIGHT", "PUSH_LOSS_WEIGHT"):
         if cfg.MODEL[key] < 0:
             raise ValueError(f"MODEL.{key}={cfg.MODEL[key]}: expected a weight >= 0")
-    smoothing = cfg.MODEL.LABEL_SMOOTH_EPS if str(cfg.MODEL.IF_LABELSMOOTH).lower() in ("on", "true", "yes") else 0.0
+    smoothing = cfg.MODEL.LABEL_SMOOTH_EPS if cfg.MODEL.IF_LABELSMOOTH == "on" else 0.0
     return PFDLoss(label_smoothing=smoothing, triplet_margin=None if cfg.MODEL.NO_MARGIN else cfg.SOLVER.MARGIN,
                    push_mode=cfg.MODEL.PUSH_LOSS, id_weight=cfg.MODEL.ID_LOSS_WEIGHT,
                    triplet_weight=cfg.MODEL.TRIPLET_LOSS_WEIGHT, global_share=cfg.MODEL.GLOBAL_LOSS_SHARE,

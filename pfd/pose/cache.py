@@ -7,6 +7,11 @@ a dataset root, keypoints [N, 17, 3], each file's size and mtime, and the backen
 (backend name + weights/keypoint-file fingerprint + preprocessing). Entries whose file changed
 are recomputed; a different identity invalidates the whole file. Writes are atomic.
 
+A long pass keeps its work: the cache is rewritten with every entry posed so far at least every
+SAVE_PERIOD_S seconds and when the pass stops (error, Ctrl-C), so a rerun, even after SIGKILL, poses
+only what is left. An image that cannot be read counts as "no person" (zero confidences) and is
+listed in a warning; it is not cached, so the next pass tries it again.
+
 Calls from several processes are safe (atomic replace), but the engine lets rank 0 build first.
 """
 from __future__ import annotations
@@ -18,11 +23,12 @@ import re
 import time
 import zipfile
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from ..data.image import ImageReadError
 from .estimator import PER_PROCESS_BACKENDS, PoseEstimator, build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
 from .keypoints import NUM_KEYPOINTS
@@ -31,6 +37,7 @@ __all__ = ["KeypointTable", "load_or_build", "cache_path", "compute_keypoints"]
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process
+SAVE_PERIOD_S = 60.0  # a pass in progress writes its cache at least this often
 
 
 class KeypointTable(Mapping[str, np.ndarray]):
@@ -90,8 +97,25 @@ def _init_worker(cfg, backend: str) -> None:
     _worker_estimator = build_estimator(cfg, backend)
 
 
-def _predict_chunk(paths: list[str]) -> np.ndarray:
-    return _worker_estimator.predict_paths(paths)
+def _predict_chunk(paths: list[str]) -> tuple[np.ndarray, list[str]]:
+    return predict_readable(_worker_estimator, paths)
+
+
+def predict_readable(estimator: PoseEstimator, paths: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(keypoints [N, 17, 3], unreadable paths): an image that cannot be read gets zero confidences
+    ("no person") instead of failing the whole batch."""
+    try:
+        return estimator.predict_paths(paths), []
+    except ImageReadError:
+        pass
+    out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)
+    unreadable = []
+    for i, path in enumerate(paths):  # only after a failure: find the bad file(s), keep the rest
+        try:
+            out[i] = estimator.predict_paths([path])[0]
+        except ImageReadError:
+            unreadable.append(path)
+    return out, unreadable
 
 
 def _num_workers(cfg) -> int:
@@ -99,8 +123,13 @@ def _num_workers(cfg) -> int:
     return max(1, min(cores, cfg.DATALOADER.NUM_WORKERS))
 
 
-def compute_keypoints(cfg, backend: str | PoseEstimator, paths: Sequence[str], desc: str = "pose") -> np.ndarray:
-    """Keypoints [N, 17, 3] of the images at `paths`, with a progress bar.
+ChunkDone = Callable[[int, np.ndarray, list[str]], None]  # (first index, keypoints [n, 17, 3], unreadable paths)
+
+
+def compute_keypoints(cfg, backend: str | PoseEstimator, paths: Sequence[str], desc: str = "pose",
+                      on_chunk: ChunkDone | None = None) -> np.ndarray:
+    """Keypoints [N, 17, 3] of the images at `paths`, with a progress bar; `on_chunk` sees each
+    finished chunk (unreadable images have zero confidences and are passed along).
 
     CPU-bound one-image-at-a-time backends (mediapipe) run in a pool of min(cores, DATALOADER.NUM_WORKERS)
     spawned processes, each with its own estimator; the others run here, batch by batch.
@@ -108,6 +137,13 @@ def compute_keypoints(cfg, backend: str | PoseEstimator, paths: Sequence[str], d
     out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)
     if not paths:
         return out
+
+    def done(start: int, kps: np.ndarray, unreadable: list[str]) -> None:
+        out[start:start + len(kps)] = kps
+        bar.update(len(kps))
+        if on_chunk is not None:
+            on_chunk(start, kps, unreadable)
+
     paths = list(paths)
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     bar = tqdm(total=len(paths), desc=desc, unit="img", mininterval=1.0)
@@ -116,16 +152,13 @@ def compute_keypoints(cfg, backend: str | PoseEstimator, paths: Sequence[str], d
         if backend in PER_PROCESS_BACKENDS and workers > 1 and len(chunks) > 1:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
             with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, backend)) as pool:
-                for i, kps in enumerate(pool.imap(_predict_chunk, chunks)):
-                    out[i * CHUNK:i * CHUNK + len(kps)] = kps
-                    bar.update(len(kps))
+                for i, (kps, unreadable) in enumerate(pool.imap(_predict_chunk, chunks)):
+                    done(i * CHUNK, kps, unreadable)
         else:
             estimator = build_estimator(cfg, backend, paths) if isinstance(backend, str) else backend
             step = max(CHUNK, getattr(estimator, "batch_size", CHUNK))
             for start in range(0, len(paths), step):
-                kps = estimator.predict_paths(paths[start:start + step])
-                out[start:start + len(kps)] = kps
-                bar.update(len(kps))
+                done(start, *predict_readable(estimator, paths[start:start + step]))
             if isinstance(backend, str):
                 estimator.close()
     finally:
@@ -185,21 +218,46 @@ def load_or_build(cfg, records: Sequence, dataset_name: str,
     todo = [i for i, rel in enumerate(rels)
             if rel not in entries or entries[rel][1:] != (sizes[i], mtimes[i])]
 
+    unreadable: dict[str, np.ndarray] = {}  # relative path -> zeros: answered, never cached
     if todo:
         start = time.perf_counter()
-        kps = compute_keypoints(cfg, backend if isinstance(backend, PoseEstimator) else name,
-                                [table_paths[i] for i in todo], desc=f"pose {dataset_name} ({name})")
-        for i, k in zip(todo, kps):
-            entries[rels[i]] = (k, int(sizes[i]), int(mtimes[i]))
+        meta = {"backend": name, "identity": identity, "root": root, "dataset": dataset_name}
+        last_save, pending = time.monotonic(), 0
+
+        def keep(first: int, kps: np.ndarray, bad: list[str]) -> None:
+            nonlocal last_save, pending
+            bad = set(bad)
+            for i, k in zip(todo[first:first + len(kps)], kps):
+                if table_paths[i] in bad:
+                    unreadable[rels[i]] = k
+                else:
+                    entries[rels[i]] = (k, int(sizes[i]), int(mtimes[i]))
+                    pending += 1
+            if pending and time.monotonic() - last_save >= SAVE_PERIOD_S:
+                _write_entries(file, meta, entries)
+                last_save, pending = time.monotonic(), 0
+
+        try:
+            kps = compute_keypoints(cfg, backend if isinstance(backend, PoseEstimator) else name,
+                                    [table_paths[i] for i in todo], desc=f"pose {dataset_name} ({name})", on_chunk=keep)
+        finally:  # done, failed or interrupted: what was posed is kept
+            if pending:
+                _write_entries(file, meta, entries)
         missed = int((kps[:, :, 2].max(axis=1) == 0).sum())
         log.info("%s: %d images posed with %s in %.1f s; no person found in %d (%.1f%%)", dataset_name,
                  len(todo), name, time.perf_counter() - start, missed, 100.0 * missed / len(todo))
         if missed:
             log.warning("%s: %s found no person in %d of %d images; their keypoints count as occluded",
                         dataset_name, name, missed, len(todo))
-        keys = list(entries)
-        write_cache_npz(file, {"backend": name, "identity": identity, "root": root, "dataset": dataset_name},
-                        keys, np.stack([entries[k][0] for k in keys]),
-                        np.array([entries[k][1] for k in keys]), np.array([entries[k][2] for k in keys]))
-    keypoints = np.stack([entries[rel][0] for rel in rels])  # [N, 17, 3]
+        if unreadable:
+            log.warning("%s: %d image(s) could not be read and count as \"no person\" (not cached; training and "
+                        "evaluation will fail on them until they are fixed or removed): %s", dataset_name,
+                        len(unreadable), ", ".join(os.path.join(root, r) for r in list(unreadable)[:20]))
+    keypoints = np.stack([unreadable[rel] if rel in unreadable else entries[rel][0] for rel in rels])  # [N, 17, 3]
     return KeypointTable(table_paths, keypoints, name, str(file))
+
+
+def _write_entries(file: Path, meta: dict, entries: dict[str, tuple[np.ndarray, int, int]]) -> None:
+    keys = list(entries)
+    write_cache_npz(file, meta, keys, np.stack([entries[k][0] for k in keys]),
+                    np.array([entries[k][1] for k in keys]), np.array([entries[k][2] for k in keys]))

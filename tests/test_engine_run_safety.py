@@ -1,0 +1,119 @@
+"""A run is never overwritten or shared, and a diverged run stops before it writes a checkpoint."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
+from torch import nn
+
+from pfd.engine.checkpoint import load_checkpoint
+from pfd.engine.divergence import TrainingDivergedError
+from pfd.engine.rundir import LOCK_FILE, OutputDirInUseError
+from pfd.engine.trainer import Trainer
+
+train_script = load_script("train")
+QUICK = ["TEST.EVAL", "false", "SOLVER.OPTIMIZER_NAME", "AdamW", "SOLVER.BASE_LR", "0.003", "SOLVER.WARMUP_EPOCHS", "0"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("run_safety"))
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_finished_run_is_never_overwritten(data_root, capsys):
+    out = data_root / "finished"
+    Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "1")).fit()
+    assert not (out / LOCK_FILE).exists()  # released when fit() ends
+    before = _snapshot(out)
+    assert {"last.pth", "epoch_001.pth", "metrics.jsonl"} <= set(before)
+
+    argv = ["--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "1")]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert f"OUTPUT_DIR {out} already holds a run (epoch_001.pth, last.pth, metrics.jsonl)" in err
+    assert "--resume" in err and "new OUTPUT_DIR" in err
+    with pytest.raises(OutputDirInUseError):  # also when the trainer is built from Python
+        Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "2"))
+    assert _snapshot(out) == before  # not one byte changed (log.txt included)
+
+    train_script.main(argv + ["--resume"])  # continuing it is what the message offers
+    assert load_checkpoint(out / "last.pth")["epoch"] == 1 and not (out / LOCK_FILE).exists()
+
+
+def test_two_trainings_never_share_a_folder_and_a_killed_ones_lock_is_taken_over(data_root, capsys):
+    """train.py holds OUTPUT_DIR/train.lock; a second training is refused naming it; after a real
+    `kill -9` the lock is stale and the next training takes it over with a warning."""
+    out = data_root / "shared_dir"
+    opts = tiny_opts(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "50")
+    proc = subprocess.Popen([sys.executable, "train.py", "--config", str(DEMO_CONFIG), *opts], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while str(proc.pid) not in ((out / LOCK_FILE).read_text() if (out / LOCK_FILE).exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline, "train.py did not take its lock"
+            time.sleep(0.05)
+        with pytest.raises(OutputDirInUseError, match=f"in use by another training \\(pid {proc.pid} on"):
+            Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "50", "MODEL.RESUME", "auto"))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (out / LOCK_FILE).exists()  # SIGKILL: nobody released it
+
+    capsys.readouterr()
+    trainer = Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "50", "MODEL.RESUME", "auto"))
+    log = capsys.readouterr().err  # the pfd logger writes to stderr
+    assert "taking over a stale lock" in log and f"(pid {proc.pid} on" in log and "no longer running" in log
+    assert f'"pid": {os.getpid()}' in (out / LOCK_FILE).read_text()
+    trainer.close()
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_a_non_finite_loss_stops_with_epoch_iteration_and_parts(data_root):
+    out = data_root / "nan_loss"
+    trainer = Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "3", "SOLVER.LOG_PERIOD", "4"))
+    trainer.save(0, improved=False)  # a good checkpoint that must survive
+    good = (out / "last.pth").read_bytes()
+    loss_fn, calls = trainer.loss_fn, []
+
+    def nan_push_from_step_3(outputs, pids):
+        losses = loss_fn(outputs, pids)
+        calls.append(1)
+        if len(calls) >= 3:
+            push = losses["push"] * float("nan")
+            losses = dict(losses, push=push, total=losses["total"] + push)
+        return losses
+
+    trainer.loss_fn = nan_push_from_step_3
+    with pytest.raises(TrainingDivergedError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert f"at epoch 1, iteration 3 of {len(trainer.train_loader)}" in message and len(calls) == 4  # seen at 4
+    assert "push nan" in message and "total nan" in message and "enc_id" in message
+    assert (out / "last.pth").read_bytes() == good and not (out / LOCK_FILE).exists()
+
+
+def test_non_finite_weights_are_never_checkpointed(data_root):
+    """The last guard before every write, e.g. a BatchNorm running mean gone bad while the loss looked fine."""
+    out = data_root / "nan_weights"
+    trainer = Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "3", "SOLVER.CHECKPOINT_PERIOD", "1"))
+    trainer.save(1, improved=False)
+    good = (out / "last.pth").read_bytes()
+    name = next(n for n, m in trainer.model.named_modules() if isinstance(m, nn.BatchNorm1d))
+    with torch.no_grad():
+        trainer.model.get_submodule(name).running_mean[0] = float("inf")
+    with pytest.raises(TrainingDivergedError, match=f"after epoch 2 the model holds non-finite values "
+                                                    f"\\({name}.running_mean\\)"):
+        trainer.save(2, improved=True)
+    assert (out / "last.pth").read_bytes() == good
+    assert not (out / "epoch_002.pth").exists() and not (out / "best.pth").exists()
+    trainer.close()
