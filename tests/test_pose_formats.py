@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pfd.config import load_config
 from pfd.pose.estimator import build_estimator
@@ -122,7 +123,10 @@ def test_file_backend_matches_by_trailing_path_and_reports_missing(tmp_path, cap
     path = write_coco_json(tmp_path / "kps.json", table)
     estimator = build_estimator(load_config(None, ["MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", str(path)]))
     assert isinstance(estimator, FileEstimator) and estimator.name == "file"
-    root = "/data/market1501"
+    root = tmp_path / "market1501"
+    for rel in ("query/0001_c1s1_000001_00.jpg", "bounding_box_test/0003_c2s1_000005_00.jpg"):  # listed images
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 128)).save(root / rel)
     with caplog.at_level(logging.WARNING):
         kps = estimator.predict_paths([f"{root}/query/0001_c1s1_000001_00.jpg",  # two parts decide
                                        f"{root}/bounding_box_test/0003_c2s1_000005_00.jpg",  # the name decides
@@ -135,3 +139,75 @@ def test_file_backend_matches_by_trailing_path_and_reports_missing(tmp_path, cap
     assert "2 of 4 images are not in" in caplog.text and "9999_c1s1_000001_00.jpg" in caplog.text
     with pytest.raises(TypeError, match="predict_paths"):
         estimator.predict([])
+
+
+def _project_file(path, entries):
+    path.write_text(json.dumps({"format": "pfd-keypoints-v1", "root": ".", "keypoints": entries}))
+    return path
+
+
+@pytest.mark.parametrize("column, bad, shown", [(2, 50.0, "50.0"), (2, -1.0, "-1.0"), (0, float("nan"), "nan")])
+def test_keypoint_values_are_checked_on_load(tmp_path, column, bad, shown):
+    """Confidences of -1 or 50 and NaN coordinates are named with file, entry and keypoint."""
+    rows = random_table(["a.jpg", "b.jpg"])
+    rows["b.jpg"][6] = [10.0, 20.0, 0.5]
+    rows["b.jpg"][6, column] = bad
+    path = _project_file(tmp_path / "kps.json", {k: v.tolist() for k, v in rows.items()})
+    with pytest.raises(ValueError, match=rf"kps\.json: entry '.*b\.jpg', keypoint right_shoulder is .*{shown}.*"
+                                         r"expected finite numbers and a confidence in \[0, 1\] \(1 of 2 entries"):
+        read_keypoints(path)
+
+
+def test_coco_values_are_neither_flags_nor_confidences(tmp_path):
+    table = random_table(["0001_c1s1_000001_00.jpg"])
+    path = write_coco_json(tmp_path / "kps.json", table)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["keypoints"][2] = 50  # a third value above 1 that is no COCO flag
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"kps\.json: keypoint third values \[50\.0.*neither COCO flags"):
+        read_keypoints(path)
+    data["annotations"][0]["keypoints"][2] = -1  # confidences: -1 is out of range, not clipped to 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"keypoint nose is .*-1\.0.*confidence in \[0, 1\]"):
+        read_keypoints(path)
+
+
+def test_file_backend_refuses_a_present_keypoint_outside_the_image(tmp_path):
+    image = tmp_path / "query" / "0001_c1s1_000001_00.jpg"
+    image.parent.mkdir()
+    Image.new("RGB", (64, 128)).save(image)
+    rows = np.zeros((17, 3), np.float32)
+    rows[9] = [500.0, 60.0, 0.9]  # left wrist far right of a 64 px wide crop
+    path = _project_file(tmp_path / "kps.json", {"query/0001_c1s1_000001_00.jpg": rows.tolist()})
+    estimator = FileEstimator(path)
+    with pytest.raises(ValueError, match=r"kps\.json: entry '.*0001_c1s1_000001_00\.jpg', keypoint left_wrist at "
+                                         r"\(500\.0, 60\.0\) with confidence 0\.90 lies outside its image .* \(64x128\)"):
+        estimator.predict_paths([str(image)])
+    rows[9, 2] = 0.0  # marked missing: accepted wherever it is
+    estimator = FileEstimator(_project_file(path, {"query/0001_c1s1_000001_00.jpg": rows.tolist()}))
+    np.testing.assert_array_equal(estimator.predict_paths([str(image)])[0], rows)
+
+
+def test_an_edit_in_the_middle_of_a_large_keypoint_file_makes_the_cache_stale(tmp_path):
+    """The file backend's identity hashes the whole file, not its size and first and last MiB."""
+    from pfd.data.datasets import ImageRecord
+    from pfd.pose.cache import load_or_build
+
+    image = tmp_path / "data" / "query" / "0001_c1s1_000001_00.jpg"
+    image.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 128)).save(image)
+    filler = {f"filler/{i:05d}_c1s1_000001_00.jpg": [[1.0, 2.0, 0.5]] * 17 for i in range(12000)}
+    ours = [[10.0, 20.0, 0.5]] * 17
+    entries = {**dict(list(filler.items())[:6000]), "query/0001_c1s1_000001_00.jpg": ours,
+               **dict(list(filler.items())[6000:])}
+    path = _project_file(tmp_path / "data" / "kps.json", entries)
+    assert path.stat().st_size > 3 << 20
+    cfg = load_config(None, ["MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", str(path),
+                             "MODEL.POSE_CACHE_DIR", str(tmp_path / "cache")])
+    record = ImageRecord(str(image), 1, 0)
+    assert load_or_build(cfg, [record], "tiny")[str(image)][0, 0] == 10.0
+    text = path.read_text()
+    at = text.index('"query/0001_c1s1_000001_00.jpg": [[10.0')
+    assert (1 << 20) < at < path.stat().st_size - (1 << 20)  # in the middle, away from both ends
+    path.write_text(text.replace('"query/0001_c1s1_000001_00.jpg": [[10.0', '"query/0001_c1s1_000001_00.jpg": [[30.0'))
+    assert load_or_build(cfg, [record], "tiny")[str(image)][0, 0] == 30.0  # same size, new content: recomputed

@@ -12,6 +12,17 @@ class ImageReadError(UserError, OSError):
     """An image file that is missing or cannot be decoded; the message names the path."""
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError as e:
+        raise ImageReadError(f"image file not found: {path}") from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+
+
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Decode `path` fully and return it in RGB.
 

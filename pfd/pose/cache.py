@@ -4,8 +4,12 @@ One `.npz` per (dataset, backend) in MODEL.POSE_CACHE_DIR, by default `pose_cach
 OUTPUT_DIR (OUTPUT_DIR/../pose_cache: runs that share a parent folder share their caches, and the
 dataset folder, often read-only, is never written). The file holds the image paths relative to
 a dataset root, keypoints [N, 17, 3], each file's size and mtime, and the backend's identity
-(backend name + weights/keypoint-file fingerprint + preprocessing). Entries whose file changed
-are recomputed; a different identity invalidates the whole file. Writes are atomic.
+(backend name + SHA-256 of the weights or keypoint file + preprocessing). A different identity
+invalidates the whole file: any edit of a keypoint file or weights file is seen. Images are not
+hashed (that would mean reading every image at every start): an entry is recomputed when its
+image's size or modification time (ns) changed, which any rewrite, copy or `touch` does; an image
+replaced by another of exactly the same size with its old mtime restored (`cp -p`, `rsync -t`
+of a same-size file) is not detected: delete the cache file then. Writes are atomic.
 
 A long pass keeps its work: the cache is rewritten with every entry posed so far at least every
 SAVE_PERIOD_S seconds and when the pass stops (error, Ctrl-C), so a rerun, even after SIGKILL, poses

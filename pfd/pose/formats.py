@@ -15,10 +15,12 @@ Formats (`read_keypoints` tells them apart by content):
 
 Every reader returns {name: float32 [17, 3]}; the pfd formats resolve their relative names to
 absolute paths, COCO and CSV keep the names as written (matched to images by trailing path parts).
+`read_keypoints` checks every entry (finite, confidence in [0, 1]) and the `file` backend checks that
+each keypoint it hands out lies inside its image or is marked missing (confidence 0); errors name the
+file, the entry and the keypoint.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,14 +29,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic_write
+from ..data.image import image_size
+from ..errors import InvalidInputError, MissingFileError
+from ..io import atomic_write, sha256_file
 from .estimator import PROJECT_FORMAT, PoseEstimator
-from .keypoints import NUM_KEYPOINTS
+from .keypoints import COCO_KEYPOINTS, NUM_KEYPOINTS
 
 __all__ = [
     "read_keypoints", "read_coco_json", "read_openpose_csv", "read_project_json", "read_cache_npz",
     "write_coco_json", "write_openpose_csv", "write_project_json", "write_cache_npz",
-    "atomic_write", "file_fingerprint", "file_identity", "FileEstimator", "OPENPOSE_TO_COCO",
+    "atomic_write", "file_identity", "FileEstimator", "OPENPOSE_TO_COCO",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,25 +47,33 @@ log = logging.getLogger(__name__)
 OPENPOSE_TO_COCO = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
 CSV_HEADER = "name:keypoints_y:keypoints_x"
 CACHE_FORMAT = "pfd-pose-cache-v1"
+COCO_FLAGS = (0, 1, 2)  # COCO ground truth: unlabeled, labeled but hidden, visible
+EDGE_SLACK = 1.0  # px a present keypoint may lie outside the image (rounding, pixel-centre conventions)
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """A cheap identity of a (possibly large) file: sha256 of its size and first and last MiB."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        digest.update(f.read(1 << 20))
-    return digest.hexdigest()[:16]
+def check_keypoints(table: Mapping[str, np.ndarray], source: str | os.PathLike) -> None:
+    """Every entry of `table` finite with confidences in [0, 1], else an error naming `source`, the
+    first bad entry and keypoint, and how many entries are affected."""
+    if not table:
+        return
+    names = list(table)
+    kps = np.stack([np.asarray(table[n], np.float32) for n in names])  # [N, 17, 3]
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(kps).all(axis=2) | ~((kps[..., 2] >= 0) & (kps[..., 2] <= 1))  # [N, 17]
+    if bad.any():
+        n, k = np.argwhere(bad)[0]
+        raise InvalidInputError(
+            f"{source}: entry {names[n]!r}, keypoint {COCO_KEYPOINTS[k]} is (x, y, confidence) = "
+            f"{tuple(round(float(v), 4) for v in kps[n, k])}; expected finite numbers and a confidence in [0, 1] "
+            f"({int(bad.any(axis=1).sum())} of {len(names)} entries have such values)")
 
 
 def file_identity(backend: str, path: str | os.PathLike) -> str:
-    """The identity of a file-based backend: its name and the keypoint file's fingerprint."""
+    """The identity of a file-based backend: its name and the SHA-256 of the keypoint file's whole
+    content, so any edit (even in the middle of a large file) makes the caches built from it stale."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{backend} pose backend: keypoint file {path} not found")
-    return f"{backend}-{file_fingerprint(path)}"
+        raise MissingFileError(f"{backend} pose backend: keypoint file {path} not found")
+    return f"{backend}-{sha256_file(path)[:16]}"
 
 
 def _rows(value, where: str, width: int = 3) -> np.ndarray:
@@ -89,12 +101,18 @@ def read_coco_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: annotations[{i}].keypoints must hold {3 * NUM_KEYPOINTS} numbers, "
                              f"got {flat.size}")
         people[names[ann["image_id"]]].append(flat.reshape(NUM_KEYPOINTS, 3))
-    flags = any(p[:, 2].max() > 1 for ps in people.values() for p in ps)  # COCO ground truth: v in {0,1,2}
+    third = np.concatenate([p[:, 2] for ps in people.values() for p in ps] or [np.zeros(0, np.float32)])
+    flags = bool((third > 1).any())  # COCO ground truth: v in {0, 1, 2}
+    if flags and not np.isin(third, COCO_FLAGS).all():
+        odd = sorted({round(float(v), 3) for v in third[~np.isin(third, COCO_FLAGS)]}, key=abs, reverse=True)
+        raise InvalidInputError(f"{path}: keypoint third values {odd[:5]} are neither COCO flags {COCO_FLAGS} (the "
+                                "file is read as flags since some value is above 1) nor confidences in [0, 1]")
     table = {}
     for name, persons in people.items():
         kps = [p.copy() for p in persons]
         for p in kps:
-            p[:, 2] = (p[:, 2] == 2) if flags else np.clip(p[:, 2], 0, 1)
+            if flags:
+                p[:, 2] = p[:, 2] == 2
         table[name] = max(kps, key=lambda p: p[:, 2].sum()) if kps else np.zeros((NUM_KEYPOINTS, 3), np.float32)
     return table
 
@@ -199,7 +217,13 @@ def read_cache_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]
 
 # ----------------------------------------------------------------------------------- any of them
 def read_keypoints(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """{name: [17, 3]} from any supported keypoint file, recognised by its content."""
+    """{name: [17, 3]} from any supported keypoint file, recognised by its content, values checked."""
+    table = _read_any(path)
+    check_keypoints(table, path)
+    return table
+
+
+def _read_any(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MODEL.POSE_FILE: keypoint file {path} not found")
@@ -239,28 +263,48 @@ class FileEstimator(PoseEstimator):
         table = read_keypoints(self.path)
         self.identity = file_identity(name, self.path)
         self.missing = 0
-        self._by_name: dict[str, np.ndarray | None] = {}
+        self._by_name: dict[str, tuple[str, np.ndarray] | None] = {}
         for key, kps in table.items():
             for alias in {Path(key).as_posix(), *(_tail(key, n) for n in range(1, self.MAX_TAIL + 1))}:
                 # an alias shared by two entries is ambiguous: mark it unusable
-                self._by_name[alias] = kps if alias not in self._by_name else None
+                self._by_name[alias] = (key, kps) if alias not in self._by_name else None
+
+    def _find(self, path: str) -> tuple[str, np.ndarray] | None:
+        """(entry name in the file, keypoints [17, 3]) of the image at `path`, if the file lists it."""
+        for key in (Path(path).as_posix(), *(_tail(path, n) for n in range(self.MAX_TAIL, 0, -1))):
+            found = self._by_name.get(key)
+            if found is not None:
+                return found
+        return None
 
     def lookup(self, path: str) -> np.ndarray | None:
-        for key in (Path(path).as_posix(), *(_tail(path, n) for n in range(self.MAX_TAIL, 0, -1))):
-            kps = self._by_name.get(key)
-            if kps is not None:
-                return kps
-        return None
+        found = self._find(path)
+        return None if found is None else found[1]
+
+    def _check_inside(self, entry: str, kps: np.ndarray, image: str) -> None:
+        """Present keypoints (confidence > 0) lie inside the image, else an error naming file, entry and image."""
+        width, height = image_size(image)
+        present = kps[:, 2] > 0
+        inside = ((kps[:, 0] >= -EDGE_SLACK) & (kps[:, 0] <= width + EDGE_SLACK)
+                  & (kps[:, 1] >= -EDGE_SLACK) & (kps[:, 1] <= height + EDGE_SLACK))
+        outside = np.flatnonzero(present & ~inside)
+        if len(outside):
+            k = outside[0]
+            raise InvalidInputError(
+                f"{self.path}: entry {entry!r}, keypoint {COCO_KEYPOINTS[k]} at ({kps[k, 0]:.1f}, {kps[k, 1]:.1f}) "
+                f"with confidence {kps[k, 2]:.2f} lies outside its image {image} ({width}x{height}); a keypoint "
+                "outside the image must be marked missing (confidence 0)")
 
     def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)
         missing = []
         for i, path in enumerate(paths):
-            kps = self.lookup(path)
-            if kps is None:
+            found = self._find(path)
+            if found is None:
                 missing.append(path)
             else:
-                out[i] = kps
+                self._check_inside(*found, path)
+                out[i] = found[1]
         if missing:
             self.missing += len(missing)
             log.warning("%s: %d of %d images are not in %s (confidence 0), e.g. %s",

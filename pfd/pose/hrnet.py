@@ -19,10 +19,10 @@ import torch.nn as nn
 from PIL import Image
 
 from ..device import resolve_device
+from ..io import sha256_file
 from ..precision import autocast, autocast_dtype
 from ..state_dict import load_state_dict_strict, read_state_dict
 from .estimator import PoseEstimator
-from .formats import file_fingerprint
 from .heatmaps import decode_heatmaps
 
 __all__ = ["HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD", "HRNet", "HRNetEstimator", "build_hrnet",
@@ -190,8 +190,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def hrnet_identity(arch: str, weight_path: str, input_hw: tuple[int, int] = (256, 128)) -> str:
-    """The architecture, a fingerprint of the weights, and the input size."""
-    return f"hrnet-{arch}-{file_fingerprint(_require_checkpoint(weight_path))}-{input_hw[0]}x{input_hw[1]}"
+    """The architecture, the SHA-256 of the weights file, and the input size."""
+    return f"hrnet-{arch}-{sha256_file(_require_checkpoint(weight_path))[:16]}-{input_hw[0]}x{input_hw[1]}"
 
 
 class HRNetEstimator(PoseEstimator):
