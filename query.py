@@ -11,8 +11,8 @@ model or config.
 import argparse
 import sys
 
-from pfd.engine.search import build_gallery_index, search_image
 from pfd.errors import user_errors
+from pfd.query import build_gallery_index, search_image
 
 
 def parse_args(argv=None) -> argparse.Namespace:

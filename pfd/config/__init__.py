@@ -20,7 +20,8 @@ from yacs.config import CfgNode as CN
 from ..errors import UserError
 from .defaults import get_cfg_defaults
 
-__all__ = ["CN", "ConfigError", "get_cfg_defaults", "load_config", "merge_dict", "merge_opts", "config_hash"]
+__all__ = ["CN", "ConfigError", "get_cfg_defaults", "load_config", "config_from_text", "merge_dict", "merge_opts",
+           "config_hash"]
 
 # Reference-implementation values that name the same thing differently here.
 MODEL_NAME_ALIASES = {"skeleton_transformer": "pfd", "transformer": "vit_baseline"}
@@ -210,16 +211,26 @@ def _normalize(cfg: CN, origins: dict[str, str]) -> None:
 
 def load_config(path: str | Path | None = None, opts: Iterable[str] = ()) -> CN:
     """Defaults, then the YAML file at `path`, then `opts`; validated and frozen."""
+    if path is None:
+        return _build({}, "defaults", opts)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with path.open() as f:
+        return _build(yaml.safe_load(f), str(path), opts)
+
+
+def config_from_text(text: str, opts: Iterable[str] = (), source: str = "config text") -> CN:
+    """Like `load_config`, from YAML text (e.g. the config a checkpoint or an index stores); errors name `source`."""
+    return _build(yaml.safe_load(text), source, opts)
+
+
+def _build(values: Any, source: str, opts: Iterable[str]) -> CN:
     cfg, origins = get_cfg_defaults(), {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        with path.open() as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
-        merge_dict(cfg, values, str(path), origins=origins)
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
+    merge_dict(cfg, values, source, origins=origins)
     merge_opts(cfg, list(opts), origins=origins)
     _normalize(cfg, origins)
     cfg.freeze()

@@ -42,3 +42,14 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise ImageReadError(f"image file not found: {path}") from e
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Fail now, naming `path`, when it is missing or not an image PIL can open (reads the header only)."""
+    try:
+        with Image.open(path):
+            pass
+    except FileNotFoundError as e:
+        raise ImageReadError(f"image file not found: {path}") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"not an image PIL can read: {path} ({type(e).__name__}: {e})") from e

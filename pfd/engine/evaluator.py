@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_
 from ..precision import autocast
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
-           "extract_features", "evaluate_features", "evaluate_test_sets"]
+           "loader_features", "extract_features", "evaluate_features", "evaluate_test_sets"]
 
 
 @dataclass
@@ -97,28 +97,39 @@ def prepare_test_sets(cfg) -> list[TestSet]:
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,
-                     heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None, desc: str = "features") -> FeatureSet:
-    """Eval-mode features of `records`: each rank extracts a strided share, all get the gathered whole."""
-    rank, world = get_rank(), get_world_size()
-    share = list(records[rank::world])
+def loader_features(model: nn.Module, loader: Iterable[dict], device: torch.device, heatmaps: HeatmapMaker,
+                    amp_dtype: torch.dtype | None, desc: str = "features", progress: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode features of every batch of a test-style loader (samples with `image`, `keypoints`,
+    `camid`, `index`): (features [N, F] float32, their `index` values [N]), both on `device`.
+
+    The one forward loop of evaluation and of the Python API (pfd.api), so both compute the same features.
+    """
     was_training = model.training
     model.eval()
-    # Start from empty rows so that a rank whose share is empty (fewer records than ranks) still gathers.
+    # Start from empty rows so that an empty loader (a rank with no share) still returns [0, F].
     feats = [torch.empty(0, model.feature_dim, device=device)]  # [0, F]
     order = [torch.empty(0, dtype=torch.long, device=device)]  # [0]
-    loader = build_test_loader(cfg, share, keypoints)
-    for batch in tqdm(loader, desc=desc, disable=not is_main_process(), leave=False, dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
         images = batch["image"].to(device, non_blocking=True)
         kps = batch["keypoints"].to(device, non_blocking=True)
         camids = batch["camid"].to(device, non_blocking=True)
         with autocast(device, amp_dtype):
             out = model(images, heatmaps(images, kps), camids)  # [B, F]
         feats.append(out.float())
-        order.append(batch["index"].to(device) * world + rank)  # position in `records`
+        order.append(batch["index"].to(device))
     model.train(was_training)
-    feats = all_gather_rows(torch.cat(feats))
-    order = all_gather_rows(torch.cat(order))
+    return torch.cat(feats), torch.cat(order)
+
+
+def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,
+                     heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None, desc: str = "features") -> FeatureSet:
+    """Eval-mode features of `records`: each rank extracts a strided share, all get the gathered whole."""
+    rank, world = get_rank(), get_world_size()
+    loader = build_test_loader(cfg, list(records[rank::world]), keypoints)
+    feats, index = loader_features(model, loader, device, heatmaps, amp_dtype, desc, progress=is_main_process())
+    feats = all_gather_rows(feats)
+    order = all_gather_rows(index * world + rank)  # position in `records`
     return FeatureSet(feats[torch.argsort(order)], records)  # [N, F] in record order, on `device`
 
 

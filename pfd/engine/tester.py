@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,40 +27,54 @@ from .logger import setup_logger
 from ..io import atomic_write
 from ..precision import autocast_dtype
 
-__all__ = ["read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json", "summary_table",
+__all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json", "summary_table",
            "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
 
 
-def read_eval_checkpoint(weights: str | Path) -> tuple[dict, str, int, int]:
-    """(state dict in this project's layout, its original layout, num_classes, num_cameras) of our
-    checkpoint or a reference PFD / TransReID one, from a single read of the file."""
+class EvalCheckpoint(NamedTuple):
+    """A checkpoint read for evaluation: weights in this project's layout and what the model needs."""
+
+    state: dict
+    layout: str  # the file's original layout ("pfd", "reference_pfd", "transreid")
+    num_classes: int
+    num_cameras: int
+    config: str  # the YAML config our checkpoints store; "" for reference ones
+
+
+def read_eval_checkpoint(weights: str | Path) -> EvalCheckpoint:
+    """Our checkpoint or a reference PFD / TransReID one, from a single read of the file."""
     ckpt = load_checkpoint(weights)
     state, layout = to_own_layout(unwrap_state_dict(ckpt, weights), weights)
     if is_own_checkpoint(ckpt):
-        return state, layout, int(ckpt["num_classes"]), int(ckpt["num_cameras"])
+        return EvalCheckpoint(state, layout, int(ckpt["num_classes"]), int(ckpt["num_cameras"]),
+                              str(ckpt.get("config", "")))
     classifier = state.get("classifier_encoder.weight", state.get("classifier.weight"))
     if classifier is None:
         raise ValueError(f"{weights}: no classifier weights (classifier_encoder.weight / classifier.weight); "
                          f"expected a pfd training checkpoint or a reference PFD/TransReID checkpoint")
     sie = state.get("base_vit.sie_embed")
-    return state, layout, int(classifier.shape[0]), int(sie.shape[0]) if sie is not None else 1
+    return EvalCheckpoint(state, layout, int(classifier.shape[0]), int(sie.shape[0]) if sie is not None else 1, "")
 
 
-def load_eval_model(cfg, weights: str | Path, device: torch.device) -> tuple[nn.Module, dict]:
+def load_eval_model(cfg, weights: str | Path, device: torch.device,
+                    checkpoint: EvalCheckpoint | None = None) -> tuple[nn.Module, dict]:
     """The model in eval mode with `weights` (ours, or a reference PFD checkpoint via the converter).
 
-    num_classes/num_cameras come from the checkpoint, so no training set is needed. Returns the model
-    and a description {"checkpoint", "format", "num_classes", "num_cameras"}.
+    num_classes/num_cameras come from the checkpoint, so no training set is needed; `checkpoint` is
+    `read_eval_checkpoint(weights)` when the caller has read it already. Returns the model and a
+    description {"checkpoint", "format", "num_classes", "num_cameras"}.
     """
     if not weights:
         raise ValueError("no weights given: set TEST.WEIGHT (test.py) or --weights (query.py) to a checkpoint")
-    state, layout, num_classes, num_cameras = read_eval_checkpoint(weights)
-    model = build_model(cfg, num_classes, num_cameras, load_pretrained=False)  # the checkpoint has every weight
-    load_state_into(model, state, weights, layout)
-    info = {"checkpoint": str(weights), "format": layout, "num_classes": num_classes, "num_cameras": num_cameras}
+    ckpt = checkpoint if checkpoint is not None else read_eval_checkpoint(weights)
+    # load_pretrained=False: the checkpoint has every weight
+    model = build_model(cfg, ckpt.num_classes, ckpt.num_cameras, load_pretrained=False)
+    load_state_into(model, ckpt.state, weights, ckpt.layout)
+    info = {"checkpoint": str(weights), "format": ckpt.layout, "num_classes": ckpt.num_classes,
+            "num_cameras": ckpt.num_cameras}
     return model.to(device).eval(), info
 
 

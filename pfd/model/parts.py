@@ -25,8 +25,12 @@ def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [B, n, D], index [B, m] -> x[b, index[b, j]] as [B, m, D]."""
-    return torch.take_along_dim(x, index.unsqueeze(-1), dim=1)
+    """x [B, n, D], index [B, m] -> x[b, index[b, j]] as [B, m, D].
+
+    torch.gather with an expanded index rather than take_along_dim, whose broadcasting pins the batch
+    size when the model is exported with a dynamic batch axis (pfd.export).
+    """
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def heat_weight(heatmaps_flat: torch.Tensor, dim: int) -> torch.Tensor:
@@ -86,11 +90,13 @@ def disentangle(outputs: torch.Tensor, matched: torch.Tensor, visible: torch.Ten
     f_h = torch.where(any_vis, (outputs * vis_w).sum(1) / n_vis.clamp(min=1), outputs.mean(dim=1))
     f_l = (outputs * (1 - vis_w)).sum(1) / n_inv.clamp(min=1)  # zeros when n_inv == 0
 
-    # Slot s of Dp holds the (s+1)-th visible output: its index is the first j with cumsum(vis)_j == s+1.
+    # Slot s of Dp holds the (s+1)-th visible output: its index is the first j with cumsum(vis)_j == s+1,
+    # i.e. the number of j with cumsum(vis)_j < s+1 (searchsorted on the sorted cumsum, written as a
+    # comparison count because ONNX has no searchsorted).
     rank = torch.cumsum(vis.to(torch.int64), dim=1)  # [B, Nq], non-decreasing
-    slots = torch.arange(1, num_out + 1, device=outputs.device).expand_as(rank).contiguous()  # [B, Nq]
-    source = torch.searchsorted(rank, slots).clamp(max=num_out - 1)  # [B, Nq]
-    filled = (slots <= n_vis.to(torch.int64)).unsqueeze(-1)  # [B, Nq, 1]
+    slots = torch.arange(1, num_out + 1, device=outputs.device)  # [Nq]
+    source = (rank.unsqueeze(1) < slots.view(1, num_out, 1)).sum(-1).clamp(max=num_out - 1)  # [B, Nq slots]
+    filled = (slots.view(1, num_out) <= n_vis.to(torch.int64)).unsqueeze(-1)  # [B, Nq, 1]
     packed = torch.where(filled, _take_rows(outputs, source), torch.zeros_like(outputs))
     first_slot = torch.arange(num_out, device=outputs.device).view(1, num_out, 1) == 0  # [1, Nq, 1]
     packed = torch.where(~any_vis.unsqueeze(-1) & first_slot, f_h.unsqueeze(1), packed)

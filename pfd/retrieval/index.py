@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..io import atomic_path, atomic_write, sha256_file
 
 __all__ = ["distance_matrix", "rank_gallery", "search", "GalleryIndex", "IndexLoadError", "build_index",
-           "load_index", "INDEX_FILE", "META_FILE"]
+           "check_built_with", "load_index", "INDEX_FILE", "META_FILE"]
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
@@ -289,6 +289,15 @@ def build_index(gallery_feats, records: Sequence, *, index_type: str = "flat", m
     return GalleryIndex(index, meta)
 
 
+def check_built_with(meta: dict, meta_path, *, config_hash: str | None = None, model_id: str | None = None) -> None:
+    """Raise ``IndexLoadError`` naming ``meta_path`` when the index metadata ``meta`` was built with another
+    config hash or model id than the given ones (None = not checked)."""
+    for key, expected in (("config_hash", config_hash), ("model_id", model_id)):
+        if expected is not None and meta.get(key) != expected:
+            raise IndexLoadError(f"{meta_path} was built with {key}={meta.get(key)!r} but the caller has "
+                                 f"{key}={expected!r}: the index belongs to another model/config; rebuild it")
+
+
 def load_index(index_dir, *, config_hash: str | None = None, model_id: str | None = None,
                use_gpu: bool | None = None) -> GalleryIndex:
     """Load and validate an index saved by ``GalleryIndex.save``.
@@ -306,15 +315,13 @@ def load_index(index_dir, *, config_hash: str | None = None, model_id: str | Non
                                  f"or point to the folder that holds {INDEX_FILE} and {META_FILE}")
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise IndexLoadError(f"{meta_path} is not valid JSON ({err}); rebuild the index") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IndexLoadError(f"{meta_path} is not readable JSON ({err}); rebuild the index with "
+                             "`python query.py index ...`") from err
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise IndexLoadError(f"{meta_path} is not a {META_FORMAT} metadata file (format="
                              f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r})")
-    for key, expected in (("config_hash", config_hash), ("model_id", model_id)):
-        if expected is not None and meta.get(key) != expected:
-            raise IndexLoadError(f"{meta_path} was built with {key}={meta.get(key)!r} but the caller has "
-                                 f"{key}={expected!r}: the index belongs to another model/config; rebuild it")
+    check_built_with(meta, meta_path, config_hash=config_hash, model_id=model_id)
     if sha256_file(index_path) != meta.get("index_sha256"):
         raise IndexLoadError(f"{index_path} does not match the checksum in {meta_path} (an interrupted or "
                              "mixed-up save?); rebuild the index")

@@ -1,0 +1,358 @@
+"""The Python API: features of person images from a checkpoint, and a gallery to search them in.
+
+    from pfd import Gallery, ReIDModel
+
+    model = ReIDModel.from_checkpoint("logs/occluded_duke_pfd/best.pth")   # our checkpoints carry their config
+    feats = model.embed(["a.jpg", "b.jpg"])            # [2, F] float32, L2-normalized like evaluation
+    gallery = Gallery.build(model, "gallery_folder/")  # FAISS index + metadata, as `query.py index` writes it
+    gallery.save("my_index")
+    for match in Gallery.load("my_index", model).search("person.jpg", k=5):
+        print(match.path, match.id, match.camera, match.distance)
+
+`ReIDModel` wraps the evaluation model of pfd.engine (checkpoint loading from tester.py, the forward
+loop of evaluator.py), so `embed` returns the features test.py computes for the same images. A
+`Gallery` folder is the one `query.py` reads and writes (pfd.retrieval.index): each reads the other's.
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .config import CN, config_from_text, config_hash, load_config
+from .data.datasets import ImageRecord
+from .data.datasets.base import IMAGE_EXTENSIONS
+from .data.datasets.market import NAME_PATTERN
+from .data.image import check_image_file, read_image
+from .data.transforms import build_transforms
+from .device import resolve_device
+from .engine.evaluator import HeatmapMaker, loader_features
+from .engine.tester import load_eval_model, read_eval_checkpoint
+from .errors import InvalidInputError, MissingFileError
+from .io import sha256_file
+from .pose import build_estimator
+from .pose.estimator import find_synthetic_keypoints, resolve_backend
+from .pose.keypoints import NUM_KEYPOINTS
+from .precision import autocast_dtype
+from .retrieval.index import META_FILE, GalleryIndex, IndexLoadError, build_index, check_built_with, load_index
+from .retrieval.metrics import retrieval_options
+
+__all__ = ["ReIDModel", "Gallery", "Match", "folder_records", "parse_name"]
+
+FILE_BACKENDS = ("file", "synthetic")  # pose backends that look keypoints up by image path
+
+
+def parse_name(path: str | os.PathLike) -> tuple[int, int]:
+    """(identity, 0-based camera) from a Market-1501 style file name, else (-1, -1)."""
+    match = NAME_PATTERN.match(Path(path).name)  # 0002_c1s1_000451_03.jpg -> identity 2, camera 0
+    return (int(match.group(1)), int(match.group(2)) - 1) if match else (-1, -1)
+
+
+def folder_records(folder: str | os.PathLike) -> list[ImageRecord]:
+    """Every image under `folder` (recursive, sorted), with ids/cameras parsed from Market-style names."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise MissingFileError(f"gallery folder not found: {root}")
+    paths = sorted(p.resolve() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not paths:
+        raise InvalidInputError(f"gallery folder {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found under it")
+    return [ImageRecord(str(p), *parse_name(p)) for p in paths]
+
+
+def _image_items(images) -> list[str | Image.Image]:
+    """`images` as a list of absolute paths (checked to be readable images) and RGB PIL images.
+
+    Accepts one image or a sequence of them: paths, PIL images, uint8 arrays [H, W, 3] (RGB), or one
+    uint8 array [N, H, W, 3].
+    """
+    if isinstance(images, (str, os.PathLike, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    if len(images) == 0:
+        raise InvalidInputError("images: got an empty list; pass image paths, PIL images or uint8 arrays [H, W, 3]")
+    items = []
+    for i, image in enumerate(images):
+        if isinstance(image, (str, os.PathLike)):
+            path = os.path.abspath(image)
+            check_image_file(path)
+            items.append(path)
+        elif isinstance(image, Image.Image):
+            items.append(image if image.mode == "RGB" else image.convert("RGB"))
+        elif isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise InvalidInputError(f"images[{i}]: expected a uint8 RGB array [H, W, 3], got {image.dtype} array "
+                                 f"of shape {list(image.shape)}")
+            items.append(Image.fromarray(image, "RGB"))
+        else:
+            raise InvalidInputError(f"images[{i}]: expected an image path, a PIL image or a uint8 array [H, W, 3], "
+                            f"got {type(image).__name__}")
+    return items
+
+
+class _Images(Dataset):
+    """Test-loader samples (pfd.data.loader's keys) of in-memory or on-disk images with given keypoints."""
+
+    def __init__(self, items: Sequence[str | Image.Image], keypoints: np.ndarray, camids: np.ndarray, transform):
+        self.items, self.keypoints, self.camids, self.transform = items, keypoints, camids, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.items[i]
+        image, keypoints = self.transform(read_image(item) if isinstance(item, str) else item, self.keypoints[i])
+        return {"image": image, "keypoints": keypoints, "camid": int(self.camids[i]), "index": i}
+
+
+class ReIDModel:
+    """A trained PFD (or ViT baseline) in eval mode, with its config, preprocessing and pose backend.
+
+    `embed(images, keypoints=None, camids=None) -> np.ndarray [N, F]`. `feature_dim`, `config_hash`
+    and `model_id` (the checkpoint's SHA-256) identify what its features can be compared with.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: CN, device: torch.device, checkpoint: str | os.PathLike,
+                 num_cameras: int):
+        self.model, self.cfg, self.device = model, cfg, device
+        self.checkpoint = Path(checkpoint).resolve()
+        self.num_cameras = num_cameras
+        self.transform = build_transforms(cfg, is_train=False)
+        self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device)
+        self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, device)
+        self.normalize = retrieval_options(cfg)["normalize"]
+        self._estimator, self._estimator_key = None, None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, config: str | os.PathLike | CN | None = None,
+                        device: str = "auto", opts: Sequence[str] = ()) -> "ReIDModel":
+        """Load a checkpoint: ours (it stores its config), or a reference PFD / TransReID one (needs `config`).
+
+        `config`: a YAML path or a loaded config, overriding the stored one; `opts`: `KEY VALUE` overrides;
+        `device`: auto | cpu | cuda | cuda:N.
+        """
+        checkpoint = read_eval_checkpoint(path)
+        if isinstance(config, CN):
+            if opts:
+                raise InvalidInputError("opts: pass overrides with a config path (or none), not with a loaded config")
+            cfg = config
+        elif config is not None:
+            cfg = load_config(config, opts)
+        elif checkpoint.config:
+            cfg = config_from_text(checkpoint.config, opts, source=f"{path} (its stored config)")
+        else:
+            raise InvalidInputError(f"{path} carries no config (a reference PFD/TransReID checkpoint?): pass "
+                                    f"config=, the YAML file it was trained with (e.g. configs/occluded_duke.yaml)")
+        device = resolve_device(device)
+        model, info = load_eval_model(cfg, path, device, checkpoint)
+        return cls(model, cfg, device, path, info["num_cameras"])
+
+    @property
+    def feature_dim(self) -> int:
+        return self.model.feature_dim
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.cfg)
+
+    @cached_property
+    def model_id(self) -> str:
+        """SHA-256 of the checkpoint file (what a gallery index's `model_id` must match)."""
+        return sha256_file(self.checkpoint)
+
+    def embed(self, images, keypoints=None, camids=None, progress: bool = False) -> np.ndarray:
+        """Features [N, F] (float32; L2-normalized when TEST.FEAT_NORM is yes, as evaluation ranks them).
+
+        images: paths, PIL images or uint8 RGB arrays [H, W, 3] of any size (one, a list, or [N, H, W, 3]).
+        keypoints: [N, 17, 3] COCO-17 (x, y, confidence) in each image's own pixels; None = computed by
+            the configured pose backend (MODEL.POSE_BACKEND; unused with MODEL.POSE_ONLINE).
+        camids: [N] 0-based cameras for the camera embedding; None, -1 or out of range = camera 0.
+        Images are processed in batches of TEST.IMS_PER_BATCH.
+        """
+        items = _image_items(images)
+        kps = self._keypoints(items, keypoints)  # [N, 17, 3]
+        cams = self._camids(camids, len(items))  # [N]
+        batch = self.cfg.TEST.IMS_PER_BATCH
+        on_disk = all(isinstance(x, str) for x in items)
+        workers = self.cfg.DATALOADER.NUM_WORKERS if on_disk and len(items) > batch else 0
+        loader = DataLoader(_Images(items, kps, cams, self.transform), batch_size=batch, num_workers=workers,
+                            pin_memory=self.device.type == "cuda")
+        feats, _ = loader_features(self.model, loader, self.device, self.heatmaps, self.amp_dtype, "embed", progress)
+        if self.normalize:
+            feats = F.normalize(feats, dim=1)  # as pfd.retrieval ranks them
+        return feats.cpu().numpy()
+
+    def keypoints(self, images) -> np.ndarray:
+        """COCO-17 keypoints [N, 17, 3] of `images` (as `embed` takes them) from the configured pose backend."""
+        return self._estimate(_image_items(images))
+
+    def close(self) -> None:
+        """Release the pose backend (mediapipe graphs, HRNet weights)."""
+        if self._estimator is not None:
+            self._estimator.close()
+        self._estimator, self._estimator_key = None, None
+
+    def _keypoints(self, items: list, keypoints) -> np.ndarray:
+        n = len(items)
+        if keypoints is None:
+            if self.cfg.MODEL.POSE_ONLINE:  # HRNet runs inside the heatmap maker
+                return np.zeros((n, NUM_KEYPOINTS, 3), np.float32)
+            return self._estimate(items)
+        kps = np.asarray(keypoints, dtype=np.float32)
+        if kps.shape == (NUM_KEYPOINTS, 3) and n == 1:
+            kps = kps[None]
+        if kps.shape != (n, NUM_KEYPOINTS, 3):
+            raise InvalidInputError(f"keypoints: expected shape [{n}, {NUM_KEYPOINTS}, 3] (x, y, confidence of the COCO-17 "
+                             f"keypoints in each image's pixels) for {n} image(s), got {list(kps.shape)}")
+        if not np.isfinite(kps).all():
+            raise InvalidInputError("keypoints: contains NaN or infinite values")
+        return kps
+
+    def _camids(self, camids, n: int) -> np.ndarray:
+        if camids is None:
+            return np.zeros(n, np.int64)
+        cams = np.asarray(camids, dtype=np.int64).reshape(-1)
+        if len(cams) != n:
+            raise InvalidInputError(f"camids: {len(cams)} values for {n} image(s)")
+        return np.where((cams >= 0) & (cams < self.num_cameras), cams, 0)
+
+    def _estimate(self, items: list) -> np.ndarray:
+        """Keypoints from the pose backend, TEST.IMS_PER_BATCH images at a time."""
+        paths = [x for x in items if isinstance(x, str)]
+        backend = resolve_backend(self.cfg, None, paths)
+        if backend in FILE_BACKENDS and len(paths) < len(items):
+            raise InvalidInputError(f"MODEL.POSE_BACKEND {backend} looks keypoints up by image path: pass image paths, "
+                             f"or keypoints= for in-memory images")
+        key = (backend, str(find_synthetic_keypoints(paths)) if backend == "synthetic" else "")
+        if self._estimator is None or self._estimator_key != key:
+            self.close()
+            self._estimator, self._estimator_key = build_estimator(self.cfg, backend, paths), key
+        step = self.cfg.TEST.IMS_PER_BATCH
+        chunks = [items[i:i + step] for i in range(0, len(items), step)]
+        if len(paths) == len(items):
+            return np.concatenate([self._estimator.predict_paths(c) for c in chunks]).astype(np.float32)
+        return np.concatenate([self._estimator.predict([read_image(x) if isinstance(x, str) else x for x in c])
+                               for c in chunks]).astype(np.float32)
+
+
+class Match(NamedTuple):
+    """One search result: a gallery image, its identity and 0-based camera (-1 = unknown), its distance
+    (squared Euclidean, 2 - 2 cos on normalized features; smaller is closer)."""
+
+    path: str
+    id: int
+    camera: int
+    distance: float
+
+
+class Gallery:
+    """Gallery images in a FAISS index (pfd.retrieval.index) with the model that embeds queries for it."""
+
+    def __init__(self, index: GalleryIndex, model: ReIDModel | None = None, folder: str | os.PathLike | None = None):
+        self.index = index
+        self.folder = None if folder is None else Path(folder)  # where it was loaded from
+        self._model = model
+
+    @classmethod
+    def build(cls, model: ReIDModel, folder_or_paths, index: str = "flat",
+              keypoints: np.ndarray | Mapping[str, np.ndarray] | None = None, progress: bool = False) -> "Gallery":
+        """Embed every image of a folder (recursive) or a list of paths and index them ("flat" exact, "ivfpq"
+        compressed approximate). Identities and cameras come from Market-1501 style names (else -1).
+
+        keypoints: [N, 17, 3] in record order, or a mapping absolute path -> [17, 3] (missing = not visible);
+        None = the model's pose backend.
+        """
+        if isinstance(folder_or_paths, (str, os.PathLike)):
+            folder = Path(folder_or_paths).resolve()
+            records = folder_records(folder)
+        else:
+            folder = None
+            records = [ImageRecord(os.path.abspath(p), *parse_name(p)) for p in folder_or_paths]
+        if isinstance(keypoints, Mapping):
+            none = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+            keypoints = np.stack([np.asarray(keypoints.get(r.path, none), np.float32) for r in records])
+        feats = model.embed([r.path for r in records], keypoints, camids=[r.camid for r in records],
+                            progress=progress)
+        gallery_index = build_index(feats, records, index_type=index, model_id=model.model_id,
+                                    config_hash=model.config_hash, feature_kind=model.cfg.MODEL.FEAT_KIND,
+                                    normalize=model.normalize)
+        gallery_index.meta.update(config=model.cfg.dump(), weights=str(model.checkpoint),
+                                  model_name=model.cfg.MODEL.NAME, gallery=None if folder is None else str(folder))
+        return cls(gallery_index, model)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, model: ReIDModel | None = None) -> "Gallery":
+        """A saved gallery; with `model`, refuses one built by another model or config (IndexLoadError).
+        Without, queries are embedded by the model the gallery was built with (its stored config and weights)."""
+        gallery = cls(load_index(folder), folder=folder)
+        if model is not None:
+            gallery.use_model(model)
+        return gallery
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write `index.faiss` and `meta.json` into `folder` (atomically)."""
+        self.folder = self.index.save(folder)
+        return self.folder
+
+    def use_model(self, model: ReIDModel) -> None:
+        """Embed queries with `model`; IndexLoadError when the gallery was built with another config or checkpoint."""
+        where = self.folder / META_FILE if self.folder is not None else "the gallery's metadata"
+        check_built_with(self.meta, where, config_hash=model.config_hash, model_id=model.model_id)
+        self._model = model
+
+    @property
+    def meta(self) -> dict:
+        return self.index.meta
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def stored_config(self, opts: Sequence[str] = ()) -> CN:
+        """The config the gallery was built with (from its metadata), with `opts` overrides."""
+        where = self.folder / META_FILE if self.folder is not None else "the gallery's metadata"
+        if not self.meta.get("config"):
+            raise IndexLoadError(f"{where} stores no config (key 'config'); pass a config, or rebuild the index "
+                                 f"with `python query.py index ...`")
+        return config_from_text(self.meta["config"], opts, source=f"{where} (key 'config')")
+
+    @property
+    def model(self) -> ReIDModel:
+        """The model queries are embedded with (loaded from the stored config and weights when not given)."""
+        if self._model is None:
+            if not self.meta.get("weights"):
+                raise IndexLoadError("the gallery's metadata names no checkpoint (key 'weights'); pass a model")
+            self.use_model(ReIDModel.from_checkpoint(self.meta["weights"], self.stored_config()))
+        return self._model
+
+    def search(self, query, k: int = 10, keypoints=None, camid: int | None = None) -> list[Match]:
+        """The `k` nearest gallery images of one query, nearest first.
+
+        query: an image (path, PIL image, uint8 array [H, W, 3]) or a feature [F] / [1, F] from a model
+        with the same config and weights. keypoints [17, 3]: the image's pose (None = the pose backend's).
+        camid: the query's 0-based camera for the camera embedding; None = parsed from a Market-1501
+        style file name, else camera 0.
+        """
+        if k < 1:
+            raise InvalidInputError(f"k must be >= 1, got {k}")
+        distances, rows = self.index.search(self._query_feature(query, keypoints, camid), k)  # [1, k] each
+        meta = self.meta
+        return [Match(meta["paths"][r], meta["pids"][r], meta["camids"][r], float(d))
+                for d, r in zip(distances[0], rows[0]) if r >= 0]
+
+    def _query_feature(self, query, keypoints, camid: int | None) -> np.ndarray:
+        if isinstance(query, torch.Tensor):
+            query = query.detach().cpu().numpy()
+        if isinstance(query, np.ndarray) and np.issubdtype(query.dtype, np.floating):
+            if query.ndim == 1 or (query.ndim == 2 and query.shape[0] == 1):
+                return query.reshape(1, -1)
+            raise InvalidInputError(f"query: a feature must have shape [F] or [1, F], got {list(query.shape)}")
+        if camid is None and isinstance(query, (str, os.PathLike)):
+            camid = parse_name(query)[1]
+        return self.model.embed(query, keypoints, camids=None if camid is None else [camid])

@@ -1,0 +1,165 @@
+"""ONNX export of the eval-mode model, checked with onnxruntime before it is written.
+
+    python -m pfd.export --weights W [--config C] --out model.onnx [KEY VALUE ...]
+
+The graph maps `images` [B, 3, H, W] (normalized with INPUT.PIXEL_MEAN/STD, H x W = INPUT.SIZE_TEST),
+`heatmaps` [B, 17, H/4, W/4] (pfd.pose.heatmaps.render_heatmaps of the keypoints) and `camids` [B]
+int64 to `features` [B, F], the inference feature before the L2 normalization retrieval applies; the
+batch axis is dynamic. PFA's and PVM's argmax matchings and the visibility packing are in the graph.
+Every model has the three inputs; the ViT baseline ignores `heatmaps`, a model without a camera
+embedding ignores `camids`.
+
+Export uses the torch.export-based exporter (`torch.onnx.export(..., dynamo=True)`, needs onnxscript).
+The file is written to a temp name, run with onnxruntime on batches of other sizes than the traced one
+(samples with every keypoint visible, none, and a mix), and moved into place only when the largest
+relative L2 difference to PyTorch is within `tolerance`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import atomic_path
+from .pose.heatmaps import render_heatmaps
+from .pose.keypoints import NUM_KEYPOINTS
+
+__all__ = ["ExportCheckError", "example_inputs", "export_onnx", "onnx_features", "main"]
+
+logger = logging.getLogger("pfd")
+INPUT_NAMES = ("images", "heatmaps", "camids")
+TRACE_BATCH = 2
+CHECK_BATCHES = (1, 3, 5)
+TOLERANCE = 1e-4
+
+
+class ExportCheckError(RuntimeError):
+    """The exported graph does not reproduce the PyTorch model within the tolerance."""
+
+
+def example_inputs(batch: int, input_hw: Sequence[int], sigma: float, num_cameras: int, threshold: float = 0.3,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images [B, 3, H, W], heatmaps [B, 17, H/4, W/4], camids [B]) with random content: sample 0 has every
+    keypoint visible (peak 0.9), sample 1 none (peaks 0.9 x the visibility `threshold`, MODEL.SKT_THRES),
+    the others random confidences in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = input_hw
+    images = torch.randn(batch, 3, h, w, generator=g)
+    xy = torch.rand(batch, NUM_KEYPOINTS, 2, generator=g) * torch.tensor([w - 1.0, h - 1.0])
+    conf = torch.rand(batch, NUM_KEYPOINTS, 1, generator=g)
+    conf[0], conf[1:2] = 0.9, 0.9 * threshold
+    heatmaps = render_heatmaps(torch.cat([xy, conf], dim=-1), (h, w), sigma)  # [B, 17, H/4, W/4]
+    camids = torch.arange(batch) % max(1, num_cameras)
+    return images, heatmaps, camids
+
+
+def onnx_features(session, images: torch.Tensor, heatmaps: torch.Tensor, camids: torch.Tensor) -> np.ndarray:
+    """features [B, F] of an onnxruntime session of an exported model."""
+    return session.run(None, dict(zip(INPUT_NAMES, (images.numpy(), heatmaps.numpy(), camids.numpy()))))[0]
+
+
+def _threshold(model: nn.Module) -> float:
+    """PFD's keypoint visibility threshold (MODEL.SKT_THRES); the baseline has none (its heatmaps are unused)."""
+    return float(getattr(model, "visibility_threshold", 0.3))
+
+
+def _relative_difference(model: nn.Module, path: Path, input_hw, sigma: float, num_cameras: int) -> float:
+    """Largest ||onnx - torch|| / ||torch|| over the CHECK_BATCHES."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for i, batch in enumerate(CHECK_BATCHES):
+        inputs = example_inputs(batch, input_hw, sigma, num_cameras, _threshold(model), seed=1 + i)
+        with torch.no_grad():
+            expected = model(*inputs).numpy()  # [B, F]
+        got = onnx_features(session, *inputs)
+        if got.shape != expected.shape:
+            raise ExportCheckError(f"{path}: onnxruntime returned shape {list(got.shape)} for a batch of {batch}, "
+                                   f"PyTorch {list(expected.shape)}")
+        worst = max(worst, float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12)))
+    return worst
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence two benign exporter messages: the shared batch axis "will not be used" under a second name,
+    and onnxscript's optimizer skipping constant folding of Split nodes."""
+    onnxscript_logger = logging.getLogger("onnxscript")
+    level = onnxscript_logger.level
+    onnxscript_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
+            yield
+    finally:
+        onnxscript_logger.setLevel(level)
+
+
+def export_onnx(model: nn.Module, out: str | Path, input_hw: Sequence[int], sigma: float, num_cameras: int,
+                tolerance: float = TOLERANCE) -> dict:
+    """Export `model` (moved to CPU, eval mode, fp32) to `out` and check it; returns
+    {"path", "relative_difference", "export_seconds", "opset", "feature_dim"}.
+
+    Raises ExportCheckError (and writes nothing) when onnxruntime differs from PyTorch by more than `tolerance`.
+    """
+    model = model.cpu().float().eval()
+    args = example_inputs(TRACE_BATCH, input_hw, sigma, num_cameras, _threshold(model))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    start = time.perf_counter()
+    with _quiet_exporter():
+        program = torch.onnx.export(model, args, input_names=list(INPUT_NAMES), output_names=["features"],
+                                    dynamic_shapes=({0: batch}, {0: batch}, {0: batch}), dynamo=True, verbose=False)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        program.save(str(tmp), external_data=False)
+        seconds = time.perf_counter() - start
+        difference = _relative_difference(model, tmp, input_hw, sigma, num_cameras)
+        if not difference <= tolerance:
+            raise ExportCheckError(f"{out}: onnxruntime differs from PyTorch by {difference:.3g} (relative L2), "
+                                   f"more than the tolerance {tolerance:g}; nothing was written. Differences in a "
+                                   f"few samples come from PFA/PVM argmax matchings that are near ties, e.g. in an "
+                                   f"untrained model whose decoder views nearly coincide")
+    opset = next((o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"path": str(out), "relative_difference": difference, "export_seconds": seconds, "opset": opset,
+            "feature_dim": int(model.feature_dim)}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pfd.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", required=True, help="checkpoint (ours, or a reference PFD/TransReID one)")
+    parser.add_argument("--config", help="YAML config (default: the one our checkpoints store; "
+                                         "required for reference checkpoints)")
+    parser.add_argument("--out", required=True, help="ONNX file to write")
+    parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from .api import ReIDModel
+    from .engine.logger import setup_logger
+
+    args = parse_args(argv)
+    setup_logger(None)
+    model = ReIDModel.from_checkpoint(args.weights, args.config, device="cpu", opts=args.opts)
+    cfg = model.cfg
+    report = export_onnx(model.model, args.out, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, model.num_cameras)
+    print(f"exported {cfg.MODEL.NAME} ({report['feature_dim']}-d features, opset {report['opset']}) to "
+          f"{report['path']} in {report['export_seconds']:.1f} s; onnxruntime vs PyTorch relative difference "
+          f"{report['relative_difference']:.2e} (tolerance {TOLERANCE:g}) on batches of "
+          f"{', '.join(map(str, CHECK_BATCHES))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""query.py's work, written with the Python API (pfd.api): index a folder of person images, look one up.
+
+The index folder (pfd.retrieval.index) holds the FAISS index and a metadata table: paths, ids,
+cameras, the checkpoint's SHA-256 (`model_id`), the config hash, the feature kind, plus the
+resolved config and checkpoint path so `search` can rebuild the same model without being told.
+`search` refuses an index whose model or config differs from the one it is given.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .api import Gallery, Match, ReIDModel, folder_records, parse_name
+from .config import load_config
+from .engine.evaluator import load_keypoints
+from .engine.logger import setup_logger
+from .errors import InvalidInputError, MissingFileError
+from .pose import build_estimator
+from .pose.estimator import find_synthetic_keypoints, resolve_backend
+from .pose.formats import FileEstimator
+from .retrieval import plots
+
+__all__ = ["build_gallery_index", "query_keypoints", "search_image", "format_ranking"]
+
+logger = logging.getLogger("pfd")
+
+
+def build_gallery_index(config: str, weights: str, gallery: str, out: str, index_type: str = "flat",
+                        opts: Sequence[str] = ()) -> dict:
+    """Embed every image under `gallery` and save a FAISS index to `out`; returns its metadata.
+
+    Poses come from the per-dataset pose cache (pfd.pose.cache), as for test.py, so a folder indexed
+    twice is pose-estimated once.
+    """
+    cfg = load_config(config, opts)
+    setup_logger(None)
+    if not Path(weights).is_file():
+        raise MissingFileError(f"--weights: checkpoint not found: {weights}")
+    records = folder_records(gallery)
+    name = "gallery_" + hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:10]
+    keypoints = load_keypoints(cfg, records, name)  # None with MODEL.POSE_ONLINE
+    model = ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE)
+    built = Gallery.build(model, gallery, index_type, keypoints=keypoints, progress=True)
+    built.save(out)
+    meta = built.meta
+    recall = meta["recall_at_10"]
+    logger.info("indexed %d images (%s, dim %d) into %s%s", len(built), index_type, meta["feature_dim"], out,
+                "" if recall is None else f"; recall@10 vs exact search {recall:.3f}")
+    return meta
+
+
+def format_ranking(matches: Sequence[Match]) -> str:
+    """The ranked list as a table: rank, distance, id, camera (1-based as in file names, -1 = unknown), path."""
+    lines = [f"{'rank':>4}  {'distance':>8}  {'id':>5}  {'cam':>3}  path"]
+    for rank, m in enumerate(matches, 1):
+        lines.append(f"{rank:>4}  {m.distance:>8.4f}  {m.id:>5}  {m.camera + 1 if m.camera >= 0 else -1:>3}  {m.path}")
+    return "\n".join(lines)
+
+
+def _no_keypoints(image: Path, why: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"--image {image}: no keypoints for this photo ({why}). Let a pose backend compute them: add "
+        "`MODEL.POSE_BACKEND mediapipe` (no weights needed) or `MODEL.POSE_BACKEND hrnet MODEL.POSE_WEIGHT "
+        "pose_hrnet_w48_256x192.pth` to the command")
+
+
+def query_keypoints(cfg, image: Path) -> np.ndarray:
+    """Keypoints [17, 3] of one query photo from the configured pose backend; a file-based backend
+    (synthetic, file) that does not list the photo is an error saying how to compute them instead."""
+    path = str(image)
+    backend = resolve_backend(cfg, None, [path])
+    if backend == "synthetic" and find_synthetic_keypoints([path]) is None:
+        raise _no_keypoints(image, "MODEL.POSE_BACKEND synthetic only knows the generated dataset's own images")
+    estimator = build_estimator(cfg, image_paths=[path])
+    try:
+        if isinstance(estimator, FileEstimator) and estimator.lookup(path) is None:
+            raise _no_keypoints(image, f"the {backend} backend's keypoint file {estimator.path} does not list it")
+        return estimator.predict_paths([path])[0]  # [17, 3] in image pixels
+    finally:
+        estimator.close()
+
+
+def search_image(index_dir: str, image: str, topk: int = 10, config: str | None = None, weights: str | None = None,
+                 out: str | None = None, opts: Sequence[str] = ()) -> list[Match]:
+    """Rank the index for one image: print the list, save the picture; returns the matches, nearest first.
+
+    The model comes from `config` / `weights`, each defaulting to what the index stores.
+    """
+    setup_logger(None)
+    index_dir, image_path = Path(index_dir), Path(image).resolve()
+    if topk < 1:
+        raise InvalidInputError(f"--topk must be at least 1 (the number of gallery images listed), got {topk}")
+    if not image_path.is_file():
+        raise MissingFileError(f"--image: file not found: {image}")
+    gallery = Gallery.load(index_dir)
+    cfg = load_config(config, opts) if config else gallery.stored_config(opts)
+    weights = weights or gallery.meta.get("weights", "")
+    if not weights:
+        raise InvalidInputError("--weights is needed (the index does not name its checkpoint)")
+    if not Path(weights).is_file():
+        raise MissingFileError(f"--weights: checkpoint not found: {weights}")
+    gallery.use_model(ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE))
+
+    pid, camid = parse_name(image_path)
+    keypoints = query_keypoints(cfg, image_path)  # [17, 3]
+    matches = gallery.search(str(image_path), topk, keypoints=keypoints, camid=camid)
+    print(format_ranking(matches), flush=True)
+
+    picture = Path(out) if out else index_dir / f"search_{image_path.stem}.png"
+    # An unknown query id (-1) matches nothing: not even gallery images whose id is also unknown.
+    shown_pid = pid if pid >= 0 else min(gallery.meta["pids"], default=0) - 1
+    plots.plot_ranked_lists([str(image_path)], [shown_pid], [m.path for m in matches], [m.id for m in matches],
+                            [list(range(len(matches)))], picture, topk=topk, image_hw=tuple(cfg.INPUT.SIZE_TEST),
+                            query_keypoints=keypoints[None], keypoint_threshold=cfg.MODEL.SKT_THRES)
+    logger.info("ranking picture: %s", picture)
+    return matches
