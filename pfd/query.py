@@ -103,10 +103,10 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
         raise InvalidInputError("--weights is needed (the index does not name its checkpoint)")
     if not Path(weights).is_file():
         raise MissingFileError(f"--weights: checkpoint not found: {weights}")
+    keypoints = query_keypoints(cfg, image_path)  # [17, 3], before the model loads: a photo without any fails fast
     gallery.use_model(ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE))
 
     pid, camid = parse_name(image_path)
-    keypoints = query_keypoints(cfg, image_path)  # [17, 3]
     matches = gallery.search(str(image_path), topk, keypoints=keypoints, camid=camid)
     print(format_ranking(matches), flush=True)
 

@@ -3,6 +3,8 @@ interchangeable with query.py's, bad input is named, and README's "Use from Pyth
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,6 +50,9 @@ def test_package_exports_the_api_lazily():
     assert pfd.ReIDModel is ReIDModel and pfd.Gallery is Gallery and pfd.Match is Match
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         pfd.nothing
+    loaded = subprocess.run([sys.executable, "-c", "import sys, pfd; print(sorted({'torch', 'faiss', 'timm'} & "
+                             "set(sys.modules)))"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"  # `import pfd` alone stays light
 
 
 def test_embed_equals_evaluation_features(setup):

@@ -49,3 +49,11 @@ def test_base_modules_import_only_base_modules(module):
     names = {n for n in imported_modules(PFD / module) if (n == "pfd" or n.startswith("pfd."))
              and not any(n == b or n.startswith(b + ".") for b in base)}
     assert not names, f"pfd/{module} imports {sorted(names)}"
+
+
+def test_the_engine_never_imports_the_api_layer():
+    """pfd.api (the Python API), pfd.query (query.py's work) and pfd.export sit above pfd.engine."""
+    top = ("pfd.api", "pfd.query", "pfd.export")
+    offenders = {f"{f.relative_to(PFD.parent)}: {name}" for f in sorted((PFD / "engine").rglob("*.py"))
+                 for name in imported_modules(f) if name in top or name.startswith(tuple(t + "." for t in top))}
+    assert not offenders, f"pfd.engine imports the API layer: {sorted(offenders)}"
