@@ -40,7 +40,7 @@ from .io import sha256_file
 from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.keypoints import NUM_KEYPOINTS
-from .precision import autocast_dtype
+from .precision import eval_dtype
 from .retrieval.index import META_FILE, GalleryIndex, IndexLoadError, build_index, check_built_with, load_index
 from .retrieval.metrics import retrieval_options
 
@@ -126,7 +126,7 @@ class ReIDModel:
         self.num_cameras = num_cameras
         self.transform = build_transforms(cfg, is_train=False)
         self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device)
-        self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, device)
+        self.amp_dtype = eval_dtype(cfg, device)  # TEST.AMP, as every evaluation
         self.normalize = retrieval_options(cfg)["normalize"]
         self._estimator, self._estimator_key = None, None
 

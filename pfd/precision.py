@@ -1,16 +1,17 @@
-"""Mixed precision: which autocast dtype SOLVER.AMP means on a device, and the matching grad scaler."""
+"""Mixed precision: which autocast dtype SOLVER.AMP (training) or TEST.AMP (evaluation) means on a
+device, and the matching grad scaler."""
 from __future__ import annotations
 
 import contextlib
 
 import torch
 
-__all__ = ["autocast_dtype", "autocast", "build_grad_scaler"]
+__all__ = ["autocast_dtype", "eval_dtype", "dtype_name", "autocast", "build_grad_scaler"]
 
 _NAMED = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
-def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(setting: str, device: torch.device, key: str = "SOLVER.AMP") -> torch.dtype | None:
     """auto: bf16 on GPUs that support it, fp16 on older GPUs, None (fp32) on CPU.
 
     An explicit bf16/fp16 on CPU is honoured for bf16 only (CPU autocast has no fp16 benefit).
@@ -20,11 +21,22 @@ def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if setting not in _NAMED:
-        raise ValueError(f"SOLVER.AMP must be auto, bf16, fp16 or fp32, got {setting!r}")
+        raise ValueError(f"{key} must be auto, bf16, fp16 or fp32, got {setting!r}")
     dtype = _NAMED[setting]
     if device.type != "cuda" and dtype is torch.float16:
-        raise ValueError("SOLVER.AMP fp16 needs a CUDA device; use bf16, fp32 or auto on CPU")
+        raise ValueError(f"{key} fp16 needs a CUDA device; use bf16, fp32 or auto on CPU")
     return dtype
+
+
+def eval_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of every evaluation (training's periodic one, test.py, query.py): TEST.AMP,
+    float32 by default as in the reference."""
+    return autocast_dtype(cfg.TEST.AMP, device, "TEST.AMP")
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """"fp32", "bf16" or "fp16": how metrics.json and logs name an autocast dtype."""
+    return {v: k for k, v in _NAMED.items()}[dtype]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -1,4 +1,5 @@
 """Training on a tiny synthetic set: it learns, it resumes exactly, and test.py reads its checkpoint."""
+import datetime
 import json
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import torch
 from PIL import Image
 from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
+from pfd.config import config_hash
 from pfd.engine.checkpoint import load_checkpoint
+from pfd.io import sha256_file
 from pfd.engine.trainer import Trainer
 
 test_script = load_script("test")
@@ -72,7 +75,10 @@ def test_kill_and_resume_gives_identical_weights(data_root, full_run):
         assert torch.equal(final["model"][key], value), key
     for a, b in zip(reference["optimizer"]["state"].values(), final["optimizer"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert final["best_map"] == reference["best_map"]
+    assert final["best_val_map"] == reference["best_val_map"] == -1  # no validation split
+    lrs = [[r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+           for run in (full_run["out"], out)]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == 10  # epochs 8-10 resumed at the uninterrupted schedule
 
 
 def _checkpoint_epoch(path) -> int:
@@ -102,11 +108,11 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_r
 
 
 def test_checkpoints_written(full_run):
+    """Without a validation split there is no best.pth: nothing is ever selected on the test set."""
     out = full_run["out"]
-    assert sorted(p.name for p in out.glob("*.pth")) == ["best.pth", "epoch_010.pth", "last.pth"]
+    assert sorted(p.name for p in out.glob("*.pth")) == ["epoch_010.pth", "last.pth"]
     assert not list(out.glob(".*.tmp"))  # no temp files left by the atomic writes
-    ckpt = load_checkpoint(out / "best.pth")
-    assert ckpt["best_map"] == pytest.approx(max(full_run["after"]["mAP"], ckpt["best_map"]))
+    ckpt = load_checkpoint(out / "last.pth")
     assert ckpt["num_classes"] == 16 and "SOLVER" in ckpt["config"] and set(ckpt["rng"]) >= {"torch", "numpy"}
 
 
@@ -117,7 +123,15 @@ def test_test_py_reads_the_checkpoint(data_root, full_run, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mAP"] == pytest.approx(full_run["after"]["mAP"], abs=1e-6)  # same weights, same features
     assert metrics["num_query"] == 24 and metrics["num_gallery"] == 77  # the 2 junk crops (id -1) are dropped
-    assert metrics["checkpoint"] == str(weights) and len(metrics["config_hash"]) == 12
+    provenance = metrics["provenance"]
+    assert provenance["checkpoint"] == {"path": str(weights), "sha256": sha256_file(weights), "format": "pfd"}
+    assert provenance["config_hash"] == config_hash(tiny_config(data_root, out)) and len(provenance["config_hash"]) == 12
+    assert provenance["feature_config"]["TEST.AMP"] == "fp32" and provenance["eval_precision"] == "fp32"
+    assert provenance["pose"]["online"] is False and provenance["pose"]["backend"] == "synthetic"
+    assert provenance["dataset"]["name"] == "synthetic" and provenance["retrieval"]["re_ranking"] is False
+    assert {"python", "pfd", "torch", "timm", "faiss-cpu", "numpy"} <= set(provenance["versions"])
+    evaluated_at = datetime.datetime.fromisoformat(provenance["date"])
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - evaluated_at) < datetime.timedelta(hours=1)
     assert 0 <= metrics["rank1"] <= metrics["rank5"] <= metrics["rank10"] <= 1
     assert (out / "cmc.png").stat().st_size > 0 and (out / "ranked_lists.png").stat().st_size > 0
     buckets = metrics["buckets"]  # queries by visible keypoints (confidence >= MODEL.SKT_THRES)
@@ -159,3 +173,22 @@ def test_resume_into_another_architecture_names_the_file(data_root, full_run):
     with pytest.raises(ValueError, match=r"last\.pth: its weights do not fit the configured model"):
         Trainer(tiny_config(data_root, data_root / "other", *EPOCHS, "MODEL.VIT_DEPTH", "3",
                             "MODEL.RESUME", str(last)))
+
+
+def test_best_checkpoint_is_selected_on_held_out_training_ids(data_root):
+    """DATASETS.VAL_IDS 4: 4 of the 16 training ids become a validation split; best.pth is its best epoch."""
+    out = data_root / "validated"
+    opts = [*EPOCHS, "SOLVER.MAX_EPOCHS", "3", "SOLVER.EVAL_PERIOD", "1", "DATASETS.VAL_IDS", "4"]
+    trainer = Trainer(tiny_config(data_root, out, *opts))
+    assert trainer.num_classes == 12 and len(trainer.val_sets) == 1
+    val = trainer.val_sets[0]
+    assert val.name == "synthetic:val" and len(val.dataset.query) == 4
+    trainer.fit()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val_maps = {r["epoch"]: r["mAP"] for r in lines if r["kind"] == "eval" and r["dataset"] == "synthetic:val"}
+    test_epochs = [r["epoch"] for r in lines if r["kind"] == "eval" and r["dataset"] == "synthetic"]
+    assert sorted(val_maps) == test_epochs == [1, 2, 3]  # the test set is still reported, never selected on
+    best = load_checkpoint(out / "best.pth")
+    best_epoch = max(val_maps, key=lambda e: (val_maps[e], -e))  # the first epoch reaching the best val mAP
+    assert best["epoch"] == best_epoch and best["best_val_map"] == pytest.approx(val_maps[best_epoch])
+    assert load_checkpoint(out / "last.pth")["num_classes"] == 12

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -20,8 +21,24 @@ from yacs.config import CfgNode as CN
 from ..errors import UserError
 from .defaults import get_cfg_defaults
 
-__all__ = ["CN", "ConfigError", "get_cfg_defaults", "load_config", "config_from_text", "merge_dict", "merge_opts",
-           "config_hash"]
+__all__ = ["CN", "ConfigError", "FEATURE_KEYS", "get_cfg_defaults", "load_config", "config_from_text", "merge_dict",
+           "merge_opts", "feature_config", "config_hash"]
+
+# Every key that changes the evaluation feature computed from given weights, or the heatmaps it is
+# computed from: config_hash covers exactly these (tests/test_config_hash.py changes every key and
+# checks that a changed feature always comes with a changed hash).
+FEATURE_KEYS = (
+    # the model and its inference feature
+    "MODEL.NAME", "MODEL.TRANSFORMER_TYPE", "MODEL.VIT_DEPTH", "MODEL.STRIDE_SIZE", "MODEL.SIE_CAMERA",
+    "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER", "MODEL.NUM_HEAD",
+    "MODEL.DECODER_FFN_DIM", "MODEL.PVM_MODE", "MODEL.DECODER_FFN_RESIDUAL", "MODEL.FEAT_KIND", "MODEL.HEAT_WEIGHT",
+    "MODEL.PFA", "MODEL.PVM", "MODEL.DISENTANGLE", "TEST.NECK_FEAT",
+    # the heatmaps: which pose estimator, cached or online, how they are drawn or fed
+    "MODEL.POSE_BACKEND", "MODEL.POSE_ARCH", "MODEL.POSE_WEIGHT", "MODEL.POSE_FILE", "MODEL.POSE_ONLINE",
+    "MODEL.POSE_INPUT_NORM", "INPUT.HEATMAP_SIGMA",
+    # the input and the evaluation precision
+    "INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD", "TEST.AMP",
+)
 
 # Reference-implementation values that name the same thing differently here.
 MODEL_NAME_ALIASES = {"skeleton_transformer": "pfd", "transformer": "vit_baseline"}
@@ -47,6 +64,7 @@ CHOICES = {
     "SOLVER.OPTIMIZER_NAME": ("SGD", "Adam", "AdamW"),
     "SOLVER.WARMUP_METHOD": ("linear",),
     "SOLVER.AMP": ("auto", "bf16", "fp16", "fp32"),
+    "TEST.AMP": ("auto", "bf16", "fp16", "fp32"),
     "TEST.NECK_FEAT": ("before", "after"),
     "TEST.FEAT_NORM": ("yes", "no"),
 }
@@ -56,7 +74,7 @@ MINIMUMS = {
     "SOLVER.MAX_EPOCHS": 1, "SOLVER.IMS_PER_BATCH": 1, "TEST.IMS_PER_BATCH": 1, "DATALOADER.NUM_INSTANCE": 1,
     "DATALOADER.NUM_WORKERS": 0, "SOLVER.WARMUP_EPOCHS": 0, "MODEL.VIT_DEPTH": 0, "MODEL.NUM_DECODER_LAYER": 1,
     "MODEL.NUM_HEAD": 1, "MODEL.QUERY_NUM": 1, "INPUT.SIZE_TRAIN": 16, "INPUT.SIZE_TEST": 16,
-    "MODEL.STRIDE_SIZE": 1, "TEST.NUM_VIS": 0,
+    "MODEL.STRIDE_SIZE": 1, "TEST.NUM_VIS": 0, "DATASETS.VAL_IDS": 0,
 }
 POSITIVE = ("SOLVER.BASE_LR", "INPUT.HEATMAP_SIGMA")  # must be > 0
 
@@ -237,13 +255,11 @@ def _build(values: Any, source: str, opts: Iterable[str]) -> CN:
     return cfg
 
 
-def config_hash(cfg: CN) -> str:
-    """A short stable hash of everything that changes the model's features."""
-    import hashlib
+def feature_config(cfg: CN) -> dict[str, Any]:
+    """{key: value} of FEATURE_KEYS: everything that decides the evaluation feature of given weights."""
+    return {k: cfg[k.split(".")[0]][k.split(".")[1]] for k in FEATURE_KEYS}
 
-    keys = ("MODEL.NAME", "MODEL.TRANSFORMER_TYPE", "MODEL.VIT_DEPTH", "MODEL.STRIDE_SIZE", "MODEL.SIE_CAMERA",
-            "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER", "MODEL.NUM_HEAD",
-            "MODEL.DECODER_FFN_DIM", "MODEL.PVM_MODE", "MODEL.DECODER_FFN_RESIDUAL", "MODEL.FEAT_KIND",
-            "INPUT.SIZE_TEST", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD", "INPUT.HEATMAP_SIGMA")
-    text = repr([(k, cfg[k.split(".")[0]][k.split(".")[1]]) for k in keys])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+def config_hash(cfg: CN) -> str:
+    """A short stable hash of `feature_config`: equal hashes, equal features from the same weights."""
+    return hashlib.sha256(repr(sorted(feature_config(cfg).items())).encode()).hexdigest()[:12]

@@ -87,6 +87,7 @@ _C.DATASETS = CN()
 _C.DATASETS.NAMES = "market1501"  # training (and default test) dataset
 _C.DATASETS.ROOT_DIR = "datasets"
 _C.DATASETS.TEST_NAMES = ""  # new: comma-separated evaluation datasets ("" = NAMES)
+_C.DATASETS.VAL_IDS = 0  # new: hold out N training ids as a validation split (best.pth is selected on it); 0 = none
 
 # ----------------------------------------------------------------------------- DATALOADER
 _C.DATALOADER = CN()
@@ -136,6 +137,7 @@ _C.TEST.WEIGHT = ""  # checkpoint to evaluate (ours or a reference PFD checkpoin
 _C.TEST.NECK_FEAT = "before"  # accepted, unused: PFD's inference feature is fixed by the spec
 _C.TEST.FEAT_NORM = "yes"  # L2-normalize features before retrieval
 _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
+_C.TEST.AMP = "fp32"  # new: evaluation precision: fp32 (the reference) | bf16 | fp16 | auto (as SOLVER.AMP)
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture
 _C.TEST.VIS_BUCKETS = [0, 6, 12]  # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17)
 

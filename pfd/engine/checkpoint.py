@@ -1,16 +1,17 @@
-"""Checkpoints: everything needed to resume exactly, and the best one by mAP (written by pfd.io.atomic_save).
+"""Checkpoints: everything needed to resume exactly, and the best one on a validation split (written by
+pfd.io.atomic_save).
 
 A training checkpoint is a dict (loadable with `torch.load(..., weights_only=True)`):
     format       "pfd-checkpoint-v1"
     model        state dict of the bare model (no `module.` / `_orig_mod.` prefixes)
     optimizer, scheduler, scaler   their state dicts (scaler: {} when unused)
     epoch        number of epochs completed
-    best_map     best evaluation mAP so far (-1 before any evaluation)
+    best_val_map best validation mAP so far (DATASETS.VAL_IDS; -1 without a validation split)
     rng          torch / cuda / numpy / python RNG states (as tensors and plain lists)
     config       the resolved config as YAML text; config_hash
     num_classes, num_cameras   so test.py can build the model without the training set
 Files in OUTPUT_DIR: `last.pth` (every epoch), `epoch_NNN.pth` (every CHECKPOINT_PERIOD and the
-last epoch), `best.pth` (best mAP).
+last epoch), `best.pth` (best validation mAP; only with DATASETS.VAL_IDS, never chosen on a test set).
 """
 from __future__ import annotations
 

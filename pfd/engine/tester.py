@@ -1,7 +1,9 @@
 """test.py's work: load a checkpoint, evaluate every test set, write metrics, plots and a table.
 
-Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several): `metrics.json`,
+Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several): `metrics.json`
+(the numbers, "buckets" by visible keypoints, and "provenance": see pfd.engine.provenance),
 `cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10).
+Evaluation runs in TEST.AMP precision (float32 by default, as the reference).
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ from .checkpoint import is_own_checkpoint, load_checkpoint
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
-from ..io import atomic_write
-from ..precision import autocast_dtype
+from ..io import atomic_write, sha256_file
+from ..precision import dtype_name, eval_dtype
+from .provenance import provenance
 
 __all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json", "summary_table",
            "visibility_buckets"]
@@ -86,15 +89,19 @@ def protocol_warning(cfg, checkpoint_format: str) -> str | None:
     """
     if checkpoint_format != "reference_pfd":
         return None
+    departures = []
     if not cfg.MODEL.POSE_ONLINE:
-        departure = "cached Gaussian poses (MODEL.POSE_ONLINE false)"
+        departures.append("cached Gaussian poses (MODEL.POSE_ONLINE false)")
     elif cfg.MODEL.POSE_INPUT_NORM != "reference":
-        departure = f"HRNet input re-normalized (MODEL.POSE_INPUT_NORM {cfg.MODEL.POSE_INPUT_NORM})"
-    else:
+        departures.append(f"HRNet input re-normalized (MODEL.POSE_INPUT_NORM {cfg.MODEL.POSE_INPUT_NORM})")
+    if cfg.TEST.AMP != "fp32":
+        departures.append(f"TEST.AMP {cfg.TEST.AMP} (the reference evaluates in float32)")
+    if not departures:
         return None
-    return (f"evaluating a reference PFD checkpoint with {departure}: these numbers are not the released "
-            f"model's protocol. To restore it set MODEL.POSE_ONLINE true, MODEL.POSE_WEIGHT "
-            f"<pose_hrnet_w48_256x192.pth>, MODEL.POSE_ARCH hrnet_w48 and MODEL.POSE_INPUT_NORM reference")
+    return (f"evaluating a reference PFD checkpoint with {' and '.join(departures)}: these numbers are not the "
+            f"released model's protocol. To restore it set MODEL.POSE_ONLINE true, MODEL.POSE_WEIGHT "
+            f"<pose_hrnet_w48_256x192.pth>, MODEL.POSE_ARCH hrnet_w48, MODEL.POSE_INPUT_NORM reference and "
+            f"TEST.AMP fp32")
 
 
 def write_json(obj, path: Path) -> None:
@@ -102,13 +109,13 @@ def write_json(obj, path: Path) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
-def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet, weights: str, cfg) -> dict:
+def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet) -> dict:
+    """The numbers of metrics.json: mAP, Rank-k, mINP and the query/gallery counts."""
     cmc = metrics["cmc"]
     return {
         "mAP": float(metrics["mAP"]), **ranks_reported(cmc, (1, 5, 10, 20)), "mINP": float(metrics["mINP"]),
         "num_query": len(query.records), "num_gallery": len(gallery.records),
         "num_valid_queries": int(metrics["num_valid_queries"]),
-        "re_ranking": bool(cfg.TEST.RE_RANKING), "checkpoint": str(weights), "config_hash": config_hash(cfg),
     }
 
 
@@ -156,11 +163,13 @@ def run_test(cfg) -> dict[str, dict]:
     device = dist_info.device
     check_buckets(cfg.TEST.VIS_BUCKETS)  # a bad bucket list fails before any work
     model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device)
-    logger.info("testing %s (%s checkpoint, %d ids, %d cameras), config %s", info["checkpoint"], info["format"],
-                info["num_classes"], info["num_cameras"], config_hash(cfg))
+    amp_dtype = eval_dtype(cfg, device)
+    logger.info("testing %s (%s checkpoint, %d ids, %d cameras), config %s, eval %s", info["checkpoint"],
+                info["format"], info["num_classes"], info["num_cameras"], config_hash(cfg), dtype_name(amp_dtype))
     warning = protocol_warning(cfg, info["format"])
     if warning:
         logger.warning(warning)
+    checkpoint = {"path": str(cfg.TEST.WEIGHT), "sha256": sha256_file(cfg.TEST.WEIGHT), "format": info["format"]}
     test_sets = prepare_test_sets(cfg)
     out_root = Path(cfg.OUTPUT_DIR)
     rows: dict[str, dict] = {}
@@ -168,8 +177,9 @@ def run_test(cfg) -> dict[str, dict]:
     def write_outputs(test_set: TestSet, metrics: dict, query: FeatureSet, gallery: FeatureSet,
                       distmat: torch.Tensor) -> None:
         out_dir = out_root if len(test_sets) == 1 else out_root / test_set.name
-        record = metrics_record(metrics, query, gallery, cfg.TEST.WEIGHT, cfg) | {"dataset": test_set.name}
+        record = {"dataset": test_set.name, **metrics_record(metrics, query, gallery)}
         record["buckets"] = visibility_buckets(cfg, test_set.keypoints, query, gallery, distmat)
+        record["provenance"] = provenance(cfg, checkpoint, test_set.name, test_set.keypoints, device, amp_dtype)
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
         shown = np.linspace(0, len(query.records) - 1, min(cfg.TEST.NUM_VIS, len(query.records))).round().astype(int)
@@ -182,7 +192,7 @@ def run_test(cfg) -> dict[str, dict]:
         rows[test_set.name] = record
 
     evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),
-                       autocast_dtype(cfg.SOLVER.AMP, device), on_result=write_outputs)
+                       amp_dtype, on_result=write_outputs)
     if is_main_process():
         print(summary_table(rows), flush=True)
         for name, record in rows.items():

@@ -4,6 +4,10 @@ Exact resumption: every source of randomness in an epoch is a function of (seed,
 the sampler via `set_epoch`, augmentation, dropout and worker seeds via `seed_epoch` — and
 `last.pth` is written atomically after every epoch, so a run killed at any moment and resumed
 from `last.pth` repeats at most the epoch in progress and ends with the same weights.
+
+Evaluation (every EVAL_PERIOD epochs and after the last, in TEST.AMP precision) only reports the
+test sets: the number to quote is the last epoch's. `best.pth` exists only with DATASETS.VAL_IDS,
+selected on identities held out of the training set, never on a test set.
 """
 from __future__ import annotations
 
@@ -21,16 +25,17 @@ from tqdm import tqdm
 from ..config import config_hash
 from ..data.datasets import build_dataset
 from ..data.loader import build_train_loader
+from ..data.validation import hold_out_validation
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
 from .checkpoint import FORMAT, atomic_copy, load_checkpoint, resolve_resume, rng_state, set_rng_state, unwrap_model
 from .distributed import DistInfo, broadcast_buffers, init_distributed
-from .evaluator import HeatmapMaker, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
+from .evaluator import HeatmapMaker, TestSet, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
 from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, refuse_existing_run
 from ..io import atomic_save
-from ..precision import autocast, autocast_dtype, build_grad_scaler
+from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
 from .solver import build_optimizer, build_scheduler
 
 __all__ = ["Trainer", "seed_epoch", "train"]
@@ -77,6 +82,11 @@ class Trainer:
 
         self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
         keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
+        self.val_sets: list[TestSet] = []  # best.pth is selected on this split, never on a test set
+        if cfg.DATASETS.VAL_IDS > 0:
+            self.dataset, val = hold_out_validation(self.dataset, cfg.DATASETS.VAL_IDS, cfg.SOLVER.SEED,
+                                                    min_train_ids=ids_per_batch(cfg))
+            self.val_sets = [TestSet(val.name, val, keypoints)]
         self.train_loader = build_train_loader(cfg, self.dataset, keypoints, self.dist.rank, self.dist.world_size)
         self.test_sets = prepare_test_sets(cfg) if cfg.TEST.EVAL else []
 
@@ -89,8 +99,9 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, self.device)
+        self.eval_dtype = eval_dtype(cfg, self.device)
         self.scaler = build_grad_scaler(self.device, self.amp_dtype)
-        self.start_epoch, self.best_map = 0, -1.0
+        self.start_epoch, self.best_val_map = 0, -1.0
         self.config_hash = config_hash(cfg)
 
         resume = resolve_resume(cfg.MODEL.RESUME, self.output_dir)
@@ -122,7 +133,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": epochs_done,
-            "best_map": self.best_map,
+            "best_val_map": self.best_val_map,
             "rng": rng_state(),
             "config": self.cfg.dump(),
             "config_hash": self.config_hash,
@@ -151,8 +162,8 @@ class Trainer:
         if ckpt["scaler"] and self.scaler.is_enabled():  # empty unless the run used fp16
             self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
-        self.start_epoch, self.best_map = int(ckpt["epoch"]), float(ckpt["best_map"])
-        self.logger.info("resumed from %s at epoch %d (best mAP %.4f)", path, self.start_epoch, self.best_map)
+        self.start_epoch, self.best_val_map = int(ckpt["epoch"]), float(ckpt.get("best_val_map", -1.0))
+        self.logger.info("resumed from %s at epoch %d", path, self.start_epoch)
 
     def save(self, epochs_done: int, improved: bool) -> None:
         if not self.dist.is_main:
@@ -176,9 +187,10 @@ class Trainer:
 
     def _fit(self) -> dict:
         cfg, last_metrics = self.cfg, {}
-        self.logger.info("training %s on %s: %d ids, %d images, %d rank(s), device %s, amp %s, config %s",
+        self.logger.info("training %s on %s: %d ids, %d images, %d rank(s), device %s, amp %s, eval %s, config %s",
                          cfg.MODEL.NAME, cfg.DATASETS.NAMES, self.num_classes, len(self.dataset.train),
-                         self.dist.world_size, self.device, self.amp_dtype, self.config_hash)
+                         self.dist.world_size, self.device, dtype_name(self.amp_dtype), dtype_name(self.eval_dtype),
+                         self.config_hash)
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS):
             seed_epoch(cfg.SOLVER.SEED, epoch, self.dist.rank)
             self.train_loader.sampler.set_epoch(epoch)
@@ -191,13 +203,13 @@ class Trainer:
             improved = False
             period = cfg.SOLVER.EVAL_PERIOD
             last_epoch = epochs_done == cfg.SOLVER.MAX_EPOCHS
-            evaluated = bool(self.test_sets) and (last_epoch or (period > 0 and epochs_done % period == 0))
+            evaluated = bool(self.test_sets or self.val_sets) and (last_epoch or (period > 0 and epochs_done % period == 0))
             if evaluated:
                 last_metrics = self.evaluate(epochs_done)
-                if self.dist.is_main:
-                    first = last_metrics[self.test_sets[0].name]["mAP"]
-                    improved = first > self.best_map
-                    self.best_map = max(self.best_map, first)
+                if self.val_sets and self.dist.is_main:  # selection on held-out training ids only
+                    val_map = last_metrics[self.val_sets[0].name]["mAP"]
+                    improved = val_map > self.best_val_map
+                    self.best_val_map = max(self.best_val_map, val_map)
             self.save(epochs_done, improved)
             if self.dist.is_main and (evaluated or last_epoch):  # the curves so far, beside the log
                 plot_training_curves(self.metrics_log.path, self.output_dir / CURVES_FILE)
@@ -260,8 +272,8 @@ class Trainer:
 
     def evaluate(self, epochs_done: int) -> dict:
         broadcast_buffers(unwrap_model(self.model))  # every rank evaluates rank 0's (the saved) model
-        results = evaluate_test_sets(unwrap_model(self.model), self.cfg, self.test_sets, self.device,
-                                     self.eval_heatmaps, self.amp_dtype)
+        results = evaluate_test_sets(unwrap_model(self.model), self.cfg, self.test_sets + self.val_sets, self.device,
+                                     self.eval_heatmaps, self.eval_dtype)
         for name, m in results.items():
             cmc = m["cmc"]
             summary = {"mAP": float(m["mAP"]), **ranks_reported(cmc, (1, 5, 10)), "mINP": float(m["mINP"])}
@@ -269,6 +281,13 @@ class Trainer:
                              " ".join(f"{k} {v:.2%}" for k, v in summary.items()))
             self.metrics_log.write("eval", epoch=epochs_done, dataset=name, **summary)
         return results
+
+
+def ids_per_batch(cfg) -> int:
+    """Training identities one batch needs: P = IMS_PER_BATCH / NUM_INSTANCE with PK sampling, else 1."""
+    if cfg.DATALOADER.SAMPLER == "softmax_triplet":
+        return max(1, cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE)
+    return 1
 
 
 def outputs_logits(outputs) -> torch.Tensor:
