@@ -203,7 +203,8 @@ class Trainer:
             improved = False
             period = cfg.SOLVER.EVAL_PERIOD
             last_epoch = epochs_done == cfg.SOLVER.MAX_EPOCHS
-            evaluated = bool(self.test_sets or self.val_sets) and (last_epoch or (period > 0 and epochs_done % period == 0))
+            due = last_epoch or (period > 0 and epochs_done % period == 0)
+            evaluated = bool(self.test_sets or self.val_sets) and due
             if evaluated:
                 last_metrics = self.evaluate(epochs_done)
                 if self.val_sets and self.dist.is_main:  # selection on held-out training ids only
