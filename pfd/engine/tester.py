@@ -30,8 +30,8 @@ from ..io import atomic_write, sha256_file
 from ..precision import dtype_name, eval_dtype
 from .provenance import provenance
 
-__all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json", "summary_table",
-           "visibility_buckets"]
+__all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json",
+           "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
