@@ -75,15 +75,16 @@ def timm_baseline(tiny: bool, size: tuple[int, int], device: torch.device) -> to
     return timm.create_model(name, pretrained=False, img_size=size, num_classes=NUM_CLASSES, **extra).to(device)
 
 
-def random_batch(batch: int, size: tuple[int, int], device: torch.device, seed: int = 0):
+def random_batch(batch: int, size: tuple[int, int], device: torch.device, seed: int = 0,
+                 num_classes: int = NUM_CLASSES, num_cameras: int = NUM_CAMERAS):
     """images [B,3,H,W], keypoints [B,17,3] (input pixels, conf in [0,1]), camids [B], pids [B] (PK)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     h, w = size
     images = torch.randn(batch, 3, h, w, generator=g)
     keypoints = torch.stack([torch.rand(batch, 17, generator=g) * w, torch.rand(batch, 17, generator=g) * h,
                              torch.rand(batch, 17, generator=g)], dim=-1)
-    camids = torch.randint(0, NUM_CAMERAS, (batch,), generator=g)
-    pids = torch.arange(batch) // IDS_PER_BATCH_IMAGES % NUM_CLASSES
+    camids = torch.randint(0, num_cameras, (batch,), generator=g)
+    pids = torch.arange(batch) // IDS_PER_BATCH_IMAGES % num_classes
     return [t.to(device) for t in (images, keypoints, camids, pids)]
 
 
@@ -120,20 +121,28 @@ def model_bench_setup(name: str, args: argparse.Namespace):
     return cfg, device, dtype, batch, header
 
 
-def online_heatmaps(cfg, device: torch.device) -> torch.nn.Module:
-    """HRNet on every batch; without MODEL.POSE_WEIGHT, random HRNet weights (speed does not depend on them)."""
+def with_random_pose_weights(cfg):
+    """`cfg` itself when MODEL.POSE_WEIGHT is set, else a copy pointing at random HRNet weights saved to
+    a temp file (speed does not depend on the weights)."""
     import tempfile
 
     from pfd.pose.hrnet import build_hrnet
+
+    if cfg.MODEL.POSE_WEIGHT:
+        return cfg
+    weights = Path(tempfile.mkdtemp()) / f"random_{cfg.MODEL.POSE_ARCH}.pth"
+    torch.save(build_hrnet(cfg.MODEL.POSE_ARCH).state_dict(), weights)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.POSE_WEIGHT = str(weights)
+    return cfg
+
+
+def online_heatmaps(cfg, device: torch.device) -> torch.nn.Module:
+    """HRNet on every batch; without MODEL.POSE_WEIGHT, random HRNet weights."""
     from pfd.pose.online import OnlineHeatmaps
 
-    if not cfg.MODEL.POSE_WEIGHT:
-        weights = Path(tempfile.mkdtemp()) / f"random_{cfg.MODEL.POSE_ARCH}.pth"
-        torch.save(build_hrnet(cfg.MODEL.POSE_ARCH).state_dict(), weights)
-        cfg = cfg.clone()
-        cfg.defrost()
-        cfg.MODEL.POSE_WEIGHT = str(weights)
-    return OnlineHeatmaps(cfg).to(device).eval()
+    return OnlineHeatmaps(with_random_pose_weights(cfg)).to(device).eval()
 
 
 def heatmap_source(cfg, pose_online: bool, device: torch.device):

@@ -220,54 +220,64 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int) -> dict:
         """One pass over the sampler; loss parts are summed on the device and synced only to log."""
-        cfg, device = self.cfg, self.device
-        model = self.train_model
-        model.train()
+        cfg = self.cfg
+        self.train_model.train()
         self.loss_watch.reset()
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), device=device)
+        totals: dict[str, torch.Tensor] = {}
         seen, start = 0, time.perf_counter()
         step, log_period = 0, cfg.SOLVER.LOG_PERIOD  # LOG_PERIOD < 1: only the epoch-end summary
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
         for step, batch in enumerate(bar, 1):
-            images = batch["image"].to(device, non_blocking=True)  # [B, 3, H, W]
-            keypoints = batch["keypoints"].to(device, non_blocking=True)  # [B, 17, 3]
-            pids = batch["pid"].to(device, non_blocking=True)
-            camids = batch["camid"].to(device, non_blocking=True)
-            heatmaps = self.heatmaps(images, keypoints)  # [B, 17, H/4, W/4]
-            with autocast(device, self.amp_dtype):
-                outputs = model(images, heatmaps, camids)
-                losses = self.loss_fn(outputs, pids)
-            self.loss_watch.observe(losses)  # on the device: no synchronization
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(losses["total"]).backward()
-            if cfg.SOLVER.GRAD_CLIP > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.SOLVER.GRAD_CLIP)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0) + value.detach().float()
-            correct += (outputs_logits(outputs).argmax(1) == pids).sum()
-            seen += images.shape[0]
+            seen += self.train_step(batch, totals)
             if log_period >= 1 and step % log_period == 0:
                 self._check_loss(epoch)
                 if self.dist.is_main:
-                    bar.set_postfix(self._summary(sums, correct, step, seen, start), refresh=False)
+                    bar.set_postfix(self._summary(totals, step, seen, start), refresh=False)
         bar.close()
         self._check_loss(epoch)  # before this epoch's checkpoint
-        return self._summary(sums, correct, max(step, 1), seen, start) | {"lr": self.optimizer.param_groups[0]["lr"]}
+        return self._summary(totals, max(step, 1), seen, start) | {"lr": self.optimizer.param_groups[0]["lr"]}
+
+    def train_step(self, batch: dict, totals: dict[str, torch.Tensor]) -> int:
+        """One optimization step on a loader batch; returns its number of images.
+
+        Device copy, heatmaps, forward + loss under autocast, scaled backward, optional clipping,
+        optimizer step. The detached loss parts and the count of correct identity predictions
+        ("correct") are added to `totals`, and the losses shown to the non-finite watch, on the
+        device: the step never waits for the GPU. bench/train_step.py times this very method.
+        """
+        device = self.device
+        images = batch["image"].to(device, non_blocking=True)  # [B, 3, H, W]
+        keypoints = batch["keypoints"].to(device, non_blocking=True)  # [B, 17, 3]
+        pids = batch["pid"].to(device, non_blocking=True)
+        camids = batch["camid"].to(device, non_blocking=True)
+        heatmaps = self.heatmaps(images, keypoints)  # [B, 17, H/4, W/4]
+        with autocast(device, self.amp_dtype):
+            outputs = self.train_model(images, heatmaps, camids)
+            losses = self.loss_fn(outputs, pids)
+        self.loss_watch.observe(losses)  # on the device: no synchronization
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["total"]).backward()
+        if self.cfg.SOLVER.GRAD_CLIP > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.SOLVER.GRAD_CLIP)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0) + value.detach().float()
+        totals["correct"] = totals.get("correct", 0) + (outputs_logits(outputs).argmax(1) == pids).sum().float()
+        return images.shape[0]
 
     def _check_loss(self, epoch: int) -> None:
         self.loss_watch.check(epoch, len(self.train_loader), str(self.output_dir / "last.pth"))
 
-    def _summary(self, sums: dict, correct: torch.Tensor, steps: int, seen: int, start: float) -> dict:
+    def _summary(self, totals: dict, steps: int, seen: int, start: float) -> dict:
         """Host-side means of the loss parts and accuracy (one synchronization), and images/s."""
-        values = torch.stack([*sums.values(), correct]).tolist()
-        stats = {name: v / steps for name, v in zip(sums, values[:-1])}
-        stats["acc"] = values[-1] / max(seen, 1)
+        sums = dict(zip(totals, torch.stack(list(totals.values())).tolist())) if totals else {}
+        correct = sums.pop("correct", 0.0)
+        stats = {name: v / steps for name, v in sums.items()}
+        stats["acc"] = correct / max(seen, 1)
         stats["img_s"] = seen * self.dist.world_size / (time.perf_counter() - start)
         return {k: round(v, 4) for k, v in stats.items()}
 
