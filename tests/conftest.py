@@ -1,4 +1,5 @@
-"""Shared test fixtures. Tests never touch the network or a GPU."""
+"""Shared test fixtures. Tests never touch the network; only `cuda`-marked tests touch a GPU, and they
+skip where CUDA is absent (run them with `pytest -m cuda`, as bench/gpu_check.sh does)."""
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ CUHK03 = SHARED / "data" / "cuhk03"
 FIXTURES = SHARED / "fixtures"
 
 torch.set_num_threads(2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the `cuda`-marked tests, with the reason, on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: run `pytest -m cuda` on a GPU machine (bench/gpu_check.sh)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
 
 
 def require(path: Path) -> Path:

@@ -1,0 +1,86 @@
+"""bench/gpu_check.sh: its CPU smoke mode runs every step end to end, and its JSON says what passed."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.gpu_check import TARGETS, Report, meets, parse_junit, verdict
+from conftest import REPO
+
+CUDA_TESTS = 7  # tests/test_cuda.py, the bf16/fp16 case counted twice
+E2E_STEPS = [f"e2e_{variant}_{step}" for variant in ("cached", "online") for step in ("train", "resume", "test", "query")]
+BENCH_CHECKS = [check for checks in TARGETS.values() for check, *_ in checks]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu_check")
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--cpu-smoke", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    return proc, json.loads((out / "gpu_check.json").read_text()), out
+
+
+def test_cpu_smoke_passes_every_step(smoke):
+    proc, report, out = smoke
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["ok"] is True
+    assert report["mode"] == "cpu-smoke" and report["ok"] is True
+    env = report["environment"]
+    assert {"python", "torch", "torch_cuda", "timm", "numpy", "gpu", "cuda_available"} <= set(env)
+    assert env["cuda_available"] is False
+    checks = {c["name"]: c for c in report["checks"]}
+    assert all({"name", "group", "status", "figure", "target"} <= set(c) for c in checks.values())
+    cuda_cases = [c for n, c in checks.items() if n.startswith("cuda::")]
+    assert len(cuda_cases) == CUDA_TESTS and all(c["status"] == "skip" for c in cuda_cases)
+    assert checks["pytest_cuda"]["figure"] == {"pass": 0, "fail": 0, "skip": CUDA_TESTS}
+    for name in E2E_STEPS:
+        assert checks[name]["status"] == "pass", checks[name]
+    assert checks["e2e_cached_resume"]["figure"]["max_weight_rel_diff_vs_uninterrupted"] == 0.0
+    assert checks["e2e_cached_query"]["figure"] == {"ranked_rows": 5}
+    for name in BENCH_CHECKS:  # measured, but the targets are the GPU's
+        assert checks[name]["status"] == "skip" and checks[name]["target"].startswith(("<=", ">="))
+        assert checks[name]["record"] is not None, name
+    assert checks["train_step_cached_images_per_s"]["figure"] > 0
+    assert checks["train_step_cached_images_per_s"]["baseline"] > 0
+    assert checks["retrieval_metrics_s"]["figure"] > 0
+    assert (out / checks["e2e_cached_train"]["log"]).is_file()
+
+
+def test_verdict_gpu_needs_every_check_passed():
+    assert verdict(["pass", "pass"], smoke=False)
+    assert not verdict(["pass", "skip"], smoke=False)  # e.g. faiss missing: not a pass on the GPU run
+    assert verdict(["pass", "skip"], smoke=True)
+    assert not verdict(["pass", "fail"], smoke=True)
+    assert not verdict([], smoke=True)
+
+
+def test_failed_check_makes_the_exit_status_nonzero(tmp_path):
+    report = Report(tmp_path, "gpu")
+    report.add("train_step_cached_images_per_s", "bench", "pass" if meets(2500.0, ">=", 2400) else "fail",
+               figure=2500.0, target=">= 2400")
+    report.add("retrieval_metrics_s", "bench", "pass" if meets(1.5, "<=", 1.0) else "fail", figure=1.5,
+               target="<= 1.0")
+    assert report.finish(smoke=False) == 1
+    saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert saved["ok"] is False and saved["summary"] == {"pass": 1, "fail": 1, "skip": 0}
+    assert [c["status"] for c in saved["checks"]] == ["pass", "fail"]
+    assert not meets(None, ">=", 1)
+
+
+def test_parse_junit_reads_statuses_and_recorded_figures(tmp_path):
+    xml = tmp_path / "junit.xml"
+    xml.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.test_cuda" name="test_a"><properties>'
+        '<property name="bf16_rel" value="0.0123"/></properties></testcase>'
+        '<testcase classname="tests.test_cuda" name="test_b"><failure message="assert 1 == 2">trace</failure>'
+        '</testcase><testcase classname="tests.test_cuda" name="test_c">'
+        '<skipped type="pytest.skip" message="needs CUDA">skip</skipped></testcase>'
+        '</testsuite></testsuites>')
+    cases = parse_junit(xml)
+    assert [(c["name"], c["status"]) for c in cases] == [("test_a", "pass"), ("test_b", "fail"), ("test_c", "skip")]
+    assert cases[0]["properties"] == {"bf16_rel": 0.0123}
+    assert cases[1]["message"] == "assert 1 == 2" and cases[2]["message"] == "needs CUDA"
