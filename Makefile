@@ -19,10 +19,12 @@ test: $(STAMP)
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.
 DEMO_CFG := configs/demo_synthetic.yaml
+# 200 training ids x 8 images (two K=4 chunks each per epoch); 50 test ids, 40 distractors, 6 cameras.
+DEMO_DATA := --ids-train 200 --images-per-id 8
 DEMO_OPTS = DATASETS.ROOT_DIR $(DEMO_DIR)/data OUTPUT_DIR $(DEMO_DIR)/run MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache
 
 demo: $(STAMP)
-	test -f $(DEMO_DIR)/data/synthetic/keypoints.json || $(PY) -m pfd.data.synthetic --out $(DEMO_DIR)/data/synthetic --quiet
+	test -f $(DEMO_DIR)/data/synthetic/keypoints.json || $(PY) -m pfd.data.synthetic --out $(DEMO_DIR)/data/synthetic --quiet $(DEMO_DATA)
 	$(PY) -m pfd.pose --config $(DEMO_CFG) $(DEMO_OPTS)
 	rm -rf $(DEMO_DIR)/run
 	$(PY) train.py --config $(DEMO_CFG) $(DEMO_OPTS)
