@@ -34,7 +34,7 @@ def main() -> None:
 
         reset_peak_memory(device)
         seconds = measure(step, device, warmup=args.warmup, steps=args.steps, repeats=args.repeats)
-        return round(args.batch / seconds, 1), peak_memory_gb(device)
+        return float(f"{args.batch / seconds:.4g}"), peak_memory_gb(device)  # 4 significant digits
 
     baseline = timm_baseline(args.tiny, size, device).eval()
     baseline_run = torch.compile(baseline) if args.compile else baseline
