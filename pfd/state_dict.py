@@ -18,7 +18,7 @@ from torch import nn
 
 from .errors import InvalidInputError, MissingFileError
 
-__all__ = ["read_state_dict", "unwrap_state_dict", "load_state_dict_strict"]
+__all__ = ["load_torch_file", "read_state_dict", "unwrap_state_dict", "load_state_dict_strict"]
 
 _WRAPPERS = ("state_dict", "model", "module")  # {"state_dict": ...} and friends around the tensors
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP and torch.compile
@@ -44,6 +44,30 @@ def unwrap_state_dict(obj: Mapping, source: str | os.PathLike) -> dict[str, torc
     return out
 
 
+def load_torch_file(path: str | os.PathLike) -> object:
+    """`torch.load(path, map_location="cpu", weights_only=True)`; a file torch cannot read is an error
+    naming it and saying what it looks like (empty, truncated, not a PyTorch file, pickled objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"weights file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch reports a bad file as RuntimeError, UnpicklingError, EOFError, KeyError...
+        with path.open("rb") as f:
+            head = f.read(4)
+        size = path.stat().st_size
+        if size == 0:
+            what = "it is empty"
+        elif not head.startswith((b"PK", b"\x80")):  # zip (torch >= 1.6) or pickle (older torch.save)
+            what = "not a PyTorch checkpoint (another kind of file?)"
+        elif "Weights only load failed" in str(err):
+            what = ("a PyTorch file holding Python objects that weights_only loading refuses (a pickled model?); "
+                    "save its state_dict() instead")
+        else:
+            what = "a damaged or truncated PyTorch file (an interrupted copy or download?)"
+        raise InvalidInputError(f"{path} ({size} bytes) cannot be read as a checkpoint: {what}") from err
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a .pth / .pt / .bin / .safetensors file on CPU (weights_only), unwrapped."""
     path = Path(path)
@@ -54,7 +78,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
         obj = load_file(str(path), device="cpu")
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_torch_file(path)
     return unwrap_state_dict(obj, path)
 
 

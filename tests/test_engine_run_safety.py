@@ -13,8 +13,10 @@ from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.divergence import TrainingDivergedError
 from pfd.engine.rundir import LOCK_FILE, OutputDirInUseError
 from pfd.engine.trainer import Trainer
+from pfd.errors import InvalidInputError
 
 train_script = load_script("train")
+test_script = load_script("test")
 QUICK = ["TEST.EVAL", "false", "SOLVER.OPTIMIZER_NAME", "AdamW", "SOLVER.BASE_LR", "0.003", "SOLVER.WARMUP_EPOCHS", "0"]
 
 
@@ -117,3 +119,69 @@ def test_non_finite_weights_are_never_checkpointed(data_root):
     assert (out / "last.pth").read_bytes() == good
     assert not (out / "epoch_002.pth").exists() and not (out / "best.pth").exists()
     trainer.close()
+
+
+@pytest.fixture(scope="module")
+def saved(data_root):
+    """OUTPUT_DIR with a training checkpoint of the tiny AdamW config "after epoch 1" (no training needed)."""
+    out = data_root / "saved"
+    trainer = Trainer(tiny_config(data_root, out, *QUICK, "SOLVER.MAX_EPOCHS", "3"))
+    trainer.save(1, improved=False)
+    trainer.close()
+    return out
+
+
+def test_resume_compares_the_stored_config_and_names_what_differs(data_root, saved, tmp_path, capsys):
+    last = saved / "last.pth"
+
+    def resume(*extra):
+        return Trainer(tiny_config(data_root, tmp_path / "resumed", *QUICK, "SOLVER.MAX_EPOCHS", "3",
+                                   "MODEL.RESUME", str(last), *extra))
+
+    with pytest.raises(InvalidInputError) as err:  # was: KeyError: 'momentum'
+        resume("SOLVER.OPTIMIZER_NAME", "SGD")
+    message = str(err.value)
+    assert message.startswith(f"{last} is a pfd checkpoint of MODEL.NAME pfd (vit_tiny_patch16_224, VIT_DEPTH 2, "
+                              "128x64 input) after epoch 1; the run cannot continue faithfully")
+    assert "SOLVER.OPTIMIZER_NAME 'AdamW' there, 'SGD' here" in message and "MODEL.PRETRAIN_CHOICE self" in message
+    with pytest.raises(InvalidInputError, match=r"MODEL\.VIT_DEPTH 2 there, 3 here"):  # was: resumed anyway
+        resume("MODEL.VIT_DEPTH", "3")
+    with pytest.raises(InvalidInputError, match=r"SOLVER\.MAX_EPOCHS 3 there, 5 here"):  # another schedule
+        resume("SOLVER.MAX_EPOCHS", "5")
+    capsys.readouterr()
+    trainer = resume("SOLVER.LOG_PERIOD", "7", "TEST.RE_RANKING", "true")  # logging and evaluation may change
+    assert trainer.start_epoch == 1
+    assert "resuming" in capsys.readouterr().err and "SOLVER.LOG_PERIOD 4 there, 7 here" in trainer_log(trainer)
+    trainer.close()
+
+
+def trainer_log(trainer) -> str:
+    return (trainer.output_dir / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_an_unreadable_checkpoint_is_named(data_root, saved, tmp_path, damage, capsys):
+    data = (saved / "last.pth").read_bytes()
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes({"truncated": data[: len(data) // 2], "random bytes": os.urandom(4096), "empty": b""}[damage])
+    expected = f"{bad} \\(\\d+ bytes\\) cannot be read as a checkpoint: "
+    with pytest.raises(InvalidInputError, match=expected):
+        Trainer(tiny_config(data_root, tmp_path / "run", *QUICK, "MODEL.RESUME", str(bad)))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path / "test", "TEST.WEIGHT", str(bad))])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {bad} (") and "cannot be read as a checkpoint" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_of_another_model_names_the_keys_that_differ(data_root, saved, tmp_path, capsys):
+    """test.py (and query.py) with our checkpoint under a config of another architecture."""
+    argv = ["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(saved / "last.pth"),
+                                                     "MODEL.VIT_DEPTH", "3", "MODEL.NUM_HEAD", "2")]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        test_script.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {saved / 'last.pth'} is a pfd checkpoint of MODEL.NAME pfd (vit_tiny_patch16_224, "
+                          "VIT_DEPTH 2, 128x64 input) after epoch 1; it does not fit the configured model")
+    assert "MODEL.VIT_DEPTH 2 there, 3 here" in err and "MODEL.NUM_HEAD 4 there, 2 here" in err

@@ -1,5 +1,9 @@
-"""The thin scripts accept their options before or after the KEY VALUE overrides."""
-from engine_tiny import load_script
+"""The thin scripts accept their options before or after the KEY VALUE overrides, and report an
+expected error as one line with exit status 2 (the traceback only with --debug)."""
+import pytest
+from engine_tiny import DEMO_CONFIG, load_script
+
+from pfd.config import ConfigError
 
 
 def test_train_resume_after_overrides():
@@ -18,3 +22,20 @@ def test_query_options_after_overrides():
     args = load_script("query").parse_args(["search", "--index", "idx", "--image", "p.jpg", "MODEL.DEVICE", "cpu",
                                             "--topk", "3"])
     assert (args.topk, args.opts) == (3, ["MODEL.DEVICE", "cpu"])
+
+
+@pytest.mark.parametrize("script, override, expected", [
+    ("train", ["SOLVER.MAX_EPOCHS", "0"], "SOLVER.MAX_EPOCHS must be >= 1, got 0"),
+    ("train", ["SOLVER.IMS_PER_BATCH", "0"], "SOLVER.IMS_PER_BATCH must be >= 1, got 0"),
+    ("test", ["MODEL.DEVICE", "gpu"], "MODEL.DEVICE must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("train", ["MODEL.IF_LABELSMOOTH", "onn"], "MODEL.IF_LABELSMOOTH must be one of on, off, got 'onn'"),
+])
+def test_expected_errors_are_one_line_and_exit_2(script, override, expected, capsys):
+    main = load_script(script).main
+    argv = ["--config", str(DEMO_CONFIG), *override]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err == f"error: command line: {expected}\n"
+    with pytest.raises(ConfigError, match=expected.split(",")[0]):  # --debug: the exception and its traceback
+        main(argv + ["--debug"])

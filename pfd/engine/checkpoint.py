@@ -12,25 +12,42 @@ A training checkpoint is a dict (loadable with `torch.load(..., weights_only=Tru
     num_classes, num_cameras   so test.py can build the model without the training set
 Files in OUTPUT_DIR: `last.pth` (every epoch), `epoch_NNN.pth` (every CHECKPOINT_PERIOD and the
 last epoch), `best.pth` (best validation mAP; only with DATASETS.VAL_IDS, never chosen on a test set).
+
+The stored config lets errors say what a checkpoint is (`describe_checkpoint`) and which config keys
+differ from the current ones (`config_differences`): a resumed run may change only RESUME_FREE keys.
 """
 from __future__ import annotations
 
+import fnmatch
 import random
 import shutil
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..config import get_cfg_defaults
+from ..errors import InvalidInputError, MissingFileError
 from ..io import atomic_write
+from ..state_dict import load_torch_file
 
 __all__ = [
     "FORMAT", "atomic_copy", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
-    "resolve_resume", "is_own_checkpoint",
+    "resolve_resume", "is_own_checkpoint", "config_differences", "describe_checkpoint", "format_differences",
+    "RESUME_FREE", "resume_blockers", "misfit_error",
 ]
 
 FORMAT = "pfd-checkpoint-v1"
+# Keys a resumed run may change without changing what it trains: where files are, how often it logs,
+# saves and evaluates, how it evaluates, and the device and precision it runs with.
+RESUME_FREE = ("OUTPUT_DIR", "MODEL.RESUME", "MODEL.DEVICE", "MODEL.DEVICE_ID", "MODEL.PRETRAIN_PATH",
+               "MODEL.POSE_WEIGHT", "MODEL.POSE_FILE", "MODEL.POSE_CACHE_DIR", "DATASETS.ROOT_DIR",
+               "DATASETS.TEST_NAMES", "DATALOADER.NUM_WORKERS", "SOLVER.LOG_PERIOD", "SOLVER.CHECKPOINT_PERIOD",
+               "SOLVER.EVAL_PERIOD", "SOLVER.AMP", "SOLVER.COMPILE", "TEST.*")
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> Path:
@@ -40,18 +57,65 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load any checkpoint on CPU with weights_only=True; a clear error for a missing file."""
+    """Load any checkpoint on CPU with weights_only=True; errors name a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        raise MissingFileError(f"checkpoint not found: {path}")
+    obj = load_torch_file(path)
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+        raise InvalidInputError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
 
 
 def is_own_checkpoint(ckpt: dict) -> bool:
     return ckpt.get("format") == FORMAT
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def config_differences(stored_yaml: str, cfg) -> dict[str, tuple[Any, Any]]:
+    """{key: (stored value, current value)} for every key of `cfg` whose value differs from the config
+    a checkpoint stores (keys the stored config lacks count with their default)."""
+    stored = _flat(yaml.safe_load(get_cfg_defaults().dump())) | _flat(yaml.safe_load(stored_yaml) or {})
+    current = _flat(yaml.safe_load(cfg.dump()))
+    return {key: (stored.get(key), value) for key, value in current.items() if stored.get(key) != value}
+
+
+def format_differences(diffs: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{key} {old!r} there, {new!r} here" for key, (old, new) in diffs.items())
+
+
+def resume_blockers(diffs: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """The differences a resumed run cannot absorb (every key outside RESUME_FREE)."""
+    return {k: v for k, v in diffs.items() if not any(fnmatch.fnmatchcase(k, free) for free in RESUME_FREE)}
+
+
+def misfit_error(path: str | Path, cfg, err: Exception) -> Exception:
+    """`err` (weights that do not fit the configured model) restated for one of our checkpoints: what
+    it is and which MODEL / INPUT keys differ from the config it stores; `err` itself otherwise."""
+    ckpt = load_checkpoint(path)
+    if not (is_own_checkpoint(ckpt) and ckpt.get("config")):
+        return err
+    diffs = {k: v for k, v in resume_blockers(config_differences(ckpt["config"], cfg)).items()
+             if k.startswith(("MODEL.", "INPUT."))}
+    if not diffs:
+        return err
+    return InvalidInputError(f"{path} is {describe_checkpoint(ckpt)}; it does not fit the configured model, whose "
+                             f"config differs: {format_differences(diffs)}. Set these keys as the checkpoint has them")
+
+
+def describe_checkpoint(ckpt: dict) -> str:
+    """What an own checkpoint holds, e.g. "a pfd checkpoint of MODEL.NAME pfd (vit_base_patch16_224, VIT_DEPTH
+    2, 128x64 input) after epoch 3"."""
+    config = yaml.safe_load(ckpt.get("config") or "") or {}
+    model, size = config.get("MODEL", {}), "x".join(map(str, config.get("INPUT", {}).get("SIZE_TRAIN", []))) or "?"
+    return (f"a pfd checkpoint of MODEL.NAME {model.get('NAME', '?')} ({model.get('TRANSFORMER_TYPE', '?')}, "
+            f"VIT_DEPTH {model.get('VIT_DEPTH', '?')}, {size} input) after epoch {ckpt.get('epoch', '?')}")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -93,5 +157,5 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
         return last if last.is_file() else None
     path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"MODEL.RESUME / --resume: checkpoint not found: {path}")
+        raise MissingFileError(f"MODEL.RESUME / --resume: checkpoint not found: {path}")
     return path

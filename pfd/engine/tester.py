@@ -22,7 +22,8 @@ from ..model.convert import load_state_into, to_own_layout
 from ..retrieval import plots
 from ..retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
 from ..state_dict import unwrap_state_dict
-from .checkpoint import is_own_checkpoint, load_checkpoint
+from ..errors import InvalidInputError
+from .checkpoint import is_own_checkpoint, load_checkpoint, misfit_error
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
@@ -75,7 +76,10 @@ def load_eval_model(cfg, weights: str | Path, device: torch.device,
     ckpt = checkpoint if checkpoint is not None else read_eval_checkpoint(weights)
     # load_pretrained=False: the checkpoint has every weight
     model = build_model(cfg, ckpt.num_classes, ckpt.num_cameras, load_pretrained=False)
-    load_state_into(model, ckpt.state, weights, ckpt.layout)
+    try:
+        load_state_into(model, ckpt.state, weights, ckpt.layout)
+    except InvalidInputError as err:
+        raise misfit_error(weights, cfg, err) from err
     info = {"checkpoint": str(weights), "format": ckpt.layout, "num_classes": ckpt.num_classes,
             "num_cameras": ckpt.num_cameras}
     return model.to(device).eval(), info

@@ -28,7 +28,9 @@ from ..data.loader import build_train_loader
 from ..data.validation import hold_out_validation
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
-from .checkpoint import FORMAT, atomic_copy, load_checkpoint, resolve_resume, rng_state, set_rng_state, unwrap_model
+from ..errors import InvalidInputError
+from .checkpoint import (FORMAT, atomic_copy, config_differences, describe_checkpoint, format_differences,
+                         load_checkpoint, resolve_resume, resume_blockers, rng_state, set_rng_state, unwrap_model)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, TestSet, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
 from .divergence import LossWatch, check_finite_weights
@@ -145,25 +147,39 @@ class Trainer:
         """Resume from one of our training checkpoints."""
         ckpt = load_checkpoint(path)
         if ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
-            raise ValueError(f"{path}: not a pfd training checkpoint (format {ckpt.get('format')!r}); "
-                             f"resume needs one written by train.py")
+            raise InvalidInputError(f"{path}: not a pfd training checkpoint (format {ckpt.get('format')!r}); "
+                                    f"resume needs one written by train.py")
+        self._check_resumable(path, ckpt)
         if (ckpt["num_classes"], ckpt["num_cameras"]) != (self.num_classes, self.num_cameras):
-            raise ValueError(f"{path}: checkpoint has {ckpt['num_classes']} ids/{ckpt['num_cameras']} cameras, "
-                             f"{self.cfg.DATASETS.NAMES} has {self.num_classes}/{self.num_cameras}")
-        if ckpt.get("config_hash") != self.config_hash:
-            self.logger.warning("%s was trained with another model/input config (hash %s, now %s); resuming anyway",
-                                path, ckpt.get("config_hash"), self.config_hash)
+            raise InvalidInputError(f"{path}: checkpoint has {ckpt['num_classes']} ids/{ckpt['num_cameras']} cameras, "
+                                    f"{self.cfg.DATASETS.NAMES} has {self.num_classes}/{self.num_cameras}")
         try:
             self.model.load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise ValueError(f"{path}: its weights do not fit the configured model ({err})") from err
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise InvalidInputError(f"{path}: its weights or optimizer state do not fit the configured run "
+                                    f"({str(err).splitlines()[0]})") from err
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt["scaler"] and self.scaler.is_enabled():  # empty unless the run used fp16
             self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         self.start_epoch, self.best_val_map = int(ckpt["epoch"]), float(ckpt.get("best_val_map", -1.0))
         self.logger.info("resumed from %s at epoch %d", path, self.start_epoch)
+
+    def _check_resumable(self, path: Path, ckpt: dict) -> None:
+        """Refuse a checkpoint whose stored config differs in a key the run cannot absorb (model,
+        data, optimizer, schedule...), naming the keys; allowed changes (RESUME_FREE) are logged."""
+        if not ckpt.get("config"):
+            return
+        diffs = config_differences(ckpt["config"], self.cfg)
+        blockers = resume_blockers(diffs)
+        if blockers:
+            raise InvalidInputError(
+                f"{path} is {describe_checkpoint(ckpt)}; the run cannot continue faithfully with a changed "
+                f"{format_differences(blockers)}. Resume with the stored values, or train into a new OUTPUT_DIR "
+                f"(MODEL.PRETRAIN_CHOICE self, MODEL.PRETRAIN_PATH {path} starts from these weights)")
+        if diffs:
+            self.logger.warning("resuming %s with changed %s", path, format_differences(diffs))
 
     def save(self, epochs_done: int, improved: bool) -> None:
         if not self.dist.is_main:
