@@ -182,5 +182,8 @@ def test_numbers_out_of_range_are_named():
         load_config(None, ["INPUT.SIZE_TRAIN", "[256, 0]"])
     with pytest.raises(ConfigError, match=r"SOLVER\.BASE_LR must be > 0"):
         load_config(None, ["SOLVER.BASE_LR", "0"])
+    with pytest.raises(ConfigError, match=r"^command line: MODEL\.VIT_DEPTH 1 is too shallow for PFD"):
+        load_config(None, ["MODEL.VIT_DEPTH", "1"])  # was a traceback from the model builder
+    assert load_config(None, ["MODEL.VIT_DEPTH", "1", "MODEL.NAME", "vit_baseline"]).MODEL.VIT_DEPTH == 1
     for device in ("auto", "cpu", "cuda", "cuda:1"):
         assert load_config(None, ["MODEL.DEVICE", device]).MODEL.DEVICE == device

@@ -220,6 +220,9 @@ def _check_values(cfg: CN, origins: dict[str, str]) -> None:
 def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
     _check_values(cfg, origins)
+    if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
+        raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
+                          "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
     if cfg.MODEL.PVM_MODE == "reference" and cfg.MODEL.QUERY_NUM != 17:
         raise ConfigError(
             f"MODEL.QUERY_NUM={cfg.MODEL.QUERY_NUM} needs MODEL.PVM_MODE paper; "
