@@ -9,9 +9,10 @@ under DIR/logs, and exits non-zero when a check fails (on the GPU also when one 
    lacks (and faiss / matplotlib) are installed offline from the wheels in `.whl/` into a temp
    folder put on PYTHONPATH (never torch, never the network; see bench/README.md).
 2. `pytest -m cuda tests`: one check per CUDA test, with the figures the tests record.
-3. end to end at the real size (ViT-B/16, 256x128, random weights) on a synthetic set generated
-   here: train.py for 2 epochs, a resume from the epoch-1 checkpoint, test.py, query.py (index +
-   search), with cached poses and again with MODEL.POSE_ONLINE (random HRNet-W48 weights).
+3. end to end at the real size (the Occluded-Duke recipe: ViT-B/16, 256x128, random weights) on a
+   synthetic set generated here: train.py for 2 epochs, a resume from the epoch-1 checkpoint,
+   test.py, query.py (index + search), with cached poses and again with MODEL.POSE_ONLINE (random
+   HRNet-W48 weights).
 4. the benchmarks of docs/PERFORMANCE.md, each beside its baseline in one process, against the
    targets of one H100 (TARGETS below).
 
@@ -42,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 WHEELS = REPO / ".whl"
 DEMO_CONFIG = REPO / "configs" / "demo_synthetic.yaml"
+REFERENCE_CONFIG = REPO / "configs" / "occluded_duke.yaml"
 
 # import name -> distribution carried in .whl/ (installed only when the import is missing)
 CARRIED = {
@@ -244,19 +246,17 @@ def _number(text: str | None):
 
 
 # ----------------------------------------------------------------------------- 3. end to end
-def e2e_options(smoke: bool, data_root: Path, pose_cache: Path) -> list[str]:
-    """Config overrides on top of configs/demo_synthetic.yaml: the real model, or a tiny one for the smoke."""
-    common = ["DATASETS.ROOT_DIR", str(data_root), "MODEL.POSE_CACHE_DIR", str(pose_cache), "MODEL.DEVICE", "auto",
-              "SOLVER.MAX_EPOCHS", "2", "SOLVER.WARMUP_EPOCHS", "1", "SOLVER.CHECKPOINT_PERIOD", "1",
-              "SOLVER.EVAL_PERIOD", "2", "SOLVER.LOG_PERIOD", "1", "SOLVER.AMP", "auto", "MODEL.SIE_CAMERA", "true"]
+def e2e_config(smoke: bool, data_root: Path, pose_cache: Path) -> tuple[Path, list[str]]:
+    """(config file, overrides): the reference Occluded-Duke recipe (ViT-B/16, 256x128, SGD, batch 64)
+    from random weights on the synthetic set, or the demo's tiny ViT for the smoke; 2 short epochs."""
+    common = ["DATASETS.NAMES", "synthetic", "DATASETS.ROOT_DIR", str(data_root), "MODEL.POSE_BACKEND", "synthetic",
+              "MODEL.POSE_CACHE_DIR", str(pose_cache), "MODEL.DEVICE", "auto", "MODEL.PRETRAIN_CHOICE", "none",
+              "MODEL.PRETRAIN_PATH", "", "MODEL.POSE_WEIGHT", "", "SOLVER.MAX_EPOCHS", "2", "SOLVER.WARMUP_EPOCHS", "1",
+              "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.EVAL_PERIOD", "2", "SOLVER.LOG_PERIOD", "1", "SOLVER.AMP", "auto"]
     if smoke:
-        return common + ["MODEL.VIT_DEPTH", "2", "SOLVER.IMS_PER_BATCH", "16", "DATALOADER.NUM_WORKERS", "0",
-                         "TEST.IMS_PER_BATCH", "64"]
-    return common + ["MODEL.TRANSFORMER_TYPE", "vit_base_patch16_224", "MODEL.VIT_DEPTH", "0", "MODEL.NUM_HEAD", "8",
-                     "MODEL.DECODER_FFN_DIM", "2048", "MODEL.DROP_PATH", "0.1", "INPUT.SIZE_TRAIN", "[256, 128]",
-                     "INPUT.SIZE_TEST", "[256, 128]", "INPUT.PADDING", "10", "INPUT.HEATMAP_SIGMA", "2.0",
-                     "SOLVER.OPTIMIZER_NAME", "SGD", "SOLVER.BASE_LR", "0.008", "SOLVER.IMS_PER_BATCH", "64",
-                     "DATALOADER.NUM_WORKERS", str(min(8, len(os.sched_getaffinity(0)))), "TEST.IMS_PER_BATCH", "256"]
+        return DEMO_CONFIG, common + ["MODEL.VIT_DEPTH", "2", "SOLVER.IMS_PER_BATCH", "16",
+                                      "DATALOADER.NUM_WORKERS", "0", "TEST.IMS_PER_BATCH", "64"]
+    return REFERENCE_CONFIG, common + ["DATALOADER.NUM_WORKERS", str(min(8, len(os.sched_getaffinity(0))))]
 
 
 def make_e2e_data(root: Path, smoke: bool) -> None:
@@ -280,14 +280,14 @@ def end_to_end(run: Runner, report: Report, smoke: bool, work: Path, variant: st
     """train (2 epochs) -> resume from epoch 1 -> test.py -> query.py, for one pose variant."""
     from pfd.engine.checkpoint import load_checkpoint
 
-    opts = e2e_options(smoke, work / "data", work / "pose_cache")
+    config_file, opts = e2e_config(smoke, work / "data", work / "pose_cache")
     if variant == "online":
         arch = "hrnet_w32" if smoke else "hrnet_w48"
         opts += ["MODEL.POSE_ONLINE", "true", "MODEL.POSE_ARCH", arch,
                  "MODEL.POSE_WEIGHT", str(random_hrnet(work / f"random_{arch}.pth", arch))]
     runs, name = work / variant, f"e2e_{variant}"
     script = [sys.executable]
-    config = ["--config", str(DEMO_CONFIG)]
+    config = ["--config", str(config_file)]
     train_dir, resume_dir, test_dir = runs / "train", runs / "resumed", runs / "test"
 
     rc, _, seconds, log = run(f"{name}_train", script + ["train.py", *config, *opts, "OUTPUT_DIR", str(train_dir)], 150)

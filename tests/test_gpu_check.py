@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.gpu_check import TARGETS, Report, meets, parse_junit, verdict
+from bench.gpu_check import TARGETS, Report, e2e_config, meets, parse_junit, verdict
 from conftest import REPO
 
 CUDA_TESTS = 7  # tests/test_cuda.py, the bf16/fp16 case counted twice
@@ -84,3 +84,15 @@ def test_parse_junit_reads_statuses_and_recorded_figures(tmp_path):
     assert [(c["name"], c["status"]) for c in cases] == [("test_a", "pass"), ("test_b", "fail"), ("test_c", "skip")]
     assert cases[0]["properties"] == {"bf16_rel": 0.0123}
     assert cases[1]["message"] == "assert 1 == 2" and cases[2]["message"] == "needs CUDA"
+
+
+def test_gpu_end_to_end_runs_the_reference_recipe_at_the_real_size(tmp_path):
+    from pfd.config import load_config
+
+    config_file, opts = e2e_config(False, tmp_path / "data", tmp_path / "cache")
+    cfg = load_config(config_file, opts)
+    assert cfg.MODEL.TRANSFORMER_TYPE == "vit_base_patch16_224" and cfg.MODEL.VIT_DEPTH == 0
+    assert list(cfg.MODEL.STRIDE_SIZE) == [16, 16] and list(cfg.INPUT.SIZE_TRAIN) == [256, 128]
+    assert cfg.SOLVER.IMS_PER_BATCH == 64 and cfg.SOLVER.OPTIMIZER_NAME == "SGD" and cfg.SOLVER.MAX_EPOCHS == 2
+    assert cfg.MODEL.PRETRAIN_CHOICE == "none" and cfg.MODEL.POSE_BACKEND == "synthetic"
+    assert cfg.DATASETS.NAMES == "synthetic" and cfg.SOLVER.CHECKPOINT_PERIOD == 1
