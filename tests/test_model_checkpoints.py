@@ -5,6 +5,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from engine_tiny import reference_layout
 from safetensors.torch import save_file
 
 from pfd.config import load_config
@@ -127,33 +128,12 @@ def test_reference_checkpoint_converts_and_loads_strictly(fixtures_dir, tmp_path
     assert feats.shape == (2, 27_648) and torch.isfinite(feats).all()
 
 
-def _reference_layout(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our PFD state dict under the reference's names, written out independently of convert.py."""
-    ref = {}
-    for k, v in ours.items():
-        if k.startswith("base_vit.vit."):
-            ref["base_vit." + k[len("base_vit.vit."):]] = v
-        elif k.startswith("decoder."):
-            ref["transformerdecoder." + k[len("decoder."):]] = v
-        elif "_parts." in k:
-            module, name = k.split(".")
-            base = {"bottleneck_parts": "bottleneck", "classifier_parts": "classifier",
-                    "bottleneck_decoder_parts": "bottleneck_decoder",
-                    "classifier_decoder_parts": "classifier_decoder"}[module]
-            pieces = [v] * 17 if name == "num_batches_tracked" else (v if v.ndim == 3 else v.view(17, -1))
-            for i in range(17):
-                ref[f"{base}_{i + 1}.{name}"] = pieces[i]
-        else:
-            ref[k] = v
-    return ref
-
-
 def test_convert_cli_and_layout_detection(tmp_path):
     """A reference-layout file (module.-prefixed) made from a tiny model goes through the CLI and loads."""
     torch.manual_seed(3)
     cfg = tiny_cfg("MODEL.PRETRAIN_CHOICE", "none")
     model = build_model(cfg, 5, 3)
-    ref = _reference_layout(model.state_dict())
+    ref = reference_layout(model.state_dict())
     ref["base_vit.fc.weight"], ref["classifier.weight"] = torch.zeros(3, 192), torch.zeros(5, 192)
     ref["decoder_norm.weight"] = ref["transformerdecoder.norm.weight"]
     src, dst = tmp_path / "ref.pth", tmp_path / "ours.pth"
@@ -196,7 +176,7 @@ def test_eval_model_reads_its_checkpoint_once(tmp_path, monkeypatch, layout):
         torch.save({"format": "pfd-checkpoint-v1", "model": model.state_dict(), "num_classes": 5, "num_cameras": 3},
                    path)
     else:
-        torch.save({"state_dict": _reference_layout(model.state_dict())}, path)
+        torch.save({"state_dict": reference_layout(model.state_dict())}, path)
     reads = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))

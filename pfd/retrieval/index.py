@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..errors import UserError
 from ..io import atomic_path, atomic_write, sha256_file
 
@@ -141,7 +142,7 @@ def rank_gallery(query_feats, gallery_feats, topk: int, normalize: bool = True, 
         faiss_gpu = torch.cuda.is_available() and _faiss_has_gpu(_faiss())
         backend = "torch" if torch.cuda.is_available() and not faiss_gpu else "faiss"
     if backend == "torch":
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or resolve_device("auto")
         return _rank_torch(q.to(device), g.to(device), topk, normalize)
 
     faiss = _faiss()
