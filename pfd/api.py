@@ -88,12 +88,12 @@ def _image_items(images) -> list[str | Image.Image]:
             items.append(image if image.mode == "RGB" else image.convert("RGB"))
         elif isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise InvalidInputError(f"images[{i}]: expected a uint8 RGB array [H, W, 3], got {image.dtype} array "
-                                 f"of shape {list(image.shape)}")
+                raise InvalidInputError(f"images[{i}]: expected a uint8 RGB array [H, W, 3], got {image.dtype} "
+                                        f"array of shape {list(image.shape)}")
             items.append(Image.fromarray(image, "RGB"))
         else:
-            raise InvalidInputError(f"images[{i}]: expected an image path, a PIL image or a uint8 array [H, W, 3], "
-                            f"got {type(image).__name__}")
+            raise InvalidInputError(f"images[{i}]: expected an image path, a PIL image or a uint8 array "
+                                    f"[H, W, 3], got {type(image).__name__}")
     return items
 
 
@@ -209,8 +209,9 @@ class ReIDModel:
         if kps.shape == (NUM_KEYPOINTS, 3) and n == 1:
             kps = kps[None]
         if kps.shape != (n, NUM_KEYPOINTS, 3):
-            raise InvalidInputError(f"keypoints: expected shape [{n}, {NUM_KEYPOINTS}, 3] (x, y, confidence of the COCO-17 "
-                             f"keypoints in each image's pixels) for {n} image(s), got {list(kps.shape)}")
+            raise InvalidInputError(f"keypoints: expected shape [{n}, {NUM_KEYPOINTS}, 3] (x, y, confidence of the "
+                                    f"COCO-17 keypoints in each image's pixels) for {n} image(s), got "
+                                    f"{list(kps.shape)}")
         if not np.isfinite(kps).all():
             raise InvalidInputError("keypoints: contains NaN or infinite values")
         return kps
@@ -228,8 +229,8 @@ class ReIDModel:
         paths = [x for x in items if isinstance(x, str)]
         backend = resolve_backend(self.cfg, None, paths)
         if backend in FILE_BACKENDS and len(paths) < len(items):
-            raise InvalidInputError(f"MODEL.POSE_BACKEND {backend} looks keypoints up by image path: pass image paths, "
-                             f"or keypoints= for in-memory images")
+            raise InvalidInputError(f"MODEL.POSE_BACKEND {backend} looks keypoints up by image path: pass image "
+                                    f"paths, or keypoints= for in-memory images")
         key = (backend, str(find_synthetic_keypoints(paths)) if backend == "synthetic" else "")
         if self._estimator is None or self._estimator_key != key:
             self.close()
