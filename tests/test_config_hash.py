@@ -33,6 +33,7 @@ CHANGES = {
     "MODEL.PRETRAIN_CHOICE": ("imagenet", ()),
     "MODEL.PRETRAIN_PATH": ("{absent}", ()),
     "MODEL.STRIDE_SIZE": ("[12, 12]", ()),
+    "MODEL.PATCH_EMBED": ("conv_stem", ()),
     "MODEL.SIE_CAMERA": ("false", ()),
     "MODEL.SIE_VIEW": ("true", ()),
     "MODEL.SIE_COE": ("1.0", ()),

@@ -127,3 +127,18 @@ def test_resume_lands_on_the_same_schedule(data_root, tmp_path):
     assert sorted(second) == list(range(7, 13))
     assert {e: full[e] for e in range(7, 13)} == second
     assert full[1] == pytest.approx(REFERENCE_LR[1]) and full[12] == pytest.approx(1.6e-5)
+
+
+def test_classifier_lr_factor_gives_the_id_classifiers_their_own_group():
+    model = nn.ModuleDict({"backbone": nn.Linear(4, 8), "classifier_encoder": nn.Linear(8, 3, bias=False),
+                           "classifier_parts": nn.Linear(8, 3, bias=False)})
+    default = build_optimizer(load_config(None, ["SOLVER.WARMUP_EPOCHS", "0"]), model)
+    assert [g["name"] for g in default.param_groups] == ["weights", "biases"]  # the reference: one LR
+
+    cfg = load_config(None, ["SOLVER.WARMUP_EPOCHS", "0", "SOLVER.CLASSIFIER_LR_FACTOR", "10"])
+    groups = {g["name"]: g for g in build_optimizer(cfg, model).param_groups}
+    assert groups["classifiers"]["lr"] == pytest.approx(0.08)
+    assert {id(p) for p in groups["classifiers"]["params"]} == {
+        id(model["classifier_encoder"].weight), id(model["classifier_parts"].weight)}
+    assert {id(p) for p in groups["weights"]["params"]} == {id(model["backbone"].weight)}
+    assert groups["weights"]["lr"] == pytest.approx(0.008)

@@ -29,7 +29,8 @@ __all__ = ["CN", "ConfigError", "FEATURE_KEYS", "get_cfg_defaults", "load_config
 # checks that a changed feature always comes with a changed hash).
 FEATURE_KEYS = (
     # the model and its inference feature
-    "MODEL.NAME", "MODEL.TRANSFORMER_TYPE", "MODEL.VIT_DEPTH", "MODEL.STRIDE_SIZE", "MODEL.SIE_CAMERA",
+    "MODEL.NAME", "MODEL.TRANSFORMER_TYPE", "MODEL.VIT_DEPTH", "MODEL.STRIDE_SIZE", "MODEL.PATCH_EMBED",
+    "MODEL.SIE_CAMERA",
     "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER", "MODEL.NUM_HEAD",
     "MODEL.DECODER_FFN_DIM", "MODEL.PVM_MODE", "MODEL.DECODER_FFN_RESIDUAL", "MODEL.FEAT_KIND", "MODEL.HEAT_WEIGHT",
     "MODEL.PFA", "MODEL.PVM", "MODEL.DISENTANGLE", "TEST.NECK_FEAT",
@@ -49,6 +50,7 @@ MODEL_NAME_ALIASES = {"skeleton_transformer": "pfd", "transformer": "vit_baselin
 CHOICES = {
     "MODEL.NAME": ("pfd", "vit_baseline"),
     "MODEL.PRETRAIN_CHOICE": ("imagenet", "self", "none"),
+    "MODEL.PATCH_EMBED": ("linear", "conv_stem"),
     "MODEL.IF_LABELSMOOTH": ("on", "off"),
     "MODEL.METRIC_LOSS_TYPE": ("triplet",),
     "MODEL.ID_LOSS_TYPE": ("softmax",),
@@ -76,7 +78,7 @@ MINIMUMS = {
     "MODEL.NUM_HEAD": 1, "MODEL.QUERY_NUM": 1, "INPUT.SIZE_TRAIN": 16, "INPUT.SIZE_TEST": 16,
     "MODEL.STRIDE_SIZE": 1, "TEST.NUM_VIS": 0, "DATASETS.VAL_IDS": 0,
 }
-POSITIVE = ("SOLVER.BASE_LR", "INPUT.HEATMAP_SIGMA")  # must be > 0
+POSITIVE = ("SOLVER.BASE_LR", "SOLVER.CLASSIFIER_LR_FACTOR", "INPUT.HEATMAP_SIGMA")  # must be > 0
 
 
 class ConfigError(UserError, ValueError):
@@ -217,12 +219,31 @@ def _check_values(cfg: CN, origins: dict[str, str]) -> None:
             fail(key, "> 0")
 
 
+def _check_conv_stem(cfg: CN, origins: dict[str, str]) -> None:
+    """The conv stem downsamples by 8 before its projection: strides 8 or 16, sizes that 8 divides,
+    and no ImageNet weights (they hold a 16x16 linear patch embedding)."""
+    where = origins.get("MODEL.PATCH_EMBED", "defaults")
+    if any(s not in (8, 16) for s in cfg.MODEL.STRIDE_SIZE):
+        raise ConfigError(f"{where}: MODEL.PATCH_EMBED conv_stem needs MODEL.STRIDE_SIZE of 8 or 16 per axis, "
+                          f"got {list(cfg.MODEL.STRIDE_SIZE)}; use linear for other strides")
+    for key in ("INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST"):
+        if any(v % 8 for v in _value(cfg, key)):
+            raise ConfigError(f"{where}: MODEL.PATCH_EMBED conv_stem needs {key} divisible by 8, "
+                              f"got {list(_value(cfg, key))}")
+    if cfg.MODEL.PRETRAIN_CHOICE == "imagenet" and cfg.MODEL.PRETRAIN_PATH:
+        raise ConfigError(f"{where}: MODEL.PATCH_EMBED conv_stem has no ImageNet weights (they hold a linear patch "
+                          f"embedding), but MODEL.PRETRAIN_PATH is {cfg.MODEL.PRETRAIN_PATH!r}; use linear to load "
+                          "them, or MODEL.PRETRAIN_CHOICE none to train from scratch")
+
+
 def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
     _check_values(cfg, origins)
     if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
         raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
                           "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
+    if cfg.MODEL.PATCH_EMBED == "conv_stem":
+        _check_conv_stem(cfg, origins)
     if cfg.MODEL.PVM_MODE == "reference" and cfg.MODEL.QUERY_NUM != 17:
         raise ConfigError(
             f"MODEL.QUERY_NUM={cfg.MODEL.QUERY_NUM} needs MODEL.PVM_MODE paper; "

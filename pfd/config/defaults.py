@@ -18,6 +18,9 @@ _C.MODEL.VIT_DEPTH = 0  # new: number of ViT blocks, 0 = the architecture's own 
 _C.MODEL.PRETRAIN_CHOICE = "imagenet"  # imagenet | self (our own checkpoint) | none
 _C.MODEL.PRETRAIN_PATH = ""  # local ImageNet ViT weights (.pth/.bin/.safetensors/.npz); "" = from scratch
 _C.MODEL.STRIDE_SIZE = [16, 16]  # patch stride (12 = overlapping "PFD*" setting)
+# new: linear = one 16x16 conv (the reference) | conv_stem = timm ConvStem (three 3x3 stride-2
+# conv-BN-ReLU, then a 2x2 projection): learns far faster from scratch; strides 8 or 16 only, no ImageNet weights
+_C.MODEL.PATCH_EMBED = "linear"
 _C.MODEL.SIE_CAMERA = True  # side-information (camera) embedding
 _C.MODEL.SIE_VIEW = False  # accepted, unused (view index is always 0)
 _C.MODEL.SIE_COE = 3.0  # lambda of the camera embedding
@@ -102,6 +105,7 @@ _C.SOLVER.MAX_EPOCHS = 120
 _C.SOLVER.BASE_LR = 0.008
 _C.SOLVER.LARGE_FC_LR = False  # accepted, unused
 _C.SOLVER.BIAS_LR_FACTOR = 2
+_C.SOLVER.CLASSIFIER_LR_FACTOR = 1.0  # new: LR multiplier of the ID classifiers (1 = the reference)
 _C.SOLVER.SEED = 1234
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.MARGIN = 0.3

@@ -19,19 +19,29 @@ __all__ = ["build_optimizer", "build_scheduler", "param_groups"]
 
 
 def param_groups(cfg, model: nn.Module) -> list[dict]:
-    """Two groups: weights (base LR, WEIGHT_DECAY) and biases (BIAS_LR_FACTOR x LR, WEIGHT_DECAY_BIAS).
+    """Weights (base LR, WEIGHT_DECAY), biases (BIAS_LR_FACTOR x LR, WEIGHT_DECAY_BIAS) and, when
+    CLASSIFIER_LR_FACTOR is not 1, the ID classifiers' weights (that factor x LR, WEIGHT_DECAY).
 
     Frozen parameters (e.g. the BNNeck biases) are left out.
     """
-    weights, biases = [], []
+    weights, biases, classifiers = [], [], []
+    fc_factor = cfg.SOLVER.CLASSIFIER_LR_FACTOR
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (biases if name.endswith("bias") else weights).append(param)
+        if not param.requires_grad:
+            continue
+        if name.endswith("bias"):
+            biases.append(param)
+        elif fc_factor != 1 and name.split(".")[0].startswith("classifier"):
+            classifiers.append(param)
+        else:
+            weights.append(param)
     base_lr = cfg.SOLVER.BASE_LR
     groups = [
         {"params": weights, "lr": base_lr, "weight_decay": cfg.SOLVER.WEIGHT_DECAY, "name": "weights"},
         {"params": biases, "lr": base_lr * cfg.SOLVER.BIAS_LR_FACTOR,
          "weight_decay": cfg.SOLVER.WEIGHT_DECAY_BIAS, "name": "biases"},
+        {"params": classifiers, "lr": base_lr * fc_factor, "weight_decay": cfg.SOLVER.WEIGHT_DECAY,
+         "name": "classifiers"},
     ]
     return [g for g in groups if g["params"]]
 

@@ -43,7 +43,8 @@ class ViTBackbone(nn.Module):
     last stage).
     """
 
-    def __init__(self, vit: VisionTransformer, stride: tuple[int, int], num_cameras: int, sie_coe: float):
+    def __init__(self, vit: VisionTransformer, stride: tuple[int, int], num_cameras: int, sie_coe: float,
+                 patch_embed: str = "linear"):
         super().__init__()
         if not isinstance(vit, VisionTransformer) or vit.cls_token is None or vit.num_prefix_tokens != 1 \
                 or vit.no_embed_class or vit.pos_embed is None:
@@ -53,6 +54,10 @@ class ViTBackbone(nn.Module):
         self.vit = vit
         self.embed_dim = vit.embed_dim
         self._set_patch_stride(stride)
+        if patch_embed == "conv_stem":
+            self._use_conv_stem(stride)
+        elif patch_embed != "linear":
+            raise ValueError(f"patch_embed must be linear or conv_stem, got {patch_embed!r}")
         self.sie_coe = sie_coe
         # E [C, 1, D], TransReID init; absent with a single camera (or SIE off).
         self.sie_embed = nn.Parameter(torch.zeros(num_cameras, 1, self.embed_dim)) if num_cameras > 1 else None
@@ -71,6 +76,20 @@ class ViTBackbone(nn.Module):
         # New table [1, 1 + N, D], timm's init; pretrained weights are resampled onto it when loaded.
         self.vit.pos_embed = nn.Parameter(torch.zeros(1, 1 + pe.num_patches, self.embed_dim))
         nn.init.trunc_normal_(self.vit.pos_embed, std=0.02)
+
+    def _use_conv_stem(self, stride: tuple[int, int]) -> None:
+        """Replace the 16x16 patch conv by timm's ConvStem (Xiao et al. 2021, "Early convolutions help
+        transformers see better"): three 3x3 stride-2 conv-BN-ReLU layers (1/8 resolution), then a 2x2
+        projection with stride `stride / 8`. It sees the same 16x16 window per token, so the grid and
+        position embedding are unchanged; a ViT trained from scratch learns far faster with it."""
+        from timm.models.vision_transformer_hybrid import ConvStem  # timm's hybrid-ViT stem
+
+        pe, dim = self.vit.patch_embed, self.embed_dim
+        if tuple(pe.patch_size) != (16, 16) or any(s not in (8, 16) for s in stride):
+            raise ValueError(f"conv_stem needs a patch-16 ViT and strides of 8 or 16, got patch "
+                             f"{list(pe.patch_size)}, stride {list(stride)}")
+        pe.proj = ConvStem(in_chans=3, depth=4, channels=(dim // 8, dim // 4, dim // 2, dim), kernel_size=(3, 3, 3, 2),
+                           stride=(2, 2, 2, (stride[0] // 8, stride[1] // 8)), padding=(1, 1, 1, 0))
 
     @property
     def num_patches(self) -> int:
@@ -125,4 +144,4 @@ def build_backbone(cfg, num_cameras: int) -> ViTBackbone:
     if len(stride) != 2 or min(stride) < 1:
         raise ValueError(f"MODEL.STRIDE_SIZE must be two positive ints, got {list(stride)}")
     cameras = num_cameras if cfg.MODEL.SIE_CAMERA else 0
-    return ViTBackbone(vit, stride, cameras, cfg.MODEL.SIE_COE)
+    return ViTBackbone(vit, stride, cameras, cfg.MODEL.SIE_COE, cfg.MODEL.PATCH_EMBED)
