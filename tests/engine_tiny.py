@@ -25,7 +25,8 @@ def tiny_opts(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     return ["DATASETS.ROOT_DIR", str(data_root), "OUTPUT_DIR", str(output_dir),
             "MODEL.POSE_CACHE_DIR", str(data_root / "pose_cache"), "MODEL.VIT_DEPTH", "2",
             "MODEL.STRIDE_SIZE", "[16, 16]", "MODEL.PATCH_EMBED", "linear", "SOLVER.BASE_LR", "0.003",
-            "SOLVER.CLASSIFIER_LR_FACTOR", "1.0", "INPUT.PADDING", "5", "INPUT.RE_PROB", "0.5", "SOLVER.EVAL_PERIOD", "10",
+            "SOLVER.CLASSIFIER_LR_FACTOR", "1.0", "INPUT.PADDING", "5", "INPUT.RE_PROB", "0.5",
+            "SOLVER.EVAL_PERIOD", "10",
             "TEST.VIS_BUCKETS", "[0, 6, 12]",
             "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.WARMUP_EPOCHS", "1",
             "SOLVER.LOG_PERIOD", "4", "SOLVER.CHECKPOINT_PERIOD", "0", "MODEL.SIE_CAMERA", "true", *extra]

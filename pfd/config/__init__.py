@@ -30,8 +30,7 @@ __all__ = ["CN", "ConfigError", "FEATURE_KEYS", "get_cfg_defaults", "load_config
 FEATURE_KEYS = (
     # the model and its inference feature
     "MODEL.NAME", "MODEL.TRANSFORMER_TYPE", "MODEL.VIT_DEPTH", "MODEL.STRIDE_SIZE", "MODEL.PATCH_EMBED",
-    "MODEL.SIE_CAMERA",
-    "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER", "MODEL.NUM_HEAD",
+    "MODEL.SIE_CAMERA", "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER", "MODEL.NUM_HEAD",
     "MODEL.DECODER_FFN_DIM", "MODEL.PVM_MODE", "MODEL.DECODER_FFN_RESIDUAL", "MODEL.FEAT_KIND", "MODEL.HEAT_WEIGHT",
     "MODEL.PFA", "MODEL.PVM", "MODEL.DISENTANGLE", "TEST.NECK_FEAT",
     # the heatmaps: which pose estimator, cached or online, how they are drawn or fed
