@@ -12,7 +12,9 @@ from test_api import demo_layout, readme_section
 from pfd.api import ReIDModel
 from pfd.config import load_config
 from pfd.engine.trainer import Trainer
-from pfd.export import INPUT_NAMES, ExportCheckError, example_inputs, export_onnx, main, onnx_features
+import pfd.export as pfd_export
+from pfd.export import (INPUT_NAMES, ExportCheckError, example_inputs, export_onnx, main, matching_margins,
+                        onnx_features)
 from pfd.model import build_model
 
 
@@ -94,3 +96,57 @@ def test_failed_check_writes_nothing(tmp_path):
     with pytest.raises(ExportCheckError, match=r"model\.onnx: onnxruntime differs .* nothing was written"):
         export_onnx(Crop(), out, (16, 8), 1.0, 2, tolerance=-1.0)  # no export can pass a negative tolerance
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temp file
+
+
+def tiny_pfd(**overrides):
+    """An untrained 2-block PFD at 128x64 in eval mode (no checkpoint needed for the margin tests)."""
+    opts = ["MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "2", "MODEL.NUM_HEAD", "4",
+            "MODEL.DECODER_FFN_DIM", "64", "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]"]
+    for key, value in overrides.items():
+        opts += [key, value]
+    torch.manual_seed(0)
+    model = build_model(load_config(None, opts), num_classes=10, num_cameras=4, load_pretrained=False).eval()
+    with torch.no_grad():  # sharpened attention, as in `sharpen_attention`: views that differ clearly
+        for name, value in model.named_parameters():
+            if name.endswith("in_proj_weight"):
+                value.mul_(8)
+    return model
+
+
+def test_matching_margins_find_coinciding_views():
+    model = tiny_pfd()
+    inputs = example_inputs(3, (128, 64), 2.0, 4, seed=2)
+    features, margins = matching_margins(model, inputs)
+    with torch.no_grad():
+        assert torch.equal(features, model(*inputs))  # the hooks change nothing
+    assert margins.shape == (3,) and bool((margins > pfd_export.TIE_MARGIN).all())
+    with torch.no_grad():
+        model.query_embed[:] = model.query_embed[0]  # every view the same: every PVM argmax is an exact tie
+    assert torch.equal(matching_margins(model, inputs)[1], torch.zeros(3))
+    _, no_matching = matching_margins(tiny_pfd(**{"MODEL.FEAT_KIND": "global"}), inputs)
+    assert bool(torch.isinf(no_matching).all())  # the global feature returns before any matching
+
+
+@pytest.mark.parametrize("coinciding_views", [True, False])
+def test_check_compares_only_matching_free_values_of_near_ties(coinciding_views, monkeypatch, tmp_path):
+    """onnxruntime replaced by PyTorch with the decoder part of every feature changed, as another view picked
+    at a near tie would change it: ignored for near-tie samples, caught for the others."""
+    model = tiny_pfd()
+    if coinciding_views:
+        with torch.no_grad():
+            model.query_embed[:] = model.query_embed[0]
+
+    def flipped(session, *inputs):
+        with torch.no_grad():
+            features = model(*inputs)
+        features[:, model.matching_free_dim:] += 1.0
+        return features.numpy()
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *args, **kwargs: None)
+    monkeypatch.setattr(pfd_export, "onnx_features", flipped)
+    difference, ties, samples = pfd_export._compare(model, tmp_path / "unused.onnx", (128, 64), 2.0, 4)
+    assert samples == sum(pfd_export.CHECK_BATCHES)
+    if coinciding_views:
+        assert ties == samples and difference == 0.0
+    else:
+        assert ties == 0 and difference > 0.01

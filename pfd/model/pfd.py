@@ -106,6 +106,12 @@ class PFD(nn.Module):
         blocks = {"full": 2 + self.num_keypoints + self.num_views, "global": 1, "global_visible": 2}
         return blocks[self.feat_kind] * self.embed_dim
 
+    @property
+    def matching_free_dim(self) -> int:
+        """Leading width of the eval feature that no argmax matching (PFA, PVM) touches: g_bn, and the
+        l_i_bn for FEAT_KIND full; what follows (f_h_bn, Dp) depends on which view each keypoint matched."""
+        return (1 + self.num_keypoints if self.feat_kind == "full" else 1) * self.embed_dim
+
     def encode_parts(self, tokens: torch.Tensor) -> torch.Tensor:
         """Part features L [B, K, D] from F [B, 1+N, D]: b2 on cls + each of K contiguous token groups.
 
