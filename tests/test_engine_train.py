@@ -144,11 +144,13 @@ def test_test_py_reads_the_checkpoint(data_root, full_run, capsys):
 
 
 def test_test_py_buckets_follow_the_config(data_root, full_run, tmp_path, capsys):
+    """Also TEST.NUM_VIS 0: no ranked-list picture (it used to crash on an empty selection of queries)."""
     weights = full_run["out"] / "last.pth"
-    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "TEST.VIS_BUCKETS", "[0, 9]")
+    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "TEST.VIS_BUCKETS", "[0, 9]", "TEST.NUM_VIS", "0")
     test_script.main(["--config", str(DEMO_CONFIG), *opts])
     rows = json.loads((tmp_path / "metrics.json").read_text())["buckets"]["rows"]
     assert [r["visible"] for r in rows] == ["0-8", "9-17"] and sum(r["num_query"] for r in rows) == 24
+    assert (tmp_path / "cmc.png").is_file() and not (tmp_path / "ranked_lists.png").exists()
     with pytest.raises(ValueError, match=r"TEST\.VIS_BUCKETS \[3, 9\]"):
         test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights),
                                                                     "TEST.VIS_BUCKETS", "[3, 9]")])

@@ -2,7 +2,7 @@
 
 Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several): `metrics.json`
 (the numbers, "buckets" by visible keypoints, and "provenance": see pfd.engine.provenance),
-`cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10).
+`cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10; none when 0).
 Evaluation runs in TEST.AMP precision (float32 by default, as the reference).
 """
 from __future__ import annotations
@@ -186,6 +186,12 @@ def run_test(cfg) -> dict[str, dict]:
         record["provenance"] = provenance(cfg, checkpoint, test_set.name, test_set.keypoints, device, amp_dtype)
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
+        if cfg.TEST.NUM_VIS > 0:
+            write_ranked_lists(test_set, query, gallery, distmat, out_dir)
+        rows[test_set.name] = record
+
+    def write_ranked_lists(test_set: TestSet, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor,
+                           out_dir: Path) -> None:
         shown = np.linspace(0, len(query.records) - 1, min(cfg.TEST.NUM_VIS, len(query.records))).round().astype(int)
         plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
                                 [r.path for r in gallery.records], gallery.pids,
@@ -193,7 +199,6 @@ def run_test(cfg) -> dict[str, dict]:
                                 topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST),
                                 query_keypoints=shown_keypoints(test_set.keypoints, query, shown),
                                 keypoint_threshold=cfg.MODEL.SKT_THRES)
-        rows[test_set.name] = record
 
     evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),
                        amp_dtype, on_result=write_outputs)
