@@ -184,7 +184,8 @@ class ReIDModel:
         workers = self.cfg.DATALOADER.NUM_WORKERS if on_disk and len(items) > batch else 0
         loader = DataLoader(_Images(items, kps, cams, self.transform), batch_size=batch, num_workers=workers,
                             pin_memory=self.device.type == "cuda")
-        feats, _ = loader_features(self.model, loader, self.device, self.heatmaps, self.amp_dtype, "embed", progress)
+        feats, _ = loader_features(self.model, loader, self.device, self.heatmaps, self.amp_dtype, "embed", progress,
+                                   flip=self.cfg.TEST.FLIP_FEATS)
         if self.normalize:
             feats = F.normalize(feats, dim=1)  # as pfd.retrieval ranks them
         return feats.cpu().numpy()

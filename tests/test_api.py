@@ -19,6 +19,7 @@ from pfd.data.datasets import build_dataset
 from pfd.data.image import ImageReadError
 from pfd.engine.evaluator import HeatmapMaker, extract_features, load_keypoints
 from pfd.engine.trainer import Trainer
+from pfd.pose.keypoints import FLIP_INDEX
 from pfd.retrieval import IndexLoadError
 
 query_script = load_script("query")
@@ -72,6 +73,28 @@ def test_embed_equals_evaluation_features(setup):
     np.testing.assert_allclose(model.embed(pictures, kps, camids), expected, atol=1e-5)
     arrays = np.stack([np.asarray(p.convert("RGB")) for p in pictures])  # [10, H, W, 3] uint8
     np.testing.assert_allclose(model.embed(arrays, kps, camids), expected, atol=1e-5)
+
+
+def test_flip_feats_average_the_mirror_image(setup):
+    """TEST.FLIP_FEATS: the mean of the image's feature and its mirror image's (keypoints mirrored, left and
+    right swapped), in test.py's extraction and in embed alike."""
+    plain = ReIDModel.from_checkpoint(setup["weights"], device="cpu", opts=["TEST.FEAT_NORM", "no"])
+    flipped = ReIDModel.from_checkpoint(setup["weights"], device="cpu",
+                                        opts=["TEST.FEAT_NORM", "no", "TEST.FLIP_FEATS", "true"])
+    assert flipped.config_hash != plain.config_hash
+    records = setup["dataset"].query[:3]
+    paths, camids = [r.path for r in records], [r.camid for r in records]
+    kps = plain.keypoints(paths)  # [3, 17, 3]
+    mirrors = [Image.open(p).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT) for p in paths]
+    mirrored_kps = kps[:, list(FLIP_INDEX)]
+    mirrored_kps[..., 0] = 63 - mirrored_kps[..., 0]  # 64 pixels wide
+    expected = (plain.embed(paths, kps, camids) + plain.embed(mirrors, mirrored_kps, camids)) / 2
+    np.testing.assert_allclose(flipped.embed(paths, kps, camids), expected, atol=1e-5)
+    assert not np.allclose(expected, plain.embed(paths, kps, camids), atol=1e-3)  # the mirror image counts
+    cfg = flipped.cfg
+    evaluated = extract_features(flipped.model, cfg, records, load_keypoints(cfg, records, "synthetic"), flipped.device,
+                                 HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST), None).feats
+    np.testing.assert_allclose(evaluated.numpy(), expected, atol=1e-5)
 
 
 def test_embed_any_size_and_cameras(setup):

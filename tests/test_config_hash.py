@@ -94,6 +94,7 @@ CHANGES = {
     "TEST.RE_RANKING_LAMBDA": ("0.5", ()),
     "TEST.NECK_FEAT": ("after", BASELINE),
     "TEST.FEAT_NORM": ("no", ()),
+    "TEST.FLIP_FEATS": ("true", ()),
     "TEST.DIST_MAT": ("other.npy", ()),
     "TEST.AMP": ("bf16", ()),
     "TEST.NUM_VIS": ("2", ()),
@@ -114,7 +115,8 @@ RECORDS = 4  # query images whose features are compared
 # it would catch each one if it were left out of the hash (most were, before MODEL.POSE_INPUT_NORM).
 SHOWN_TO_CHANGE = {"TEST.AMP", "TEST.NECK_FEAT", "MODEL.POSE_ONLINE", "MODEL.POSE_INPUT_NORM", "MODEL.POSE_WEIGHT",
                    "MODEL.POSE_BACKEND", "MODEL.POSE_FILE", "MODEL.NUM_HEAD", "MODEL.HEAT_WEIGHT", "MODEL.PFA",
-                   "MODEL.FEAT_KIND", "INPUT.HEATMAP_SIGMA", "INPUT.PIXEL_MEAN", "INPUT.SIZE_TEST"}
+                   "MODEL.FEAT_KIND", "INPUT.HEATMAP_SIGMA", "INPUT.PIXEL_MEAN", "INPUT.SIZE_TEST",
+                   "TEST.FLIP_FEATS"}
 
 
 @pytest.fixture(scope="module")

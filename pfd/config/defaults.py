@@ -140,6 +140,7 @@ _C.TEST.RE_RANKING_LAMBDA = 0.3  # new
 _C.TEST.WEIGHT = ""  # checkpoint to evaluate (ours or a reference PFD checkpoint)
 _C.TEST.NECK_FEAT = "before"  # accepted, unused: PFD's inference feature is fixed by the spec
 _C.TEST.FEAT_NORM = "yes"  # L2-normalize features before retrieval
+_C.TEST.FLIP_FEATS = False  # new: feature = mean of the image's and its mirror image's (test-time flip)
 _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
 _C.TEST.AMP = "fp32"  # new: evaluation precision: fp32 (the reference) | bf16 | fp16 | auto (as SOLVER.AMP)
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture (0: no picture)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pose.keypoints import FLIP_INDEX, NUM_KEYPOINTS
+from ..pose.keypoints import NUM_KEYPOINTS, flip_keypoints
 
 ERASE_AREA = (0.02, 1 / 3)  # fraction of the image, as timm RandomErasing
 ERASE_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))
@@ -78,9 +78,7 @@ class ReIDTransform:
         return image, kp
 
     def flip(self, image: Image.Image, kp: np.ndarray) -> tuple[Image.Image, np.ndarray]:
-        kp = kp[list(FLIP_INDEX)]  # the left wrist becomes the right wrist
-        kp[:, 0] = self.width - 1 - kp[:, 0]
-        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), kp
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), flip_keypoints(kp, self.width)
 
     def pad_crop(self, image: Image.Image, kp: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
         """Pad with black on every side, then crop the original size at a random offset (one PIL crop)."""

@@ -18,6 +18,7 @@ from ..data.datasets import ImageRecord, ReIDDataset, build_dataset, split_names
 from ..data.loader import build_test_loader
 from ..pose.cache import load_or_build
 from ..pose.heatmaps import render_heatmaps
+from ..pose.keypoints import flip_keypoints
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate, retrieval_options
 from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 from ..precision import autocast
@@ -98,10 +99,13 @@ def prepare_test_sets(cfg) -> list[TestSet]:
 
 @torch.no_grad()
 def loader_features(model: nn.Module, loader: Iterable[dict], device: torch.device, heatmaps: HeatmapMaker,
-                    amp_dtype: torch.dtype | None, desc: str = "features", progress: bool = True
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    amp_dtype: torch.dtype | None, desc: str = "features", progress: bool = True,
+                    flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode features of every batch of a test-style loader (samples with `image`, `keypoints`,
     `camid`, `index`): (features [N, F] float32, their `index` values [N]), both on `device`.
+
+    flip (TEST.FLIP_FEATS): each feature is the mean of the image's and its mirror image's (keypoints
+    mirrored with left and right swapped), the usual test-time flip of re-ID libraries.
 
     The one forward loop of evaluation and of the Python API (pfd.api), so both compute the same features.
     """
@@ -116,6 +120,10 @@ def loader_features(model: nn.Module, loader: Iterable[dict], device: torch.devi
         camids = batch["camid"].to(device, non_blocking=True)
         with autocast(device, amp_dtype):
             out = model(images, heatmaps(images, kps), camids)  # [B, F]
+            if flip:
+                mirrored = images.flip(-1)  # [B, 3, H, W]
+                mirrored_heat = heatmaps(mirrored, flip_keypoints(kps, images.shape[-1]))  # [B, 17, H/4, W/4]
+                out = (out + model(mirrored, mirrored_heat, camids)) / 2
         feats.append(out.float())
         order.append(batch["index"].to(device))
     model.train(was_training)
@@ -127,7 +135,8 @@ def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keyp
     """Eval-mode features of `records`: each rank extracts a strided share, all get the gathered whole."""
     rank, world = get_rank(), get_world_size()
     loader = build_test_loader(cfg, list(records[rank::world]), keypoints)
-    feats, index = loader_features(model, loader, device, heatmaps, amp_dtype, desc, progress=is_main_process())
+    feats, index = loader_features(model, loader, device, heatmaps, amp_dtype, desc, progress=is_main_process(),
+                                   flip=cfg.TEST.FLIP_FEATS)
     feats = all_gather_rows(feats)
     order = all_gather_rows(index * world + rank)  # position in `records`
     return FeatureSet(feats[torch.argsort(order)], records)  # [N, F] in record order, on `device`

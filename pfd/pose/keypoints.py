@@ -17,6 +17,16 @@ FLIP_INDEX = tuple(
     for k in range(NUM_KEYPOINTS)
 )
 
+
+
+def flip_keypoints(keypoints, width: int):
+    """Keypoints [..., 17, C>=2] (numpy or torch; x, y, ... in pixels) of the image mirrored left-right:
+    x -> width - 1 - x, and left/right swapped (the left wrist becomes the right wrist). Returns a copy."""
+    flipped = keypoints[..., list(FLIP_INDEX), :]  # advanced indexing: a copy
+    flipped[..., 0] = width - 1 - flipped[..., 0]
+    return flipped
+
+
 # Skeleton edges for drawing (pairs of keypoint indices).
 SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
             (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
