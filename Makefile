@@ -20,7 +20,7 @@ test: $(STAMP)
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.
 DEMO_CFG := configs/demo_synthetic.yaml
 # 200 training ids x 8 images (two K=4 chunks each per epoch); 50 test ids, 40 distractors, 6 cameras.
-DEMO_DATA := --ids-train 200 --images-per-id 8
+DEMO_DATA := --ids-train 200 --images-per-id 8 --gallery-per-camera 5
 DEMO_OPTS = DATASETS.ROOT_DIR $(DEMO_DIR)/data OUTPUT_DIR $(DEMO_DIR)/run MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache
 
 demo: $(STAMP)

@@ -20,8 +20,9 @@ def tiny_opts(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """Overrides for a seconds-long CPU run: 2-block ViT, 128x64 at patch stride 16 (32 tokens) with
     the reference linear patch embedding, batch 16 (4 ids x 4), no workers, learning rate 3e-3 (one
     rate for all weights), padding and random erasing on, evaluation every 10 epochs, buckets 0-5 /
-    6-11 / 12-17, camera embedding on (whatever the demo's tuning says), so every model input is
-    exercised and the tests do not move with the demo's tuning."""
+    6-11 / 12-17, camera embedding and heat weighting on, no test-time flip or re-ranking (whatever the
+    demo's tuning says), so every model input is exercised and the tests do not move with the demo's
+    tuning."""
     return ["DATASETS.ROOT_DIR", str(data_root), "OUTPUT_DIR", str(output_dir),
             "MODEL.POSE_CACHE_DIR", str(data_root / "pose_cache"), "MODEL.VIT_DEPTH", "2",
             "MODEL.STRIDE_SIZE", "[16, 16]", "MODEL.PATCH_EMBED", "linear", "SOLVER.BASE_LR", "0.003",
@@ -29,7 +30,8 @@ def tiny_opts(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
             "SOLVER.EVAL_PERIOD", "10",
             "TEST.VIS_BUCKETS", "[0, 6, 12]",
             "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.WARMUP_EPOCHS", "1",
-            "SOLVER.LOG_PERIOD", "4", "SOLVER.CHECKPOINT_PERIOD", "0", "MODEL.SIE_CAMERA", "true", *extra]
+            "SOLVER.LOG_PERIOD", "4", "SOLVER.CHECKPOINT_PERIOD", "0", "MODEL.SIE_CAMERA", "true",
+            "MODEL.HEAT_WEIGHT", "true", "TEST.FLIP_FEATS", "false", "TEST.RE_RANKING", "false", *extra]
 
 
 def tiny_config(data_root: Path, output_dir: Path, *extra: str):
