@@ -13,6 +13,7 @@ from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, 
 from pfd.config import config_hash
 from pfd.engine.checkpoint import load_checkpoint
 from pfd.io import sha256_file
+from pfd.engine.tester import trained_config_warning
 from pfd.engine.trainer import Trainer
 
 test_script = load_script("test")
@@ -154,6 +155,17 @@ def test_test_py_buckets_follow_the_config(data_root, full_run, tmp_path, capsys
     with pytest.raises(ValueError, match=r"TEST\.VIS_BUCKETS \[3, 9\]"):
         test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights),
                                                                     "TEST.VIS_BUCKETS", "[3, 9]")])
+
+
+def test_test_py_warns_when_the_config_is_not_the_trained_one(data_root, full_run, tmp_path, capsys):
+    """MODEL.HEAT_WEIGHT changes the forward but no weight shape: the checkpoint loads, test.py says so."""
+    weights = full_run["out"] / "last.pth"
+    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "MODEL.HEAT_WEIGHT", "false")
+    test_script.main(["--config", str(DEMO_CONFIG), *opts, "MODEL.FEAT_KIND", "global"])  # an evaluation choice
+    for text in (capsys.readouterr().err, (tmp_path / "log.txt").read_text()):
+        assert "trained with another model config than this one: MODEL.HEAT_WEIGHT True there, False here" in text
+        assert "FEAT_KIND" not in text.split("trained with another model config")[1]
+    assert trained_config_warning(load_checkpoint(weights)["config"], tiny_config(data_root, tmp_path)) is None
 
 
 def test_resume_rejects_a_missing_checkpoint(data_root):

@@ -7,6 +7,7 @@ Evaluation runs in TEST.AMP precision (float32 by default, as the reference).
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 from pathlib import Path
@@ -16,14 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import config_hash
+from ..config import FEATURE_KEYS, config_hash
 from ..model import build_model
 from ..model.convert import load_state_into, to_own_layout
 from ..retrieval import plots
 from ..retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
 from ..state_dict import unwrap_state_dict
 from ..errors import InvalidInputError
-from .checkpoint import is_own_checkpoint, load_checkpoint, misfit_error
+from .checkpoint import config_differences, format_differences, is_own_checkpoint, load_checkpoint, misfit_error
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
@@ -31,8 +32,8 @@ from ..io import atomic_write, sha256_file
 from ..precision import dtype_name, eval_dtype
 from .provenance import provenance
 
-__all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "run_test", "write_json",
-           "summary_table", "visibility_buckets"]
+__all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "trained_config_warning",
+           "run_test", "write_json", "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
@@ -108,6 +109,26 @@ def protocol_warning(cfg, checkpoint_format: str) -> str | None:
             f"TEST.AMP fp32")
 
 
+# Feature keys an evaluation may choose for itself: which inference feature, where the poses come from,
+# the test input size. Every other MODEL / INPUT feature key is part of what was trained.
+EVAL_CHOICES = ("MODEL.FEAT_KIND", "MODEL.POSE_*", "INPUT.SIZE_TEST")
+
+
+def trained_config_warning(stored_config: str, cfg) -> str | None:
+    """Why `cfg` does not evaluate the model our checkpoint trained, or None: the MODEL / INPUT feature keys
+    (except EVAL_CHOICES) whose value differs from the config the checkpoint stores. Switches such as
+    MODEL.HEAT_WEIGHT change the forward without changing a weight shape, so the weights load silently."""
+    if not stored_config:
+        return None
+    diffs = {key: values for key, values in config_differences(stored_config, cfg).items()
+             if key in FEATURE_KEYS and key.startswith(("MODEL.", "INPUT."))
+             and not any(fnmatch.fnmatchcase(key, pattern) for pattern in EVAL_CHOICES)}
+    if not diffs:
+        return None
+    return (f"the checkpoint was trained with another model config than this one: {format_differences(diffs)}; "
+            f"the model evaluated is not the one trained. Set these keys as the checkpoint has them")
+
+
 def write_json(obj, path: Path) -> None:
     """Atomic JSON write."""
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
@@ -166,13 +187,14 @@ def run_test(cfg) -> dict[str, dict]:
     setup_logger(cfg.OUTPUT_DIR, dist_info.rank)
     device = dist_info.device
     check_buckets(cfg.TEST.VIS_BUCKETS)  # a bad bucket list fails before any work
-    model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device)
+    eval_ckpt = read_eval_checkpoint(cfg.TEST.WEIGHT) if cfg.TEST.WEIGHT else None  # None: load_eval_model says why
+    model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device, eval_ckpt)
     amp_dtype = eval_dtype(cfg, device)
     logger.info("testing %s (%s checkpoint, %d ids, %d cameras), config %s, eval %s", info["checkpoint"],
                 info["format"], info["num_classes"], info["num_cameras"], config_hash(cfg), dtype_name(amp_dtype))
-    warning = protocol_warning(cfg, info["format"])
-    if warning:
-        logger.warning(warning)
+    for warning in (protocol_warning(cfg, info["format"]), trained_config_warning(eval_ckpt.config, cfg)):
+        if warning:
+            logger.warning(warning)
     checkpoint = {"path": str(cfg.TEST.WEIGHT), "sha256": sha256_file(cfg.TEST.WEIGHT), "format": info["format"]}
     test_sets = prepare_test_sets(cfg)
     out_root = Path(cfg.OUTPUT_DIR)
