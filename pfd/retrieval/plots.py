@@ -168,7 +168,8 @@ def plot_training_curves(metrics_log, path, size_px: tuple[int, int] = (960, 400
         loss_ax.plot(epochs, [train[e].get(part, np.nan) for e in epochs], marker=".", label=part,
                      linewidth=2.5 if part == "total" else 1.2)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training loss (epoch mean)")
-    loss_ax.legend(fontsize=8)
+    if parts:  # a log without loss parts (e.g. a stubbed epoch) gets an empty panel, not a legend warning
+        loss_ax.legend(fontsize=8)
     for name, curve in evals.items():
         points = sorted(curve.items())
         map_ax.plot([e for e, _ in points], [100 * m for _, m in points], marker="o", label=name or None)
