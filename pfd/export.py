@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from .io import atomic_path
-from .pose.heatmaps import render_heatmaps
 from .model.parts import cosine_matrix, pfa
+from .pose.heatmaps import render_heatmaps
 from .pose.keypoints import NUM_KEYPOINTS
 
 __all__ = ["ExportCheckError", "example_inputs", "export_onnx", "matching_margins", "onnx_features", "main"]

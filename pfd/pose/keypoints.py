@@ -18,7 +18,6 @@ FLIP_INDEX = tuple(
 )
 
 
-
 def flip_keypoints(keypoints, width: int):
     """Keypoints [..., 17, C>=2] (numpy or torch; x, y, ... in pixels) of the image mirrored left-right:
     x -> width - 1 - x, and left/right swapped (the left wrist becomes the right wrist). Returns a copy."""
