@@ -1,4 +1,5 @@
 """Optimizer groups and the per-epoch LR schedule follow the reference recipe (PFD_SPEC section 11)."""
+import copy
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from engine_tiny import make_data, tiny_config
 from torch import nn
 
 from pfd.config import load_config
-from pfd.engine.solver import build_optimizer, build_scheduler
+from pfd.engine.solver import build_optimizer, build_scheduler, param_groups
 from pfd.engine.trainer import Trainer
 
 # The Occluded-Duke recipe (configs/occluded_duke.yaml) and the reference's learning rate in the
@@ -142,3 +143,26 @@ def test_classifier_lr_factor_gives_the_id_classifiers_their_own_group():
         id(model["classifier_encoder"].weight), id(model["classifier_parts"].weight)}
     assert {id(p) for p in groups["weights"]["params"]} == {id(model["backbone"].weight)}
     assert groups["weights"]["lr"] == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_optimizer_is_fused_and_steps_like_foreach(name, device):
+    """The fused kernels (CPU and CUDA) take the same steps as PyTorch's foreach implementation."""
+    cfg = load_config(None, ["SOLVER.OPTIMIZER_NAME", name, "SOLVER.BASE_LR", "0.01", "SOLVER.WEIGHT_DECAY", "0.05"])
+    model = _model().to(device)
+    reference, start = copy.deepcopy(model), copy.deepcopy(model)
+    fused = build_optimizer(cfg, model)
+    assert fused.defaults["fused"] is True
+    extra = {"momentum": cfg.SOLVER.MOMENTUM} if name == "SGD" else {}
+    foreach = getattr(torch.optim, name)(param_groups(cfg, reference), lr=cfg.SOLVER.BASE_LR, foreach=True, **extra)
+    g = torch.Generator(device=device).manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(model.parameters(), reference.parameters()):
+            p.grad = torch.randn(p.shape, generator=g, device=device)
+            q.grad = p.grad.clone()
+        fused.step()
+        foreach.step()
+    for (param_name, p), q, p0 in zip(model.named_parameters(), reference.parameters(), start.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=param_name)
+        assert not torch.equal(p, p0) or not p.requires_grad, param_name
