@@ -7,20 +7,29 @@ import contextlib
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["autocast_dtype", "eval_dtype", "dtype_name", "autocast", "build_grad_scaler"]
+__all__ = ["autocast_dtype", "eval_dtype", "dtype_name", "autocast", "build_grad_scaler", "cpu_has_bf16_matmul"]
 
 _NAMED = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX tiles).
+
+    Measured on the demo's train step: bf16 autocast takes half the fp32 time with AMX; where
+    PyTorch emulates bf16 it is 3x (AVX-512) to 14x (AVX2) slower than fp32.
+    """
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def autocast_dtype(setting: str, device: torch.device, key: str = "SOLVER.AMP") -> torch.dtype | None:
-    """auto: bf16 on GPUs that support it, fp16 on older GPUs, None (fp32) on CPU.
+    """auto: bf16 on GPUs that support it, fp16 on older GPUs; on CPU bf16 with AMX, else None (fp32).
 
     An explicit bf16/fp16 on CPU is honoured for bf16 only (CPU autocast has no fp16 benefit).
     """
     if setting == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16_matmul() else None
     if setting not in _NAMED:
         raise ValueError(f"{key} must be auto, bf16, fp16 or fp32, got {setting!r}")
     dtype = _NAMED[setting]

@@ -28,9 +28,11 @@ def test_full_precision_changes_nothing():
         assert not torch.is_autocast_enabled("cpu") and torch.backends.cuda.flash_sdp_enabled()
 
 
-@pytest.mark.parametrize("setting, expected", [("auto", None), ("fp32", None), ("bf16", torch.bfloat16)])
-def test_cpu_settings(setting, expected):
-    assert autocast_dtype(setting, CPU) is expected
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_on_cpu_is_bf16_only_where_the_cpu_multiplies_bf16_in_hardware(monkeypatch, amx):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert autocast_dtype("auto", CPU) is (torch.bfloat16 if amx else None)
+    assert autocast_dtype("fp32", CPU) is None and autocast_dtype("bf16", CPU) is torch.bfloat16
 
 
 def test_fp16_on_cpu_is_refused_naming_the_key():

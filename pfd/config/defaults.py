@@ -125,7 +125,7 @@ _C.SOLVER.CHECKPOINT_PERIOD = 10
 _C.SOLVER.LOG_PERIOD = 50
 _C.SOLVER.EVAL_PERIOD = 10
 _C.SOLVER.IMS_PER_BATCH = 64
-_C.SOLVER.AMP = "auto"  # new: auto (bf16 if supported, else fp16 on GPU; fp32 on CPU) | bf16 | fp16 | fp32
+_C.SOLVER.AMP = "auto"  # new: auto (GPU: bf16 if supported, else fp16; CPU: bf16 with AMX, else fp32) | bf16 | fp16 | fp32
 _C.SOLVER.GRAD_CLIP = 0.0  # new: max gradient norm, 0 = off
 _C.SOLVER.COMPILE = False  # new: torch.compile the model
 
