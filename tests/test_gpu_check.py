@@ -9,7 +9,7 @@ import pytest
 from bench.gpu_check import TARGETS, Report, e2e_config, meets, parse_junit, verdict
 from conftest import REPO
 
-CUDA_TESTS = 7  # tests/test_cuda.py, the bf16/fp16 case counted twice
+CUDA_TESTS = 8  # `pytest -m cuda`: tests/test_cuda.py (the bf16/fp16 case twice) and the fused SGD/AdamW steps
 E2E_STEPS = [f"e2e_{variant}_{step}" for variant in ("cached", "online") for step in ("train", "resume", "test", "query")]
 BENCH_CHECKS = [check for checks in TARGETS.values() for check, *_ in checks]
 
