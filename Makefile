@@ -19,8 +19,9 @@ test: $(STAMP)
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.
 DEMO_CFG := configs/demo_synthetic.yaml
-# 200 training ids x 8 images (two K=4 chunks each per epoch); 50 test ids, 40 distractors, 6 cameras.
-DEMO_DATA := --ids-train 200 --images-per-id 8 --gallery-per-camera 5
+# 200 training ids x 8 images (two K=4 chunks each per epoch), each seen by all 6 cameras; 50 test ids
+# (3 cameras each), 40 distractors.
+DEMO_DATA := --ids-train 200 --images-per-id 8 --train-cameras-per-id 6 --gallery-per-camera 5
 DEMO_OPTS = DATASETS.ROOT_DIR $(DEMO_DIR)/data OUTPUT_DIR $(DEMO_DIR)/run MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache
 
 demo: $(STAMP)

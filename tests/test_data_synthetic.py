@@ -41,6 +41,14 @@ def _records(root: Path) -> dict[str, list[tuple[int, int]]]:
     return records
 
 
+def _train_cameras(root: Path) -> dict[int, set[int]]:
+    """Training pid -> the cameras it was seen by."""
+    cams = defaultdict(set)
+    for pid, cam in _records(root)["train"]:
+        cams[pid].add(cam)
+    return cams
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("syn") / "synthetic"
@@ -78,10 +86,7 @@ def test_every_query_has_a_cross_camera_match_and_train_ids_span_cameras(tiny):
     gallery = set(records["gallery"])
     for pid, cam in records["query"]:
         assert any(g_pid == pid and g_cam != cam for g_pid, g_cam in gallery), (pid, cam)
-    cams = defaultdict(set)
-    for pid, cam in records["train"]:
-        cams[pid].add(cam)
-    assert all(len(c) >= 2 for c in cams.values())
+    assert all(len(c) >= 2 for c in _train_cameras(tiny).values())
 
 
 def test_queries_occluded_gallery_and_train_mostly_not(tiny):
@@ -139,6 +144,20 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     a, c = _files(tmp_path / "a"), _files(tmp_path / "c")
     assert len(a) == len(c) and a[KEYPOINTS_FILE] != c[KEYPOINTS_FILE]
     assert not {v for k, v in a.items() if k.endswith(".jpg")} & {v for k, v in c.items() if k.endswith(".jpg")}
+
+
+def test_train_cameras_per_id_changes_only_the_training_split(tiny, tmp_path):
+    """Training ids walk past all 4 cameras; the query and gallery files are the very same bytes."""
+    generate(tmp_path / "all", replace(TINY, train_cameras_per_id=4), progress=False)
+    before, after = _files(tiny), _files(tmp_path / "all")
+    for split in ("query", "gallery"):
+        folder = SPLIT_DIRS[split] + "/"
+        assert {k: v for k, v in before.items() if k.startswith(folder)} == \
+               {k: v for k, v in after.items() if k.startswith(folder)}
+    cams = _train_cameras(tmp_path / "all")
+    assert len(cams) == TINY.ids_train and all(len(c) == 4 for c in cams.values())  # 5 images over 4 cameras
+    assert max(len(c) for c in _train_cameras(tiny).values()) == TINY.cameras_per_id
+
 
 
 def test_identities_share_every_attribute_value_but_differ_as_tuples():
@@ -227,3 +246,5 @@ def test_bad_settings_name_the_setting():
         SyntheticConfig(cameras=4, cameras_per_id=5).validate()
     with pytest.raises(ValueError, match="train_occluded"):
         SyntheticConfig(train_occluded=1.5).validate()
+    with pytest.raises(ValueError, match="train_cameras_per_id=7"):
+        SyntheticConfig(cameras=6, train_cameras_per_id=7).validate()

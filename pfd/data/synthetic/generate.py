@@ -10,7 +10,9 @@ into a sibling temp folder renamed to DIR at the end, so a crash never leaves a 
 any other non-empty folder is refused, whatever `force` says.
 
 Determinism: the plan (identities, cameras, which image shows whom where) comes from
-RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes.
+RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes. With
+`train_cameras_per_id`, a training identity's cameras come from RNG(seed, 2, identity) instead,
+so the query and gallery images are the same bytes whatever that setting.
 """
 import json
 import os
@@ -50,6 +52,8 @@ class SyntheticConfig:
     images_per_id: int = _setting(14, "training images per training identity")
     cameras: int = _setting(6, "cameras, each with its own scene and photometry")
     cameras_per_id: int = _setting(3, "cameras each identity walks past")
+    train_cameras_per_id: int = _setting(0, "cameras each training identity walks past (0 = cameras_per_id); "
+                                            "any value leaves the test split as it is")
     queries_per_camera: int = _setting(1, "query images per test identity and camera")
     gallery_per_camera: int = _setting(3, "gallery images per test identity and camera")
     distractors: int = _setting(40, "gallery images of unrelated people (pid 0000)")
@@ -67,6 +71,8 @@ class SyntheticConfig:
             ("images_per_id", self.images_per_id >= 1, ">= 1"),
             ("cameras", 2 <= self.cameras <= 9, "in [2, 9] (one digit in the file name)"),
             ("cameras_per_id", 2 <= self.cameras_per_id <= self.cameras, "in [2, cameras]"),
+            ("train_cameras_per_id", self.train_cameras_per_id == 0 or 2 <= self.train_cameras_per_id <= self.cameras,
+             "0 or in [2, cameras]"),
             ("queries_per_camera", self.queries_per_camera >= 1, ">= 1"),
             ("gallery_per_camera", self.gallery_per_camera >= 1, ">= 1"),
             ("distractors", self.distractors >= 0, ">= 0"), ("junk", self.junk >= 0, ">= 0"),
@@ -121,6 +127,9 @@ def plan_images(cfg: SyntheticConfig, rng: np.random.Generator) -> list[ImageSpe
     for ident in range(cfg.ids_train + cfg.ids_test):
         cams = np.sort(rng.choice(cfg.cameras, cfg.cameras_per_id, replace=False)).tolist()
         if ident < cfg.ids_train:
+            if cfg.train_cameras_per_id:  # its own stream: the plan's (and so the test split) stays the same
+                own = np.random.default_rng([cfg.seed, 2, ident])
+                cams = own.permutation(cfg.cameras)[:cfg.train_cameras_per_id].tolist()
             train += [ImageSpec(0, "train", ident + 1, cams[k % len(cams)], ident) for k in range(cfg.images_per_id)]
             continue
         for cam in cams:  # every test camera gets queries and gallery: each query has matches elsewhere
