@@ -159,7 +159,6 @@ def test_train_cameras_per_id_changes_only_the_training_split(tiny, tmp_path):
     assert max(len(c) for c in _train_cameras(tiny).values()) == TINY.cameras_per_id
 
 
-
 def test_identities_share_every_attribute_value_but_differ_as_tuples():
     assert [f.name for f in fields(Identity)] == list(ATTRIBUTES)
     for seed in range(3):
