@@ -1,11 +1,20 @@
-"""MODEL.DEVICE -> torch.device: the one device resolver of the engine, the pose backends and the benches."""
+"""MODEL.DEVICE -> torch.device: the one device resolver of the engine, the pose backends and the
+benches; and the one count of the CPU cores this process may use. torch loads on first use, so the
+synthetic generator imports this without it."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -13,6 +22,8 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
 
     `local_rank` defaults to the LOCAL_RANK that torchrun sets (0 when run alone).
     """
+    import torch
+
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":

@@ -146,6 +146,13 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert not {v for k, v in a.items() if k.endswith(".jpg")} & {v for k, v in c.items() if k.endswith(".jpg")}
 
 
+def test_bytes_do_not_depend_on_worker_processes(tiny, tmp_path):
+    """TINY's 68 images make two tasks of at most 64: two worker processes, or one in this process."""
+    generate(tmp_path / "one", TINY, progress=False, workers=1)
+    generate(tmp_path / "two", TINY, progress=False, workers=2)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two") == _files(tiny)
+
+
 def test_train_cameras_per_id_changes_only_the_training_split(tiny, tmp_path):
     """Training ids walk past all 4 cameras; the query and gallery files are the very same bytes."""
     generate(tmp_path / "all", replace(TINY, train_cameras_per_id=4), progress=False)
@@ -236,7 +243,7 @@ def test_a_crash_leaves_no_dataset(tmp_path, monkeypatch):
 
     monkeypatch.setattr(generate_module, "render_image", failing_render)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        generate(tmp_path / "synthetic", TINY, progress=False)
+        generate(tmp_path / "synthetic", TINY, progress=False, workers=1)  # in this process: the patch holds
     assert list(tmp_path.iterdir()) == []
 
 
@@ -247,3 +254,9 @@ def test_bad_settings_name_the_setting():
         SyntheticConfig(train_occluded=1.5).validate()
     with pytest.raises(ValueError, match="train_cameras_per_id=7"):
         SyntheticConfig(cameras=6, train_cameras_per_id=7).validate()
+
+
+def test_negative_workers_is_refused_before_any_file(tmp_path):
+    with pytest.raises(ValueError, match="workers=-1"):
+        generate(tmp_path / "synthetic", TINY, progress=False, workers=-1)
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,7 @@
 """Package layering: a lower package never imports a higher one (imports read from the source, lazy ones included)."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,12 @@ def test_the_engine_never_imports_the_api_layer():
     offenders = {f"{f.relative_to(PFD.parent)}: {name}" for f in sorted((PFD / "engine").rglob("*.py"))
                  for name in imported_modules(f) if name in top or name.startswith(tuple(t + "." for t in top))}
     assert not offenders, f"pfd.engine imports the API layer: {sorted(offenders)}"
+
+
+def test_the_synthetic_generator_starts_without_torch():
+    """`python -m pfd.data.synthetic` stays light (torch alone takes ~2 s to import): its modules and
+    `pfd.pose.keypoints` load no torch; the other `pfd.pose` exports load on first use."""
+    code = ("import sys, pfd.data.synthetic.__main__, pfd.pose.keypoints; print('torch' in sys.modules); "
+            "from pfd.pose import load_or_build; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -1,10 +1,18 @@
 """Pose estimation: COCO-17 keypoints for every image, from HRNet, mediapipe, a file or the
 synthetic generator's ground truth, cached per dataset (see estimator.py and cache.py).
 
-HRNet (and torch) load only when used: `from pfd.pose.hrnet import HRNet`, `pfd.pose.online`.
+The exports below load on first use, so `pfd.pose.keypoints` (plain tuples, used by the synthetic
+generator) imports without torch. HRNet loads only when used: `from pfd.pose.hrnet import HRNet`.
 """
-from .cache import KeypointTable, load_or_build
-from .estimator import BACKENDS, PoseEstimator, build_estimator, estimator_identity, resolve_backend
+from importlib import import_module
 
-__all__ = ["BACKENDS", "KeypointTable", "PoseEstimator", "build_estimator", "estimator_identity", "load_or_build",
-           "resolve_backend"]
+_EXPORTS = {"KeypointTable": "cache", "load_or_build": "cache", "BACKENDS": "estimator",
+            "PoseEstimator": "estimator", "build_estimator": "estimator", "estimator_identity": "estimator",
+            "resolve_backend": "estimator"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pfd.pose' has no attribute {name!r}")

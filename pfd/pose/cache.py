@@ -35,6 +35,7 @@ from tqdm import tqdm
 from ..data.image import ImageReadError
 from .estimator import PER_PROCESS_BACKENDS, PoseEstimator, build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
+from ..device import usable_cores
 from .keypoints import NUM_KEYPOINTS
 
 __all__ = ["KeypointTable", "load_or_build", "cache_path", "compute_keypoints"]
@@ -123,8 +124,7 @@ def predict_readable(estimator: PoseEstimator, paths: Sequence[str]) -> tuple[np
 
 
 def _num_workers(cfg) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, cfg.DATALOADER.NUM_WORKERS))
+    return max(1, min(usable_cores(), cfg.DATALOADER.NUM_WORKERS))
 
 
 ChunkDone = Callable[[int, np.ndarray, list[str]], None]  # (first index, keypoints [n, 17, 3], unreadable paths)

@@ -10,7 +10,8 @@ into a sibling temp folder renamed to DIR at the end, so a crash never leaves a 
 any other non-empty folder is refused, whatever `force` says.
 
 Determinism: the plan (identities, cameras, which image shows whom where) comes from
-RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes. With
+RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes, however
+many worker processes render the images. With
 `train_cameras_per_id`, a training identity's cameras come from RNG(seed, 2, identity) instead,
 so the query and gallery images are the same bytes whatever that setting.
 """
@@ -19,7 +20,10 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,7 @@ from tqdm import tqdm
 from pfd.data.synthetic.identity import HEIGHT_SCALE, Identity, make_identities
 from pfd.data.synthetic.person import VIEWS, draw_person, observe_keypoints, sample_pose
 from pfd.data.synthetic.scene import Camera, make_cameras, occlude
+from pfd.device import usable_cores
 
 KEYPOINTS_FILE = "keypoints.json"
 META_FILE = "meta.json"
@@ -37,6 +42,7 @@ SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bound
 JPEG_QUALITY = 92
 VIEW_PROBS = (0.35, 0.35, 0.3)  # front, back, side
 BAD_CROP_RATE = 0.06  # train/gallery crops that cut off the head or the feet
+IMAGES_PER_TASK = 64  # images a worker process renders per task (and the fewest worth a process)
 
 
 def _setting(default, help_text: str):
@@ -181,6 +187,14 @@ def render_image(spec: ImageSpec, identities: list[Identity], cameras: list[Came
     return image, keypoints, info
 
 
+def _write_image(spec: ImageSpec, identities: list[Identity], cameras: list[Camera], cfg: SyntheticConfig,
+                 folder: Path) -> tuple[list, dict]:
+    """Render one image into folder; returns its keypoints as stored in keypoints.json, and its record."""
+    image, keypoints, info = render_image(spec, identities, cameras, cfg)
+    image.save(folder / spec.path, "JPEG", quality=JPEG_QUALITY)
+    return [[x, y, int(v), c] for x, y, v, c in np.round(keypoints, 2).tolist()], info
+
+
 @dataclass(frozen=True)
 class Summary:
     out_dir: Path
@@ -240,10 +254,13 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(), force: bool = False,
-             progress: bool = True) -> Summary:
+             progress: bool = True, workers: int = 0) -> Summary:
     """Render the dataset to out_dir; a non-empty out_dir is refused unless it is the generator's own
-    and `force` is set."""
+    and `force` is set. `workers` processes render the images (0 = one per CPU core; the bytes are
+    the same for any number)."""
     cfg.validate()
+    if workers < 0:
+        raise ValueError(f"synthetic dataset: workers={workers}, expected >= 0 (0 = one per CPU core)")
     start, out = time.perf_counter(), Path(out_dir)
     _check_target(out, force)
     plan_rng = np.random.default_rng([cfg.seed, 0])
@@ -257,11 +274,15 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
         (tmp / MARKER_FILE).write_text("made by `python -m pfd.data.synthetic`; --force may replace this folder\n")
         for folder in SPLIT_DIRS.values():
             (tmp / folder).mkdir()
-        keypoints, infos = {}, {}
-        for spec in tqdm(specs, desc=f"synthetic {out.name}", unit="img", disable=not progress, mininterval=0.5):
-            image, kps, infos[spec.path] = render_image(spec, identities, cameras, cfg)
-            image.save(tmp / spec.path, "JPEG", quality=JPEG_QUALITY)
-            keypoints[spec.path] = [[x, y, int(v), c] for x, y, v, c in np.round(kps, 2).tolist()]
+        write = partial(_write_image, identities=identities, cameras=cameras, cfg=cfg, folder=tmp)
+        workers = min(workers or usable_cores(), -(-len(specs) // IMAGES_PER_TASK))
+        with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            written = pool.map(write, specs, chunksize=IMAGES_PER_TASK) if pool else map(write, specs)
+            written = tqdm(written, total=len(specs), desc=f"synthetic {out.name}", unit="img",
+                           disable=not progress, mininterval=0.5)
+            records = dict(zip((spec.path for spec in specs), written))  # in plan order
+        keypoints = {path: kps for path, (kps, _) in records.items()}
+        infos = {path: info for path, (_, info) in records.items()}
         _write_json(tmp / META_FILE, {"format": "pfd-synthetic-meta-v1", "config": asdict(cfg), "images": infos})
         _write_json(tmp / KEYPOINTS_FILE, {"format": "pfd-keypoints-v1", "root": ".", "keypoints": keypoints})
         _publish(tmp, out)
