@@ -9,12 +9,13 @@ from pfd.config import load_config
 
 def naive_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
     """The reference loop with a stable argsort (the documented tie rule); CMC rows shorter than
-    max_rank (junk removed from a tiny gallery) are padded with their last value."""
+    max_rank (junk removed from a tiny gallery) are padded with their last value. Returns (CMC,
+    per-query AP [num_q] with NaN for a query without a match, mINP, number of valid queries)."""
     num_q, num_g = distmat.shape
     max_rank = min(max_rank, num_g)
     indices = np.argsort(distmat, axis=1, kind="stable")
     matches = (g_pids[indices] == q_pids[:, None]).astype(np.int32)
-    all_cmc, all_ap, all_inp = [], [], []
+    all_cmc, all_inp, query_ap = [], [], np.full(num_q, np.nan)
     for q in range(num_q):
         order = indices[q]
         keep = ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
@@ -27,10 +28,10 @@ def naive_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
         cmc = np.minimum(cum, 1)[:max_rank]
         all_cmc.append(np.pad(cmc, (0, max_rank - len(cmc)), mode="edge"))
         precision = cum / np.arange(1, len(raw) + 1)
-        all_ap.append((precision * raw).sum() / raw.sum())
-    if not all_ap:
+        query_ap[q] = (precision * raw).sum() / raw.sum()
+    if not all_cmc:
         return None, None, None, 0
-    return np.mean(all_cmc, axis=0), np.mean(all_ap), np.mean(all_inp), len(all_ap)
+    return np.mean(all_cmc, axis=0), query_ap, np.mean(all_inp), len(all_cmc)
 
 
 def random_case(rng, num_q, num_g, num_ids, num_cams, ties):
@@ -51,7 +52,7 @@ def test_matches_naive_loop_on_random_cases(ties):
     for _ in range(40):
         case = random_case(rng, int(rng.integers(1, 30)), int(rng.integers(2, 150)), int(rng.integers(2, 12)),
                            int(rng.integers(1, 4)), ties)
-        cmc, m_ap, m_inp, num_valid = naive_eval(*case)
+        cmc, query_ap, m_inp, num_valid = naive_eval(*case)
         if num_valid == 0:
             with pytest.raises(ValueError, match="none of the"):
                 evaluate(*case)
@@ -60,7 +61,8 @@ def test_matches_naive_loop_on_random_cases(ties):
         assert out["num_valid_queries"] == num_valid
         assert out["num_skipped_queries"] == len(case[1]) - num_valid
         np.testing.assert_allclose(out["cmc"], cmc, atol=1e-6)
-        assert out["mAP"] == pytest.approx(m_ap, abs=1e-6)
+        assert out["mAP"] == pytest.approx(np.nanmean(query_ap), abs=1e-6)
+        np.testing.assert_allclose(out["query_ap"], query_ap, atol=1e-6)  # NaN exactly where the loop skips
         assert out["mINP"] == pytest.approx(m_inp, abs=1e-6)
         checked += 1
     assert checked > 20
@@ -74,11 +76,13 @@ def test_blocks_threads_and_torch_inputs_agree(monkeypatch):
     monkeypatch.setattr(metrics, "_TIE_BUDGET", 50)  # tie resolution in several pieces too
     rng = np.random.default_rng(3)
     case = random_case(rng, 60, 200, 15, 3, ties=True)
-    cmc, m_ap, m_inp, num_valid = naive_eval(*case, max_rank=20)
+    cmc, query_ap, m_inp, num_valid = naive_eval(*case, max_rank=20)
     out = evaluate(*(torch.from_numpy(a) for a in case), max_rank=20)
     assert out["cmc"].shape == (20,) and out["num_valid_queries"] == num_valid
     np.testing.assert_allclose(out["cmc"], cmc, atol=1e-6)
-    assert out["mAP"] == pytest.approx(m_ap, abs=1e-6) and out["mINP"] == pytest.approx(m_inp, abs=1e-6)
+    np.testing.assert_allclose(out["query_ap"], query_ap, atol=1e-6)
+    assert out["mAP"] == pytest.approx(np.nanmean(query_ap), abs=1e-6)
+    assert out["mINP"] == pytest.approx(m_inp, abs=1e-6)
 
 
 def test_hand_made_case():
@@ -89,6 +93,7 @@ def test_hand_made_case():
     out = evaluate(dist, np.array([1]), g_pids, np.array([0]), g_cams, max_rank=4)
     np.testing.assert_allclose(out["cmc"], [0, 1, 1, 1])
     assert out["mAP"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    np.testing.assert_allclose(out["query_ap"], [(1 / 2 + 2 / 4) / 2])
     assert out["mINP"] == pytest.approx(2 / 4)
     assert summarize(out) == pytest.approx({"mAP": 0.5, "mINP": 0.5, "Rank-1": 0.0})
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pfd.retrieval.plots import (BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP, plot_cmc, plot_ranked_lists,
-                                 plot_training_curves, ranked_grid_size)
+                                 plot_training_curves, ranked_grid_size, shown_queries)
 
 
 def test_cmc_png(tmp_path):
@@ -19,6 +19,16 @@ def test_cmc_png(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["cmc.png"]
     with pytest.raises(ValueError, match="non-empty"):
         plot_cmc([], tmp_path / "x.png")
+
+
+def test_shown_queries_by_ap_shares_and_by_list():
+    ap = np.array([0.2, np.nan, 0.9, 0.5, 0.9, 0.1, 0.7])  # query 1 has no true match
+    # best first, ties in list order: 2 (0.9), 4 (0.9), 6, 3, 0, 5; three shares of two, middle of each
+    np.testing.assert_array_equal(shown_queries(ap, 3), [4, 3, 5])
+    np.testing.assert_array_equal(shown_queries(ap, 10), [2, 4, 6, 3, 0, 5])  # no more than the valid queries
+    np.testing.assert_array_equal(shown_queries(ap, 3, "list"), [0, 3, 6])  # whatever the results
+    with pytest.raises(ValueError, match="'best'"):
+        shown_queries(ap, 3, "best")
 
 
 def test_ranked_list_grid(tmp_path):

@@ -68,6 +68,7 @@ CHOICES = {
     "TEST.AMP": ("auto", "bf16", "fp16", "fp32"),
     "TEST.NECK_FEAT": ("before", "after"),
     "TEST.FEAT_NORM": ("yes", "no"),
+    "TEST.VIS_ORDER": ("ap", "list"),  # pfd.retrieval.plots.VIS_ORDERS
 }
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # MODEL.DEVICE
 # Smallest value of numeric keys (lists: of each element); periods below 1 mean "off" and are free.

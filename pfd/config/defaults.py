@@ -144,6 +144,7 @@ _C.TEST.FLIP_FEATS = False  # new: feature = mean of the image's and its mirror 
 _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
 _C.TEST.AMP = "fp32"  # new: evaluation precision: fp32 (the reference) | bf16 | fp16 | auto (as SOLVER.AMP)
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture (0: no picture)
+_C.TEST.VIS_ORDER = "ap"  # new: its rows: ap (one per equal share of the queries sorted by AP, best first) | list (evenly spaced in the query list)
 _C.TEST.VIS_BUCKETS = [0, 6, 12]  # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17)
 
 _C.OUTPUT_DIR = "logs"  # checkpoints, logs, metrics

@@ -2,7 +2,8 @@
 
 Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several): `metrics.json`
 (the numbers, "buckets" by visible keypoints, and "provenance": see pfd.engine.provenance),
-`cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10; none when 0).
+`cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10, picked by
+TEST.VIS_ORDER; none when 0).
 Evaluation runs in TEST.AMP precision (float32 by default, as the reference).
 """
 from __future__ import annotations
@@ -209,12 +210,12 @@ def run_test(cfg) -> dict[str, dict]:
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
         if cfg.TEST.NUM_VIS > 0:
-            write_ranked_lists(test_set, query, gallery, distmat, out_dir)
+            write_ranked_lists(test_set, query, gallery, distmat, metrics["query_ap"], out_dir)
         rows[test_set.name] = record
 
     def write_ranked_lists(test_set: TestSet, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor,
-                           out_dir: Path) -> None:
-        shown = np.linspace(0, len(query.records) - 1, min(cfg.TEST.NUM_VIS, len(query.records))).round().astype(int)
+                           query_ap: np.ndarray, out_dir: Path) -> None:
+        shown = plots.shown_queries(query_ap, cfg.TEST.NUM_VIS, cfg.TEST.VIS_ORDER)
         plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
                                 [r.path for r in gallery.records], gallery.pids,
                                 protocol_ranking(distmat, query, gallery, shown), out_dir / "ranked_lists.png",

@@ -132,7 +132,9 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50) ->
 
     Returns:
         {"mAP": float, "cmc": np.ndarray float64 [max_rank] (cmc[k] = Rank-(k+1) accuracy),
-         "mINP": float, "num_valid_queries": int, "num_skipped_queries": int}; all in [0, 1].
+         "mINP": float, "num_valid_queries": int, "num_skipped_queries": int,
+         "query_ap": np.ndarray float64 [num_query], each query's AP (NaN for one without a true
+         match; mAP is their mean over the others)}; rates in [0, 1].
         Equal, up to float rounding, to the TransReID/fast-reid per-query loop with a stable argsort.
 
     Raises:
@@ -172,6 +174,7 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50) ->
         "mINP": float(inp.mean()),
         "num_valid_queries": num_valid,
         "num_skipped_queries": num_q - num_valid,
+        "query_ap": torch.where(valid, ap.double(), torch.nan).cpu().numpy(),
     }
 
 

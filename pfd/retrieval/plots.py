@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 from ..io import atomic_write
 
-__all__ = ["plot_cmc", "plot_ranked_lists", "plot_training_curves", "ranked_grid_size", "BORDER", "PAD",
-           "QUERY_GAP", "KEYPOINT_COLOURS"]
+__all__ = ["plot_cmc", "plot_ranked_lists", "plot_training_curves", "ranked_grid_size", "shown_queries",
+           "BORDER", "PAD", "QUERY_GAP", "KEYPOINT_COLOURS", "VIS_ORDERS"]
 
 BORDER = 4  # coloured frame around each thumbnail
 PAD = 4  # space between cells
@@ -84,6 +84,29 @@ def _thumbnail(path: str, image_hw: tuple[int, int], colour, keypoints=None, thr
             fill = KEYPOINT_COLOURS["visible" if conf >= threshold else "occluded"]
             draw.ellipse([x - r, y - r, x + r, y + r], fill=fill, outline=(0, 0, 0))
     return ImageOps.expand(image, border=BORDER, fill=colour)
+
+
+VIS_ORDERS = ("ap", "list")  # TEST.VIS_ORDER: how `shown_queries` picks the rows of the picture
+
+
+def shown_queries(query_ap, count: int, order: str = "ap") -> np.ndarray:
+    """Indices of the `count` queries a ranked-list picture shows, of query_ap [num_query] (each
+    query's AP, NaN without a true match: `metrics.evaluate`'s "query_ap").
+
+    "ap": the queries with a true match, sorted by AP (best first, ties in list order), cut into
+    `count` equal shares, and the middle query of each share: every row stands for as many queries,
+    so the picture's right and wrong matches follow the metrics, best row on top.
+    "list": evenly spaced through the query list, first and last included, whatever the results.
+    """
+    query_ap = np.asarray(query_ap, dtype=np.float64)
+    if order == "list":
+        return np.linspace(0, len(query_ap) - 1, min(count, len(query_ap))).round().astype(np.int64)
+    if order != "ap":
+        raise ValueError(f"ranked-list order {order!r}: expected one of {', '.join(VIS_ORDERS)}")
+    valid = np.flatnonzero(~np.isnan(query_ap))
+    ranked = valid[np.argsort(-query_ap[valid], kind="stable")]  # best first
+    count = min(count, len(ranked))
+    return ranked[((np.arange(count) + 0.5) * len(ranked) / count).astype(np.int64)]
 
 
 def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gallery_paths: Sequence[str],
