@@ -173,6 +173,19 @@ def protocol_ranking(distmat: torch.Tensor, query: FeatureSet, gallery: FeatureS
     return dist.topk(min(TOPK_SHOWN, dist.shape[1]), dim=1, largest=False).indices.numpy()
 
 
+def write_ranked_lists(cfg, test_set: TestSet, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor,
+                       query_ap: np.ndarray, path: Path) -> None:
+    """The ranked-list picture: TEST.NUM_VIS queries picked by TEST.VIS_ORDER, with their keypoints
+    and their top TOPK_SHOWN under the evaluation protocol."""
+    shown = plots.shown_queries(query_ap, cfg.TEST.NUM_VIS, cfg.TEST.VIS_ORDER)
+    plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
+                            [r.path for r in gallery.records], gallery.pids,
+                            protocol_ranking(distmat, query, gallery, shown), path,
+                            topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST),
+                            query_keypoints=shown_keypoints(test_set.keypoints, query, shown),
+                            keypoint_threshold=cfg.MODEL.SKT_THRES)
+
+
 def summary_table(rows: dict[str, dict]) -> str:
     """A fixed-width table, one row per test set, values in percent."""
     cols = ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")
@@ -210,18 +223,9 @@ def run_test(cfg) -> dict[str, dict]:
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
         if cfg.TEST.NUM_VIS > 0:
-            write_ranked_lists(test_set, query, gallery, distmat, metrics["query_ap"], out_dir)
+            write_ranked_lists(cfg, test_set, query, gallery, distmat, metrics["query_ap"],
+                               out_dir / "ranked_lists.png")
         rows[test_set.name] = record
-
-    def write_ranked_lists(test_set: TestSet, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor,
-                           query_ap: np.ndarray, out_dir: Path) -> None:
-        shown = plots.shown_queries(query_ap, cfg.TEST.NUM_VIS, cfg.TEST.VIS_ORDER)
-        plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
-                                [r.path for r in gallery.records], gallery.pids,
-                                protocol_ranking(distmat, query, gallery, shown), out_dir / "ranked_lists.png",
-                                topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST),
-                                query_keypoints=shown_keypoints(test_set.keypoints, query, shown),
-                                keypoint_threshold=cfg.MODEL.SKT_THRES)
 
     evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),
                        amp_dtype, on_result=write_outputs)
