@@ -196,7 +196,8 @@ def plot_training_curves(metrics_log, path, size_px: tuple[int, int] = (960, 400
     for name, curve in evals.items():
         points = sorted(curve.items())
         map_ax.plot([e for e, _ in points], [100 * m for _, m in points], marker="o", label=name or None)
-    map_ax.set(xlabel="epoch", ylabel="mAP (%)", title="evaluation mAP", xlim=(0, max(epochs[-1], 1)))
+    map_ax.set(xlabel="epoch", ylabel="mAP (%)", title="evaluation mAP",
+               xlim=(0, max(epochs[-1], 1) + 0.5))  # room for the last epoch's marker
     if any(evals):
         map_ax.legend(fontsize=8)
     for ax in (loss_ax, map_ax):
