@@ -276,13 +276,13 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
             (tmp / folder).mkdir()
         write = partial(_write_image, identities=identities, cameras=cameras, cfg=cfg, folder=tmp)
         workers = min(workers or usable_cores(), -(-len(specs) // IMAGES_PER_TASK))
+        keypoints, infos = {}, {}
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             written = pool.map(write, specs, chunksize=IMAGES_PER_TASK) if pool else map(write, specs)
             written = tqdm(written, total=len(specs), desc=f"synthetic {out.name}", unit="img",
                            disable=not progress, mininterval=0.5)
-            records = dict(zip((spec.path for spec in specs), written))  # in plan order
-        keypoints = {path: kps for path, (kps, _) in records.items()}
-        infos = {path: info for path, (_, info) in records.items()}
+            for spec, (kps, info) in zip(specs, written):  # in plan order
+                keypoints[spec.path], infos[spec.path] = kps, info
         _write_json(tmp / META_FILE, {"format": "pfd-synthetic-meta-v1", "config": asdict(cfg), "images": infos})
         _write_json(tmp / KEYPOINTS_FILE, {"format": "pfd-keypoints-v1", "root": ".", "keypoints": keypoints})
         _publish(tmp, out)
