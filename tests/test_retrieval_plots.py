@@ -29,6 +29,7 @@ def test_shown_queries_by_ap_shares_and_by_list():
     np.testing.assert_array_equal(shown_queries(ap, 3, "list"), [0, 3, 6])  # whatever the results
     with pytest.raises(ValueError, match="'best'"):
         shown_queries(ap, 3, "best")
+    assert shown_queries(np.full(3, np.nan), 3).shape == (0,)  # no query with a true match: no rows
 
 
 def test_ranked_list_grid(tmp_path):

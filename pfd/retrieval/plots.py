@@ -106,6 +106,8 @@ def shown_queries(query_ap, count: int, order: str = "ap") -> np.ndarray:
     valid = np.flatnonzero(~np.isnan(query_ap))
     ranked = valid[np.argsort(-query_ap[valid], kind="stable")]  # best first
     count = min(count, len(ranked))
+    if count == 0:  # no query with a true match (or no rows asked for): nothing to show
+        return ranked
     return ranked[((np.arange(count) + 0.5) * len(ranked) / count).astype(np.int64)]
 
 
