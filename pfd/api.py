@@ -30,7 +30,7 @@ from .config import CN, config_from_text, config_hash, load_config
 from .data.datasets import ImageRecord
 from .data.datasets.base import IMAGE_EXTENSIONS
 from .data.datasets.market import NAME_PATTERN
-from .data.image import check_image_file, read_image
+from .image import check_image_file, read_image
 from .data.transforms import build_transforms
 from .device import resolve_device
 from .engine.evaluator import HeatmapMaker, loader_features

@@ -16,7 +16,7 @@ from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, 
 import pfd
 from pfd.api import Gallery, Match, ReIDModel
 from pfd.data.datasets import build_dataset
-from pfd.data.image import ImageReadError
+from pfd.image import ImageReadError
 from pfd.engine.evaluator import HeatmapMaker, extract_features, load_keypoints
 from pfd.engine.trainer import Trainer
 from pfd.pose.keypoints import FLIP_INDEX

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pfd.data.datasets import DatasetError, build_dataset, canonical_name, split_names
-from pfd.data.image import ImageReadError, read_image
+from pfd.image import ImageReadError, read_image
 
 
 def write_image(path: Path, color=(40, 80, 120), size=(8, 16)) -> Path:

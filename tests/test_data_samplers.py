@@ -9,7 +9,7 @@ from PIL import Image
 
 from pfd.config import load_config
 from pfd.data.datasets import build_dataset
-from pfd.data.image import ImageReadError
+from pfd.image import ImageReadError
 from pfd.data.loader import build_test_loader, build_train_loader
 from pfd.data.samplers import PKSampler, ShuffledSampler
 

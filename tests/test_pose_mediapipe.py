@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import pfd.pose.mediapipe_backend as mp_backend
-from pfd.data.image import read_image
+from pfd.image import read_image
 from pfd.data.synthetic import make_identities, render_person
 from pfd.pose.mediapipe_backend import MediapipeEstimator, prepare_crop
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..image import read_image
 from ..pose.keypoints import NUM_KEYPOINTS
 from .datasets import ImageRecord, ReIDDataset
-from .image import read_image
 from .samplers import PKSampler, ShuffledSampler
 from .transforms import ReIDTransform, build_transforms, check_keypoints
 

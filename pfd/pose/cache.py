@@ -32,10 +32,10 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..data.image import ImageReadError
+from ..device import usable_cores
+from ..image import ImageReadError
 from .estimator import PER_PROCESS_BACKENDS, PoseEstimator, build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
-from ..device import usable_cores
 from .keypoints import NUM_KEYPOINTS
 
 __all__ = ["KeypointTable", "load_or_build", "cache_path", "compute_keypoints"]

@@ -22,6 +22,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..image import read_image
+
 __all__ = ["BACKENDS", "PER_PROCESS_BACKENDS", "PoseEstimator", "build_estimator", "estimator_identity",
            "find_synthetic_keypoints", "resolve_backend"]
 
@@ -48,8 +50,6 @@ class PoseEstimator(abc.ABC):
 
     def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
         """Keypoints of the image files at `paths` (file-based backends look them up by name)."""
-        from ..data.image import read_image
-
         return self.predict([read_image(p) for p in paths])
 
     def close(self) -> None:

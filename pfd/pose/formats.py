@@ -29,8 +29,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..data.image import image_size
 from ..errors import InvalidInputError, MissingFileError
+from ..image import image_size
 from ..io import atomic_write, sha256_file
 from .estimator import PROJECT_FORMAT, PoseEstimator
 from .keypoints import COCO_KEYPOINTS, NUM_KEYPOINTS

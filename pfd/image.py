@@ -5,7 +5,7 @@ import os
 
 from PIL import Image
 
-from ..errors import UserError
+from .errors import UserError
 
 
 class ImageReadError(UserError, OSError):
