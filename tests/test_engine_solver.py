@@ -7,7 +7,7 @@ import torch
 from engine_tiny import make_data, tiny_config
 from torch import nn
 
-from pfd.config import load_config
+from pfd.config import ConfigError, load_config
 from pfd.engine.solver import build_optimizer, build_scheduler, param_groups
 from pfd.engine.trainer import Trainer
 
@@ -143,6 +143,16 @@ def test_classifier_lr_factor_gives_the_id_classifiers_their_own_group():
         id(model["classifier_encoder"].weight), id(model["classifier_parts"].weight)}
     assert {id(p) for p in groups["weights"]["params"]} == {id(model["backbone"].weight)}
     assert groups["weights"]["lr"] == pytest.approx(0.008)
+
+
+def test_large_fc_lr_puts_the_classifiers_at_twice_the_lr_as_the_reference():
+    model = nn.ModuleDict({"backbone": nn.Linear(4, 8), "classifier_encoder": nn.Linear(8, 3, bias=False)})
+    cfg = load_config(None, ["SOLVER.LARGE_FC_LR", "true"])
+    groups = {g["name"]: g for g in build_optimizer(cfg, model).param_groups}
+    assert groups["classifiers"]["lr"] == pytest.approx(2 * groups["weights"]["lr"])
+    assert [id(p) for p in groups["classifiers"]["params"]] == [id(model["classifier_encoder"].weight)]
+    with pytest.raises(ConfigError, match="SOLVER.LARGE_FC_LR.*SOLVER.CLASSIFIER_LR_FACTOR 10.0.*keep one"):
+        load_config(None, ["SOLVER.LARGE_FC_LR", "true", "SOLVER.CLASSIFIER_LR_FACTOR", "10"])
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])

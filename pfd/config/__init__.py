@@ -244,6 +244,11 @@ def _normalize(cfg: CN, origins: dict[str, str]) -> None:
                           "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
     if cfg.MODEL.PATCH_EMBED == "conv_stem":
         _check_conv_stem(cfg, origins)
+    if cfg.SOLVER.LARGE_FC_LR and cfg.SOLVER.CLASSIFIER_LR_FACTOR != 1:
+        raise ConfigError(
+            f"{origins.get('SOLVER.LARGE_FC_LR', 'defaults')}: SOLVER.LARGE_FC_LR (the reference's classifiers at "
+            f"2x the LR) and SOLVER.CLASSIFIER_LR_FACTOR {cfg.SOLVER.CLASSIFIER_LR_FACTOR} "
+            f"({origins.get('SOLVER.CLASSIFIER_LR_FACTOR', 'defaults')}) both set the classifiers' LR; keep one")
     if cfg.MODEL.PVM_MODE == "reference" and cfg.MODEL.QUERY_NUM != 17:
         raise ConfigError(
             f"MODEL.QUERY_NUM={cfg.MODEL.QUERY_NUM} needs MODEL.PVM_MODE paper; "

@@ -103,7 +103,7 @@ _C.SOLVER = CN()
 _C.SOLVER.OPTIMIZER_NAME = "SGD"
 _C.SOLVER.MAX_EPOCHS = 120
 _C.SOLVER.BASE_LR = 0.008
-_C.SOLVER.LARGE_FC_LR = False  # accepted, unused
+_C.SOLVER.LARGE_FC_LR = False  # the ID classifiers at 2x BASE_LR (as CLASSIFIER_LR_FACTOR 2; the reference configs: off)
 _C.SOLVER.BIAS_LR_FACTOR = 2
 _C.SOLVER.CLASSIFIER_LR_FACTOR = 1.0  # new: LR multiplier of the ID classifiers (1 = the reference)
 _C.SOLVER.SEED = 1234

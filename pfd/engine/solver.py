@@ -20,12 +20,13 @@ __all__ = ["build_optimizer", "build_scheduler", "param_groups"]
 
 def param_groups(cfg, model: nn.Module) -> list[dict]:
     """Weights (base LR, WEIGHT_DECAY), biases (BIAS_LR_FACTOR x LR, WEIGHT_DECAY_BIAS) and, when
-    CLASSIFIER_LR_FACTOR is not 1, the ID classifiers' weights (that factor x LR, WEIGHT_DECAY).
+    CLASSIFIER_LR_FACTOR is not 1 or LARGE_FC_LR is on (the reference's switch, factor 2), the ID
+    classifiers' weights (that factor x LR, WEIGHT_DECAY; they have no biases).
 
     Frozen parameters (e.g. the BNNeck biases) are left out.
     """
     weights, biases, classifiers = [], [], []
-    fc_factor = cfg.SOLVER.CLASSIFIER_LR_FACTOR
+    fc_factor = 2.0 if cfg.SOLVER.LARGE_FC_LR else cfg.SOLVER.CLASSIFIER_LR_FACTOR
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
