@@ -9,9 +9,8 @@ feature, prints the ranked list and saves a picture of it; it refuses an index b
 model or config.
 """
 import argparse
-import sys
 
-from pfd.errors import user_errors
+from pfd.errors import add_debug_argument, user_errors
 from pfd.query import build_gallery_index, search_image
 
 
@@ -26,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     index.add_argument("--out", required=True, help="index folder to write")
     index.add_argument("--index-type", choices=("flat", "ivfpq"), default="flat",
                        help="flat: exact search; ivfpq: compressed approximate search for big galleries")
-    index.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
+    add_debug_argument(index)
     index.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
 
     search = sub.add_parser("search", help="rank an index's images for one query image")
@@ -36,20 +35,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     search.add_argument("--config", help="config of the model (default: the one stored with the index)")
     search.add_argument("--weights", help="checkpoint (default: the one stored with the index)")
     search.add_argument("--out", help="ranking picture path (default: INDEX_DIR/search_<image name>.png)")
-    search.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
+    add_debug_argument(search)
     search.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors(args.debug):  # a bad option, file or index: one line, exit status 2
         if args.command == "index":
             build_gallery_index(args.config, args.weights, args.gallery, args.out, args.index_type, args.opts)
         else:
             search_image(args.index, args.image, args.topk, args.config, args.weights, args.out, args.opts)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

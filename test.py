@@ -9,13 +9,13 @@ import argparse
 from pfd.config import load_config
 from pfd.engine.distributed import cleanup
 from pfd.engine.tester import run_test
-from pfd.errors import user_errors
+from pfd.errors import add_debug_argument, user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config file")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
+    add_debug_argument(parser)
     parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ... (TEST.WEIGHT path)")
     return parser.parse_intermixed_args(argv)  # --config may come before or after the overrides
 

@@ -8,7 +8,7 @@ import argparse
 from pfd.config import load_config
 from pfd.engine.distributed import cleanup
 from pfd.engine.trainer import train
-from pfd.errors import user_errors
+from pfd.errors import add_debug_argument, user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -16,7 +16,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a checkpoint (no value: OUTPUT_DIR/last.pth if present)")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
+    add_debug_argument(parser)
     parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser.parse_intermixed_args(argv)  # --resume may come before or after the overrides
 

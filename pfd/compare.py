@@ -8,11 +8,11 @@ each like test.py (OUT/NAME/test/metrics.json) and prints one table: mAP / Rank-
 and per visible-keypoint bucket (TEST.VIS_BUCKETS), and each variant minus the baseline.
 """
 import argparse
-import sys
 
 from pfd.config import load_config
 from pfd.engine.compare import DEFAULT_VARIANTS, compare_table, run_compare
 from pfd.engine.distributed import cleanup
+from pfd.errors import InvalidInputError, add_debug_argument, user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="run only these variants (e.g. --only pfd to add a run to an earlier --out)")
     parser.add_argument("--reuse", action="store_true", help="evaluate finished runs in OUT instead of retraining")
     parser.add_argument("opts", nargs="*", help="config overrides for every variant: KEY VALUE ...")
+    add_debug_argument(parser)
     return parser.parse_intermixed_args(argv)
 
 
@@ -33,34 +34,30 @@ def variants_from_args(args) -> dict[str, list[str]]:
     variants = dict(DEFAULT_VARIANTS)
     for name, *overrides in args.variant:
         if len(overrides) % 2:
-            raise ValueError(f"--variant {name}: overrides come in KEY VALUE pairs, got {overrides}")
+            raise InvalidInputError(f"--variant {name}: overrides come in KEY VALUE pairs, got {overrides}")
         if name in variants:
-            raise ValueError(f"--variant {name}: the name is taken (variants: {', '.join(variants)})")
+            raise InvalidInputError(f"--variant {name}: the name is taken (variants: {', '.join(variants)})")
         variants[name] = ["MODEL.NAME", "pfd", *overrides]
     if args.only:
         unknown = sorted(set(args.only) - set(variants))
         if unknown:
-            raise ValueError(f"--only {' '.join(unknown)}: no such variant (variants: {', '.join(variants)})")
+            raise InvalidInputError(f"--only {' '.join(unknown)}: no such variant (variants: {', '.join(variants)})")
         variants = {n: o for n, o in variants.items() if n in args.only}
     for overrides in variants.values():  # every variant's config is checked before hours of training
         load_config(args.config, [*args.opts, *overrides])
     return variants
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with user_errors(args.debug):  # a bad variant, config or --out: one line, exit status 2
         variants = variants_from_args(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        results = run_compare(args.config, args.opts, args.out, variants, reuse=args.reuse)
-    finally:
-        cleanup()
+        try:
+            results = run_compare(args.config, args.opts, args.out, variants, reuse=args.reuse)
+        finally:
+            cleanup()
     print("\n" + compare_table(results), flush=True)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,16 +3,20 @@
 A `UserError` is a failure the user can fix without reading code: a bad config value, a missing or
 damaged file, a checkpoint of another model, a full disk. Its message names the file, key or value
 and what was expected. train.py, test.py and query.py print it as one line and exit with status 2;
-anything else is a bug and keeps its traceback (so does a UserError under `--debug`).
+anything else is a bug and keeps its traceback (so does a UserError under `--debug`). The package
+commands (`python -m pfd.pose`, `pfd.data.synthetic`, `pfd.compare`, `pfd.export`, `pfd.model.convert`)
+report the same way.
 Subclasses also derive from the builtin type that callers may already catch (ValueError, OSError).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from typing import Iterator
 
-__all__ = ["UserError", "InvalidInputError", "MissingFileError", "user_errors"]
+__all__ = ["UserError", "InvalidInputError", "MissingFileError", "OutputExistsError", "add_debug_argument",
+           "user_errors"]
 
 EXIT_USER_ERROR = 2  # the status argparse uses for a bad command line
 
@@ -27,6 +31,16 @@ class InvalidInputError(UserError, ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the user named (or the config points at) does not exist."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """An output path holds something this run did not make; it is never replaced (the message says
+    how to proceed)."""
+
+
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--debug` flag of every command: show an expected error's traceback too."""
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import add_debug_argument, user_errors
 from .io import atomic_path
 from .model.parts import cosine_matrix, pfa
 from .pose.heatmaps import render_heatmaps
@@ -193,18 +193,20 @@ def parse_args(argv=None) -> argparse.Namespace:
                                          "required for reference checkpoints)")
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     from .api import ReIDModel
     from .engine.logger import setup_logger
 
     args = parse_args(argv)
     setup_logger(None)
-    model = ReIDModel.from_checkpoint(args.weights, args.config, device="cpu", opts=args.opts)
-    cfg = model.cfg
-    report = export_onnx(model.model, args.out, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, model.num_cameras)
+    with user_errors(args.debug):  # a bad checkpoint, config or a failed check: one line, exit status 2
+        model = ReIDModel.from_checkpoint(args.weights, args.config, device="cpu", opts=args.opts)
+        cfg = model.cfg
+        report = export_onnx(model.model, args.out, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, model.num_cameras)
     print(f"exported {cfg.MODEL.NAME} ({report['feature_dim']}-d features, opset {report['opset']}) to "
           f"{report['path']} in {report['export_seconds']:.1f} s; onnxruntime vs PyTorch relative difference "
           f"{report['relative_difference']:.2e} (tolerance {TOLERANCE:g}) on batches of "
@@ -213,8 +215,7 @@ def main(argv=None) -> int:
         print(f"{report['near_ties']} of {report['samples']} checked samples have a near-tie PFA/PVM matching "
               f"(similarity gap < {TIE_MARGIN:g}), where rounding may pick another view: for them only the first "
               f"{model.model.matching_free_dim} values (g_bn, l_i_bn) were compared", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,6 +6,16 @@ from engine_tiny import DEMO_CONFIG, make_data, tiny_opts
 
 from pfd import compare
 from pfd.engine.compare import compare_table
+from pfd.errors import OutputExistsError
+
+
+def exit_status(argv: list[str]) -> int:
+    """The exit status of `python -m pfd.compare ARGV`, run in this process."""
+    try:
+        compare.main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+    return 0
 
 
 def record(m_ap, rank1, buckets):
@@ -28,7 +38,7 @@ def test_compare_trains_both_alike_and_reuses_finished_runs(tmp_path, capsys):
     out = tmp_path / "cmp"
     opts = tiny_opts(root, tmp_path / "unused", "SOLVER.MAX_EPOCHS", "1")
     args = ["--config", str(DEMO_CONFIG), "--out", str(out), *opts]
-    assert compare.main(args + ["--variant", "no_pfa", "MODEL.PFA", "false"]) == 0
+    compare.main(args + ["--variant", "no_pfa", "MODEL.PFA", "false"])
     table = capsys.readouterr().out
     for name in ("pfd", "vit_baseline", "no_pfa", "pfd - vit_baseline", "no_pfa - vit_baseline", "12-17 vis"):
         assert name in table
@@ -44,20 +54,21 @@ def test_compare_trains_both_alike_and_reuses_finished_runs(tmp_path, capsys):
     pfd_mtime = (out / "pfd" / "last.pth").stat().st_mtime_ns
 
     # --reuse evaluates the finished runs again without retraining them; same weights, same figures.
-    assert compare.main(args + ["--reuse", "--only", "pfd"]) == 0
+    compare.main(args + ["--reuse", "--only", "pfd"])
     assert (out / "pfd" / "last.pth").stat().st_mtime_ns == pfd_mtime
     again = json.loads((out / "compare.json").read_text())["metrics"]
     assert list(again) == ["pfd"] and again["pfd"]["mAP"] == pytest.approx(saved["metrics"]["pfd"]["mAP"])
-    with pytest.raises(FileExistsError, match="pfd is not empty"):
-        compare.main(args)
+    with pytest.raises(OutputExistsError, match="pfd is not empty"):  # --debug: the exception itself
+        compare.main(args + ["--debug"])
+    assert exit_status(args) == 2 and "pfd is not empty" in capsys.readouterr().err
 
 
 def test_bad_variants_fail_before_training(tmp_path, capsys):
     base = ["--config", str(DEMO_CONFIG), "--out", str(tmp_path / "x")]
-    assert compare.main(base + ["--variant", "odd", "MODEL.PFA"]) == 2
-    assert compare.main(base + ["--variant", "pfd", "MODEL.PFA", "false"]) == 2
-    assert compare.main(base + ["--variant", "typo", "MODEL.PFAA", "false"]) == 2
-    assert compare.main(base + ["--only", "nothing"]) == 2
+    assert exit_status(base + ["--variant", "odd", "MODEL.PFA"]) == 2
+    assert exit_status(base + ["--variant", "pfd", "MODEL.PFA", "false"]) == 2
+    assert exit_status(base + ["--variant", "typo", "MODEL.PFAA", "false"]) == 2
+    assert exit_status(base + ["--only", "nothing"]) == 2
     err = capsys.readouterr().err
     assert "KEY VALUE pairs" in err and "name is taken" in err and "MODEL.PFAA" in err and "no such variant" in err
     assert not (tmp_path / "x").exists()

@@ -17,6 +17,7 @@ from pfd.data.synthetic import (
 from pfd.data.synthetic.__main__ import main
 from pfd.data.synthetic.identity import ATTRIBUTES, Identity, attribute_counts
 from pfd.data.synthetic.person import observe_keypoints, sample_pose
+from pfd.errors import OutputExistsError
 from pfd.pose.keypoints import COCO_KEYPOINTS
 
 NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
@@ -194,6 +195,15 @@ TINY_ARGS = ["--ids-train", "2", "--ids-test", "2", "--images-per-id", "2", "--c
              "--cameras-per-id", "2", "--distractors", "1", "--junk", "0", "--quiet"]
 
 
+def exit_status(argv: list[str]) -> int:
+    """The exit status of `python -m pfd.data.synthetic ARGV`, run in this process."""
+    try:
+        main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+    return 0
+
+
 def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, capsys):
     """A folder of the user's (a thesis, a Market-1501 copy) survives --force, and the refusal
     names what is in it without inviting --force."""
@@ -202,12 +212,12 @@ def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, caps
     (out / "thesis.tex").write_text("keep me")
     args = ["--out", str(out), *TINY_ARGS]
     for extra in ([], ["--force"]):
-        assert main(args + extra) == 2
+        assert exit_status(args + extra) == 2
         err = capsys.readouterr().err
         assert "not a folder made by the synthetic generator" in err and "thesis.tex" in err and "Market-1501/" in err
         assert "--force" not in err
-    with pytest.raises(FileExistsError, match="thesis.tex"):
-        generate(out, TINY, force=True, progress=False)
+    with pytest.raises(OutputExistsError, match="thesis.tex"):  # --debug: the exception itself
+        main(args + ["--force", "--debug"])
     assert (out / "thesis.tex").read_text() == "keep me" and (out / "Market-1501" / "bounding_box_train").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temp folder left
 
@@ -215,21 +225,21 @@ def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, caps
 def test_force_replaces_only_the_generators_own_folder(tmp_path, capsys):
     out = tmp_path / "synthetic"
     args = ["--out", str(out), *TINY_ARGS]
-    assert main(args) == 0 and (out / MARKER_FILE).is_file()
+    assert exit_status(args) == 0 and (out / MARKER_FILE).is_file()
     capsys.readouterr()
-    assert main(args) == 2  # its own folder: refused without --force, which the message offers
+    assert exit_status(args) == 2  # its own folder: refused without --force, which the message offers
     assert "made by this generator; pass --force to replace it" in capsys.readouterr().err
-    assert main(args + ["--force", "--seed", "5"]) == 0
+    assert exit_status(args + ["--force", "--seed", "5"]) == 0
     assert "query 2 ids/4 images (100% occluded)" in capsys.readouterr().out
     assert json.loads((out / META_FILE).read_text())["config"]["seed"] == 5 and is_complete(out)
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no temp or old folders left
 
     (out / "notes.txt").write_text("added by the user")  # the user's file inside the generated folder
-    assert main(args + ["--force"]) == 2 and "notes.txt" in capsys.readouterr().err
+    assert exit_status(args + ["--force"]) == 2 and "notes.txt" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "added by the user"
     (out / "notes.txt").unlink()
     (out / MARKER_FILE).unlink()  # without the marker it is not recognisably the generator's
-    assert main(args + ["--force"]) == 2 and is_complete(out)
+    assert exit_status(args + ["--force"]) == 2 and is_complete(out)
 
 
 def test_a_crash_leaves_no_dataset(tmp_path, monkeypatch):

@@ -1,9 +1,16 @@
-"""The thin scripts accept their options before or after the KEY VALUE overrides, and report an
-expected error as one line with exit status 2 (the traceback only with --debug)."""
+"""The thin scripts accept their options before or after the KEY VALUE overrides, and they and the
+package commands (`python -m pfd.pose` ...) report an expected error as one line with exit status 2
+(the traceback only with --debug)."""
+import importlib
+import re
+from pathlib import Path
+
 import pytest
+import torch
 from engine_tiny import DEMO_CONFIG, load_script
 
 from pfd.config import ConfigError
+from pfd.errors import InvalidInputError, UserError
 
 
 def test_train_resume_after_overrides():
@@ -39,3 +46,34 @@ def test_expected_errors_are_one_line_and_exit_2(script, override, expected, cap
     assert exit_info.value.code == 2 and err == f"error: command line: {expected}\n"
     with pytest.raises(ConfigError, match=expected.split(",")[0]):  # --debug: the exception and its traceback
         main(argv + ["--debug"])
+
+
+def _package_command_cases(tmp: Path) -> dict[str, tuple[list[str], type, str]]:
+    """`python -m` command -> (argv with one bad input, the UserError it raises, words of its message)."""
+    foreign = tmp / "foreign.pth"
+    torch.save({"head.weight": torch.zeros(2)}, foreign)
+    return {
+        "pfd.pose": (["--config", str(DEMO_CONFIG), "MODEL.DEVICE", "gpu"], ConfigError, "MODEL.DEVICE must be"),
+        "pfd.data.synthetic": (["--out", str(tmp / "syn"), "--ids-train", "0"], InvalidInputError, "ids_train=0"),
+        "pfd.compare": (["--config", str(DEMO_CONFIG), "--out", str(tmp / "cmp"), "--only", "nothing"],
+                        InvalidInputError, "no such variant"),
+        "pfd.export": (["--weights", str(tmp / "missing.pth"), "--out", str(tmp / "m.onnx")], UserError,
+                       "missing.pth"),
+        "pfd.model.convert": ([str(foreign), str(tmp / "out.pth")], InvalidInputError,
+                              "layout 'unknown' is not a reference checkpoint"),
+    }
+
+
+@pytest.mark.parametrize("command", ["pfd.pose", "pfd.data.synthetic", "pfd.compare", "pfd.export",
+                                     "pfd.model.convert"])
+def test_package_commands_report_expected_errors_like_the_scripts(command, tmp_path, capsys):
+    argv, error, words = _package_command_cases(tmp_path)[command]
+    package_main = command in ("pfd.pose", "pfd.data.synthetic")  # a package runs its __main__ module
+    main = importlib.import_module(command + ".__main__" if package_main else command).main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and words in err and err.count("\n") == 1
+    with pytest.raises(error, match=re.escape(words)):  # --debug: the exception and its traceback
+        main(argv + ["--debug"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pth"]  # nothing written

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import load_config
+from ..errors import OutputExistsError
 from ..io import atomic_write
 from .checkpoint import load_checkpoint
 from .tester import run_test
@@ -47,7 +48,7 @@ def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants:
         if reuse and _finished(run_dir, cfg.SOLVER.MAX_EPOCHS):
             logger.info("compare: %s already trained in %s, evaluating it", name, run_dir)
         elif run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
+            raise OutputExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
                                   "finished runs without retraining")
         else:
             logger.info("compare: training %s (%s) into %s", name, " ".join(extra) or "config as given", run_dir)

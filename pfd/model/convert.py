@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError, add_debug_argument, user_errors
 from ..io import atomic_save
 from ..state_dict import load_state_dict_strict, read_state_dict
 
@@ -130,12 +131,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pfd.model.convert", description=main.__doc__)
     parser.add_argument("src", help="reference checkpoint (.pth)")
     parser.add_argument("dst", help="output file: {'model': state_dict, 'source': src}")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
-    state = read_state_dict(args.src)
-    layout = detect_layout(state)
-    if layout not in _CONVERTERS:
-        raise SystemExit(f"{args.src}: layout {layout!r} is not a reference checkpoint; nothing to convert")
-    atomic_save({"model": _CONVERTERS[layout](state), "source": str(args.src)}, args.dst)
+    with user_errors(args.debug):  # a missing or foreign checkpoint: one line, exit status 2
+        state = read_state_dict(args.src)
+        layout = detect_layout(state)
+        if layout not in _CONVERTERS:
+            raise InvalidInputError(f"{args.src}: layout {layout!r} is not a reference checkpoint (expected "
+                                    f"{' or '.join(_CONVERTERS)}); nothing to convert")
+        atomic_save({"model": _CONVERTERS[layout](state), "source": str(args.src)}, args.dst)
     print(f"{args.src} ({layout}) -> {args.dst}")
 
 

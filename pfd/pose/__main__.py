@@ -14,26 +14,33 @@ import time
 
 from ..config import load_config
 from ..data.datasets import build_dataset, split_names
+from ..errors import add_debug_argument, user_errors
 from .cache import load_or_build
 from .estimator import BACKENDS
+
+
+def pose_datasets(cfg, backend: str | None) -> None:
+    """Build or refresh the keypoint cache of every dataset of `cfg`; one JSON summary line each."""
+    for name in split_names(cfg.DATASETS.NAMES, cfg.DATASETS.TEST_NAMES):
+        dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
+        records = [*dataset.train, *dataset.query, *dataset.gallery]
+        start = time.perf_counter()
+        table = load_or_build(cfg, records, name, backend=backend)
+        print(json.dumps({"dataset": name, "backend": table.backend, "images": len(table),
+                          "detection_rate": round(table.detection_rate, 4),
+                          "seconds": round(time.perf_counter() - start, 2), "cache": table.source}))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pfd.pose", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML config file")
     parser.add_argument("--backend", choices=("auto",) + BACKENDS, help="overrides MODEL.POSE_BACKEND")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = parser.parse_args(argv)
+    parser.add_argument("opts", nargs="*", help="KEY VALUE overrides")
+    add_debug_argument(parser)
+    args = parser.parse_intermixed_args(argv)  # options may come before or after the overrides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_config(args.config, args.opts)
-    for name in split_names(cfg.DATASETS.NAMES, cfg.DATASETS.TEST_NAMES):
-        dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
-        records = [*dataset.train, *dataset.query, *dataset.gallery]
-        start = time.perf_counter()
-        table = load_or_build(cfg, records, name, backend=args.backend)
-        print(json.dumps({"dataset": name, "backend": table.backend, "images": len(table),
-                          "detection_rate": round(table.detection_rate, 4),
-                          "seconds": round(time.perf_counter() - start, 2), "cache": table.source}))
+    with user_errors(args.debug):  # a bad config, dataset or keypoint file: one line, exit status 2
+        pose_datasets(load_config(args.config, args.opts), args.backend)
 
 
 if __name__ == "__main__":

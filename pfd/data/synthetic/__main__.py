@@ -1,9 +1,9 @@
 """`python -m pfd.data.synthetic --out DIR [--ids-train N --ids-test M --seed S ...]`"""
 import argparse
-import sys
 from dataclasses import fields
 
 from pfd.data.synthetic.generate import SyntheticConfig, generate
+from pfd.errors import add_debug_argument, user_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -18,20 +18,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0,
                         help="processes rendering the images (default 0: one per CPU core; the bytes are the same)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = SyntheticConfig(**{f.name: getattr(args, f.name) for f in fields(SyntheticConfig)})
-    try:
-        summary = generate(args.out, cfg, force=args.force, progress=not args.quiet, workers=args.workers)
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(summary)
-    return 0
+    with user_errors(args.debug):  # bad settings, or an --out it must not replace: one line, exit status 2
+        cfg = SyntheticConfig(**{f.name: getattr(args, f.name) for f in fields(SyntheticConfig)})
+        print(generate(args.out, cfg, force=args.force, progress=not args.quiet, workers=args.workers))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -34,6 +34,7 @@ from pfd.data.synthetic.identity import HEIGHT_SCALE, Identity, make_identities
 from pfd.data.synthetic.person import VIEWS, draw_person, observe_keypoints, sample_pose
 from pfd.data.synthetic.scene import Camera, make_cameras, occlude
 from pfd.device import usable_cores
+from pfd.errors import InvalidInputError, OutputExistsError
 
 KEYPOINTS_FILE = "keypoints.json"
 META_FILE = "meta.json"
@@ -89,9 +90,9 @@ class SyntheticConfig:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"synthetic dataset: {name}={getattr(self, name)!r}, expected {expected}")
+                raise InvalidInputError(f"synthetic dataset: {name}={getattr(self, name)!r}, expected {expected}")
         if self.ids_train + self.ids_test > 9999:
-            raise ValueError(f"synthetic dataset: ids_train + ids_test = {self.ids_train + self.ids_test}, "
+            raise InvalidInputError(f"synthetic dataset: ids_train + ids_test = {self.ids_train + self.ids_test}, "
                              "expected <= 9999 (four-digit person ids)")
 
     @property
@@ -222,7 +223,7 @@ def _describe(entries: list[Path], shown: int = 5) -> str:
 def _check_target(out: Path, force: bool) -> None:
     """Refuse a target that holds anything the generator did not make; `force` replaces only its own."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
+        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
     entries = list(out.iterdir()) if out.is_dir() else []
     if not entries:
         return
@@ -230,11 +231,11 @@ def _check_target(out: Path, force: bool) -> None:
     foreign = [p for p in entries if p.name not in own]
     if not (out / MARKER_FILE).is_file() or foreign:
         what = "it holds " + _describe(foreign or entries)
-        raise FileExistsError(f"{out} is not a folder made by the synthetic generator ({what}); "
+        raise OutputExistsError(f"{out} is not a folder made by the synthetic generator ({what}); "
                               "it is never replaced: choose another --out")
     if not force:
         state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
-        raise FileExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
+        raise OutputExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
                               "pass --force to replace it, or choose another --out")
 
 
@@ -260,7 +261,7 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
     the same for any number)."""
     cfg.validate()
     if workers < 0:
-        raise ValueError(f"synthetic dataset: workers={workers}, expected >= 0 (0 = one per CPU core)")
+        raise InvalidInputError(f"synthetic dataset: workers={workers}, expected >= 0 (0 = one per CPU core)")
     start, out = time.perf_counter(), Path(out_dir)
     _check_target(out, force)
     plan_rng = np.random.default_rng([cfg.seed, 0])
