@@ -1,6 +1,7 @@
 """Shared by the engine tests: a tiny synthetic dataset and a tiny CPU config on top of demo_synthetic.yaml."""
 import importlib.util
 from pathlib import Path
+from typing import Callable
 
 from pfd.config import load_config
 from pfd.data.synthetic import SyntheticConfig, generate
@@ -44,6 +45,15 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def exit_status(main: Callable[[list[str]], object], argv: list[str]) -> int:
+    """The exit status of a command's `main(argv)` run in this process: 0 when it returns."""
+    try:
+        main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+    return 0
 
 
 def reference_layout(state: dict) -> dict:

@@ -2,20 +2,11 @@
 import json
 
 import pytest
-from engine_tiny import DEMO_CONFIG, make_data, tiny_opts
+from engine_tiny import DEMO_CONFIG, exit_status, make_data, tiny_opts
 
 from pfd import compare
 from pfd.engine.compare import compare_table
 from pfd.errors import OutputExistsError
-
-
-def exit_status(argv: list[str]) -> int:
-    """The exit status of `python -m pfd.compare ARGV`, run in this process."""
-    try:
-        compare.main(argv)
-    except SystemExit as exit_info:
-        return exit_info.code
-    return 0
 
 
 def record(m_ap, rank1, buckets):
@@ -60,15 +51,15 @@ def test_compare_trains_both_alike_and_reuses_finished_runs(tmp_path, capsys):
     assert list(again) == ["pfd"] and again["pfd"]["mAP"] == pytest.approx(saved["metrics"]["pfd"]["mAP"])
     with pytest.raises(OutputExistsError, match="pfd is not empty"):  # --debug: the exception itself
         compare.main(args + ["--debug"])
-    assert exit_status(args) == 2 and "pfd is not empty" in capsys.readouterr().err
+    assert exit_status(compare.main, args) == 2 and "pfd is not empty" in capsys.readouterr().err
 
 
 def test_bad_variants_fail_before_training(tmp_path, capsys):
     base = ["--config", str(DEMO_CONFIG), "--out", str(tmp_path / "x")]
-    assert exit_status(base + ["--variant", "odd", "MODEL.PFA"]) == 2
-    assert exit_status(base + ["--variant", "pfd", "MODEL.PFA", "false"]) == 2
-    assert exit_status(base + ["--variant", "typo", "MODEL.PFAA", "false"]) == 2
-    assert exit_status(base + ["--only", "nothing"]) == 2
+    assert exit_status(compare.main, base + ["--variant", "odd", "MODEL.PFA"]) == 2
+    assert exit_status(compare.main, base + ["--variant", "pfd", "MODEL.PFA", "false"]) == 2
+    assert exit_status(compare.main, base + ["--variant", "typo", "MODEL.PFAA", "false"]) == 2
+    assert exit_status(compare.main, base + ["--only", "nothing"]) == 2
     err = capsys.readouterr().err
     assert "KEY VALUE pairs" in err and "name is taken" in err and "MODEL.PFAA" in err and "no such variant" in err
     assert not (tmp_path / "x").exists()

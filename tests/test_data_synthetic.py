@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_tiny import exit_status
 from PIL import Image
 
 from pfd.data.synthetic import (
@@ -195,15 +196,6 @@ TINY_ARGS = ["--ids-train", "2", "--ids-test", "2", "--images-per-id", "2", "--c
              "--cameras-per-id", "2", "--distractors", "1", "--junk", "0", "--quiet"]
 
 
-def exit_status(argv: list[str]) -> int:
-    """The exit status of `python -m pfd.data.synthetic ARGV`, run in this process."""
-    try:
-        main(argv)
-    except SystemExit as exit_info:
-        return exit_info.code
-    return 0
-
-
 def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, capsys):
     """A folder of the user's (a thesis, a Market-1501 copy) survives --force, and the refusal
     names what is in it without inviting --force."""
@@ -212,7 +204,7 @@ def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, caps
     (out / "thesis.tex").write_text("keep me")
     args = ["--out", str(out), *TINY_ARGS]
     for extra in ([], ["--force"]):
-        assert exit_status(args + extra) == 2
+        assert exit_status(main, args + extra) == 2
         err = capsys.readouterr().err
         assert "not a folder made by the synthetic generator" in err and "thesis.tex" in err and "Market-1501/" in err
         assert "--force" not in err
@@ -225,21 +217,21 @@ def test_force_never_replaces_a_folder_the_generator_did_not_make(tmp_path, caps
 def test_force_replaces_only_the_generators_own_folder(tmp_path, capsys):
     out = tmp_path / "synthetic"
     args = ["--out", str(out), *TINY_ARGS]
-    assert exit_status(args) == 0 and (out / MARKER_FILE).is_file()
+    assert exit_status(main, args) == 0 and (out / MARKER_FILE).is_file()
     capsys.readouterr()
-    assert exit_status(args) == 2  # its own folder: refused without --force, which the message offers
+    assert exit_status(main, args) == 2  # its own folder: refused without --force, which the message offers
     assert "made by this generator; pass --force to replace it" in capsys.readouterr().err
-    assert exit_status(args + ["--force", "--seed", "5"]) == 0
+    assert exit_status(main, args + ["--force", "--seed", "5"]) == 0
     assert "query 2 ids/4 images (100% occluded)" in capsys.readouterr().out
     assert json.loads((out / META_FILE).read_text())["config"]["seed"] == 5 and is_complete(out)
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no temp or old folders left
 
     (out / "notes.txt").write_text("added by the user")  # the user's file inside the generated folder
-    assert exit_status(args + ["--force"]) == 2 and "notes.txt" in capsys.readouterr().err
+    assert exit_status(main, args + ["--force"]) == 2 and "notes.txt" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "added by the user"
     (out / "notes.txt").unlink()
     (out / MARKER_FILE).unlink()  # without the marker it is not recognisably the generator's
-    assert exit_status(args + ["--force"]) == 2 and is_complete(out)
+    assert exit_status(main, args + ["--force"]) == 2 and is_complete(out)
 
 
 def test_a_crash_leaves_no_dataset(tmp_path, monkeypatch):
