@@ -30,12 +30,12 @@ from .config import CN, config_from_text, config_hash, load_config
 from .data.datasets import ImageRecord
 from .data.datasets.base import IMAGE_EXTENSIONS
 from .data.datasets.market import NAME_PATTERN
-from .image import check_image_file, read_image
 from .data.transforms import build_transforms
 from .device import resolve_device
 from .engine.evaluator import HeatmapMaker, loader_features
 from .engine.tester import load_eval_model, read_eval_checkpoint
 from .errors import InvalidInputError, MissingFileError
+from .image import check_image_file, read_image
 from .io import sha256_file
 from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend

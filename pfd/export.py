@@ -203,7 +203,7 @@ def main(argv=None) -> None:
 
     args = parse_args(argv)
     setup_logger(None)
-    with user_errors(args.debug):  # a bad checkpoint, config or a failed check: one line, exit status 2
+    with user_errors(args.debug):  # a bad checkpoint or config: one line, exit status 2
         model = ReIDModel.from_checkpoint(args.weights, args.config, device="cpu", opts=args.opts)
         cfg = model.cfg
         report = export_onnx(model.model, args.out, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, model.num_cameras)

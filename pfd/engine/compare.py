@@ -49,7 +49,7 @@ def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants:
             logger.info("compare: %s already trained in %s, evaluating it", name, run_dir)
         elif run_dir.exists() and any(run_dir.iterdir()):
             raise OutputExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
-                                  "finished runs without retraining")
+                                    "finished runs without retraining")
         else:
             logger.info("compare: training %s (%s) into %s", name, " ".join(extra) or "config as given", run_dir)
             train(cfg)

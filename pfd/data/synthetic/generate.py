@@ -93,7 +93,7 @@ class SyntheticConfig:
                 raise InvalidInputError(f"synthetic dataset: {name}={getattr(self, name)!r}, expected {expected}")
         if self.ids_train + self.ids_test > 9999:
             raise InvalidInputError(f"synthetic dataset: ids_train + ids_test = {self.ids_train + self.ids_test}, "
-                             "expected <= 9999 (four-digit person ids)")
+                                    "expected <= 9999 (four-digit person ids)")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -232,11 +232,11 @@ def _check_target(out: Path, force: bool) -> None:
     if not (out / MARKER_FILE).is_file() or foreign:
         what = "it holds " + _describe(foreign or entries)
         raise OutputExistsError(f"{out} is not a folder made by the synthetic generator ({what}); "
-                              "it is never replaced: choose another --out")
+                                "it is never replaced: choose another --out")
     if not force:
         state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
         raise OutputExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
-                              "pass --force to replace it, or choose another --out")
+                                "pass --force to replace it, or choose another --out")
 
 
 def _publish(tmp: Path, out: Path) -> None:
