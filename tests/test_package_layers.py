@@ -88,3 +88,11 @@ def test_the_synthetic_generator_starts_without_torch():
             "from pfd.pose import load_or_build; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_the_convert_command_module_runs_once():
+    """`python -m pfd.model.convert` (in the README): pfd.model loads its exports lazily, so runpy does not
+    find the module already imported by its package (a RuntimeWarning, an error here)."""
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "pfd.model.convert", "--help"],
+                         cwd=PFD.parent, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("usage: python -m pfd.model.convert"), out.stderr[-2000:]

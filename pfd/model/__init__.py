@@ -5,10 +5,18 @@
     out = model(images, heatmaps, camids)           # train(): PFDOutput; eval(): [B, model.feature_dim]
     parts = loss_fn(out, pids)                      # {"total", "enc_id", "enc_tri", "dec_id", "dec_tri", "push"}
     load_checkpoint_into(model, path)               # ours or a reference PFD / TransReID checkpoint
-"""
-from .build import build_model
-from .convert import load_checkpoint_into
-from .losses import build_loss
-from .pfd import PFD, PFDOutput
 
-__all__ = ["build_model", "build_loss", "load_checkpoint_into", "PFD", "PFDOutput"]
+The exports below load on first use, so `python -m pfd.model.convert` runs its module once, as
+`__main__`, instead of after this package has already imported it (runpy warns about that).
+"""
+from importlib import import_module
+
+_EXPORTS = {"build_model": "build", "build_loss": "losses", "load_checkpoint_into": "convert", "PFD": "pfd",
+            "PFDOutput": "pfd"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pfd.model' has no attribute {name!r}")
