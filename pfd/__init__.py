@@ -6,13 +6,8 @@ The Python API (pfd.api) is importable from here; it loads torch, timm and FAISS
     from pfd import ReIDModel, Gallery
 """
 
+from .lazy import lazy_exports
+
 __version__ = "0.1.0"
 __all__ = ["ReIDModel", "Gallery", "Match"]
-
-
-def __getattr__(name: str):
-    if name in __all__:
-        from . import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'pfd' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "api"))

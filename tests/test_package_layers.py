@@ -10,7 +10,7 @@ PFD = Path(__file__).resolve().parents[1] / "pfd"
 # A module imports only modules of lower layers and of its own package (or base module). Commands
 # (`python -m pfd.pose`, `pfd.data.synthetic`: their `__main__.py`) sit above all and are exempt.
 LAYERS = (
-    ("errors", "device", "precision"),  # the base modules import nothing of ours ...
+    ("errors", "device", "precision", "lazy"),  # the base modules import nothing of ours ...
     ("io", "state_dict", "image"),  # ... or only errors
     ("config", "retrieval"),
     ("pose",),  # keypoint definitions, estimators, the keypoint cache
@@ -88,6 +88,14 @@ def test_the_synthetic_generator_starts_without_torch():
             "from pfd.pose import load_or_build; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_lazy_exports_load_on_first_use_and_name_the_package_of_a_missing_one():
+    code = ("import sys, pfd.model as m; print('pfd.model.losses' in sys.modules); m.build_loss; "
+            "print('pfd.model.losses' in sys.modules); m.nothing")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "True"]
+    assert "AttributeError: module 'pfd.model' has no attribute 'nothing'" in out.stderr
 
 
 def test_the_convert_command_module_runs_once():

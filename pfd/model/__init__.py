@@ -9,14 +9,9 @@
 The exports below load on first use, so `python -m pfd.model.convert` runs its module once, as
 `__main__`, instead of after this package has already imported it (runpy warns about that).
 """
-from importlib import import_module
+from ..lazy import lazy_exports
 
 _EXPORTS = {"build_model": "build", "build_loss": "losses", "load_checkpoint_into": "convert", "PFD": "pfd",
             "PFDOutput": "pfd"}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pfd.model' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

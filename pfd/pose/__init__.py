@@ -4,15 +4,10 @@ synthetic generator's ground truth, cached per dataset (see estimator.py and cac
 The exports below load on first use, so `pfd.pose.keypoints` (plain tuples, used by the synthetic
 generator) imports without torch. HRNet loads only when used: `from pfd.pose.hrnet import HRNet`.
 """
-from importlib import import_module
+from ..lazy import lazy_exports
 
 _EXPORTS = {"KeypointTable": "cache", "load_or_build": "cache", "BACKENDS": "estimator",
             "PoseEstimator": "estimator", "build_estimator": "estimator", "estimator_identity": "estimator",
             "resolve_backend": "estimator"}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pfd.pose' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
