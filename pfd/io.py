@@ -7,26 +7,41 @@ process (`.NAME.tmp-HOST-PID-XXXX.tmp`): one orphaned by a killed writer is remo
 of the same target (only when its process is gone; a live writer's temp file is never touched).
 A full disk is reported as `DiskFullError`, naming the file. `sha256_file` is the one content hash of
 a file (checkpoint identities, index integrity, keypoint files).
+
+The output guard: every path a command or the API writes is first claimed here. A folder is claimed
+with `claim_output_dir(path, kind)`: a new or empty folder is created and marked as ours (a
+`.pfd-output.json` marker naming its kind: run, eval, index, ...); a folder already marked with that
+kind (or one it may share) is ours to write into; anything else (a user's folder with files in it,
+our folder of another kind, a file) is refused with an `OutputExistsError` saying how to proceed.
+`foreign_entries` lists what in one of our folders we did not make, so that replacing it (`--force`,
+`--replace`) can refuse when a user's file is inside. A single output file is claimed with
+`claim_output_file(path, is_ours)`: new, or an existing file that `is_ours` recognizes (a picture or
+ONNX file this program wrote), and never inside one of our folders of another purpose.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import glob
 import hashlib
+import json
 import os
 import re
 import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import torch
 
-from .errors import UserError
+from .errors import OutputExistsError, UserError
 
-__all__ = ["DiskFullError", "atomic_write", "atomic_path", "atomic_save", "sha256_file"]
+__all__ = ["DiskFullError", "OUTPUT_MARKER", "atomic_write", "atomic_path", "atomic_save", "claim_output_dir",
+           "claim_output_file", "foreign_entries", "output_kind", "sha256_file"]
+
+OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -125,3 +140,85 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def output_kind(folder: str | os.PathLike) -> str | None:
+    """The kind recorded in `folder`'s marker (`claim_output_dir`), or None when it has none."""
+    try:
+        marker = json.loads((Path(folder) / OUTPUT_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    kind = marker.get("kind") if isinstance(marker, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _mark(folder: Path, kind: str) -> None:
+    payload = json.dumps({"format": "pfd-output-v1", "kind": kind}).encode()
+    atomic_write(folder / OUTPUT_MARKER, lambda f: f.write(payload))
+
+
+def _listing(entries: list[str], shown: int = 5) -> str:
+    return ", ".join(entries[:shown]) + (f" and {len(entries) - shown} more" if len(entries) > shown else "")
+
+
+def claim_output_dir(path: str | os.PathLike, kind: str, *, shares: Iterable[str] = (),
+                     adopt: Callable[[Path], bool] | None = None, hint: str = "choose another output folder") -> Path:
+    """Make `path` a folder of ours of `kind` and return it, or refuse it.
+
+    New or empty: created and marked. Marked with `kind` or one of `shares` (kinds whose folders
+    this output may live in, e.g. an evaluation inside its training run): returned as is. Unmarked
+    but recognized by `adopt` (a folder an earlier version of the project made): marked and returned.
+    Anything else raises OutputExistsError naming what is there; `hint` says how to proceed.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} exists and is not a folder; {hint}")
+    if folder.is_dir():
+        found = output_kind(folder)
+        if found is not None and (found == kind or found in set(shares)):
+            return folder
+        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+        if found is not None:
+            raise OutputExistsError(f"{folder} is a pfd {found} folder, not a {kind} folder; {hint}")
+        if entries and not (adopt is not None and adopt(folder)):
+            raise OutputExistsError(f"{folder} is not empty and was not made by pfd (it holds {_listing(entries)}); "
+                                    f"nothing was written: {hint}")
+    folder.mkdir(parents=True, exist_ok=True)
+    _mark(folder, kind)
+    return folder
+
+
+def foreign_entries(folder: str | os.PathLike, owned: Iterable[str]) -> list[str]:
+    """Paths under `folder` (relative, sorted, recursive) that match none of the `owned` glob patterns
+    (matched against the relative path; folders are entered, the marker is always owned)."""
+    root, patterns = Path(folder), [*owned, OUTPUT_MARKER]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        for name in filenames:
+            rel = (rel_dir / name).as_posix()
+            if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns):
+                found.append(rel)
+        dirnames.sort()
+    return sorted(found)
+
+
+def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], *, what: str = "file",
+                      hint: str = "choose another output path") -> Path:
+    """Check that the single output file `path` may be written and return it.
+
+    A new path is fine (its folder is created); an existing file only when `is_ours(path)` says this
+    program wrote it. Refused: a folder, someone else's file, and any path inside one of our marked
+    folders (an index, a run: their files are written by their own commands only).
+    """
+    target = Path(path)
+    parent_kind = output_kind(target.parent)
+    if parent_kind is not None:
+        raise OutputExistsError(f"{target} lies inside a pfd {parent_kind} folder ({target.parent}), whose files "
+                                f"only its own commands write; {hint}")
+    if target.is_dir():
+        raise OutputExistsError(f"{target} is a folder; {hint}")
+    if target.exists() and not is_ours(target):
+        raise OutputExistsError(f"{target} exists and is not a {what} written by pfd; it is never replaced: {hint}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
