@@ -1,12 +1,14 @@
 # `make demo` and `make test` work on a fresh machine: the first use creates .venv and installs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+# The CPU install: requirements.txt and the file it includes (a change to either reinstalls).
+REQS := requirements.txt requirements-common.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQS) | cksum | cut -d' ' -f1)
 DEMO_DIR ?= demo_output
 
 .PHONY: install test demo clean
 
-$(STAMP): requirements.txt
+$(STAMP): $(REQS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)

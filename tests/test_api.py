@@ -1,5 +1,5 @@
 """pfd.api on a tiny synthetic set and an untrained checkpoint: embed equals evaluation, galleries are
-interchangeable with query.py's, bad input is named, and README's "Use from Python" example runs."""
+interchangeable with query.py's, bad input is named, and README's "Query a gallery" Python example runs."""
 import json
 import re
 import shutil
@@ -195,11 +195,11 @@ def demo_layout(setup, where):
 
 
 def test_readme_python_example_runs(setup, tmp_path, monkeypatch, capsys):
-    code = re.search(r"```python\n(.*?)```", readme_section("Use from Python"), re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", readme_section("Query a gallery"), re.S).group(1)
     demo_layout(setup, tmp_path)
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    exec(compile(code, "README.md (Use from Python)", "exec"), {})
+    exec(compile(code, "README.md (Query a gallery)", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("(4, ") and len(lines) == 1 + 5  # the shape line, then 5 matches
     assert all(line.split()[-1].startswith(str(tmp_path)) for line in lines[1:])

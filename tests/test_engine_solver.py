@@ -1,4 +1,4 @@
-"""Optimizer groups and the per-epoch LR schedule follow the reference recipe (PFD_SPEC section 11)."""
+"""Optimizer groups and the per-epoch LR schedule follow the reference recipe (docs/MODEL.md section 11)."""
 import copy
 import math
 

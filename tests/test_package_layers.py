@@ -99,7 +99,7 @@ def test_lazy_exports_load_on_first_use_and_name_the_package_of_a_missing_one():
 
 
 def test_the_convert_command_module_runs_once():
-    """`python -m pfd.model.convert` (in the README): pfd.model loads its exports lazily, so runpy does not
+    """`python -m pfd.model.convert` (in docs/USAGE.md): pfd.model loads its exports lazily, so runpy does not
     find the module already imported by its package (a RuntimeWarning, an error here)."""
     out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "pfd.model.convert", "--help"],
                          cwd=PFD.parent, capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule of the reference recipe (PFD_SPEC section 11).
+"""Optimizer and learning-rate schedule of the reference recipe (docs/MODEL.md section 11).
 
 SGD (momentum 0.9, weight decay 1e-4) with biases at `BIAS_LR_FACTOR` x the base LR and their own
 weight decay, stepped once per epoch by timm's `CosineLRScheduler`: `WARMUP_EPOCHS` linear warm-up

@@ -1,4 +1,4 @@
-"""Visual context encoder (PFD_SPEC section 1): a timm VisionTransformer adapted the TransReID way.
+"""Visual context encoder (docs/MODEL.md section 1): a timm VisionTransformer adapted the TransReID way.
 
 The timm model is used as it is (its blocks, fused attention, init); this module only
 - sets the input size and the patch stride (stride 12 = overlapping patches, "PFD*"),

@@ -1,4 +1,4 @@
-"""Part-view decoder (PFD_SPEC section 6): post-norm DETR decoder layers on nn.MultiheadAttention.
+"""Part-view decoder (docs/MODEL.md section 6): post-norm DETR decoder layers on nn.MultiheadAttention.
 
 Parameter names follow the reference (`self_attn`, `multihead_attn`, `linear1`, `linear2`,
 `norm1..3`, `layers.N`, final `norm`) so reference checkpoints load by a rename. Attention is

@@ -1,4 +1,4 @@
-"""PFD's losses (PFD_SPEC section 9), vectorized over the global entry and all parts.
+"""PFD's losses (docs/MODEL.md section 9), vectorized over the global entry and all parts.
 
 For a (scores [1+P, B, C], feats [1+P, B, D]) pair, with s = GLOBAL_LOSS_SHARE (0.5):
     ID  = s * CE(s_0) + (1 - s) * mean_i CE(s_i)      (CE(s_0) alone when P = 0, the ViT baseline)

@@ -1,4 +1,4 @@
-"""PFD's part machinery on batched tensors (PFD_SPEC sections 2, 5, 7, 8) and the BNNeck/classifier heads.
+"""PFD's part machinery on batched tensors (docs/MODEL.md sections 2, 5, 7, 8) and the BNNeck/classifier heads.
 
 Every function works on a whole batch with gathers, masks and cumulative sums: no Python loop over
 samples, parts or views. Similarities are computed in fp32 even under autocast, so the argmax

@@ -1,4 +1,4 @@
-"""The PFD model (PFD_SPEC sections 2-10) on top of the adapted timm ViT.
+"""The PFD model (docs/MODEL.md sections 2-10) on top of the adapted timm ViT.
 
 Module names follow the reference implementation where they exist (`base_vit`, `b2`,
 `query_embed`, `pose_decoder_linear`, `bottleneck`, `bottleneck_decoder`, `non_skt_decoder`,

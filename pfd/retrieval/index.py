@@ -28,7 +28,7 @@ from ..device import resolve_device
 from ..errors import UserError
 from ..io import atomic_path, atomic_write, sha256_file
 
-__all__ = ["distance_matrix", "rank_gallery", "search", "GalleryIndex", "IndexLoadError", "build_index",
+__all__ = ["distance_matrix", "rank_gallery", "GalleryIndex", "IndexLoadError", "build_index",
            "check_built_with", "load_index", "INDEX_FILE", "META_FILE"]
 
 INDEX_FILE = "index.faiss"
@@ -156,9 +156,6 @@ def rank_gallery(query_feats, gallery_feats, topk: int, normalize: bool = True, 
     index.add(np.ascontiguousarray(gn.numpy()))
     scores, rows = index.search(np.ascontiguousarray(qn.numpy()), topk)
     return _to_distance(scores, normalize).astype(np.float32), rows.astype(np.int64)
-
-
-search = rank_gallery  # the name ARCHITECTURE.md's contract uses
 
 
 # ----------------------------------------------------------------------------- saved gallery index

@@ -1,0 +1,68 @@
+"""The CPU and GPU installs stay one list: requirements.txt and requirements-gpu.txt name the same packages
+at the same pins except FAISS (faiss-cpu there, faiss-gpu here, same version), and `make install`
+reinstalls when any file requirements.txt includes changes."""
+import re
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+FAISS = {"faiss-cpu", "faiss-gpu"}
+
+
+def read_requirements(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, str], list[Path]]:
+    """({package name: requirement as written}, [the files read, includes after their includer]),
+    following `-r FILE` includes relative to the including file."""
+    assert path not in seen, f"{path.name} includes itself through {[p.name for p in seen]}"
+    pins: dict[str, str] = {}
+    files = [path]
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        include = re.fullmatch(r"(?:-r|--requirement)\s*(\S+)", line)
+        if include:
+            sub_pins, sub_files = read_requirements(path.parent / include.group(1), seen + (path,))
+            files += sub_files
+            entries = sub_pins.items()
+        else:
+            req = Requirement(line)
+            entries = [(canonicalize_name(req.name), str(req))]
+        for name, spec in entries:
+            assert name not in pins, f"{path.name}:{number}: {name} is listed twice"
+            pins[name] = spec
+    return pins, files
+
+
+def without_faiss(pins: dict[str, str]) -> dict[str, str]:
+    return {name: spec for name, spec in pins.items() if name not in FAISS}
+
+
+def test_gpu_install_is_the_cpu_install_with_faiss_gpu():
+    cpu, _ = read_requirements(REPO / "requirements.txt")
+    gpu, _ = read_requirements(REPO / "requirements-gpu.txt")
+    assert without_faiss(cpu) == without_faiss(gpu), "the CPU and GPU installs differ beyond FAISS"
+    assert "faiss-cpu" in cpu and "faiss-gpu" not in cpu
+    assert "faiss-gpu" in gpu and "faiss-cpu" not in gpu
+    assert Requirement(cpu["faiss-cpu"]).specifier == Requirement(gpu["faiss-gpu"]).specifier
+    assert {"onnx", "onnxruntime", "torch", "timm"} <= set(gpu)  # the export tests import these on a GPU too
+
+
+def test_make_install_tracks_every_included_file():
+    _, files = read_requirements(REPO / "requirements.txt")
+    reqs_line = re.search(r"^REQS\s*:=(.*)$", (REPO / "Makefile").read_text(), re.M)
+    assert reqs_line, "the Makefile has no REQS list (the files whose checksum names the install stamp)"
+    assert set(reqs_line.group(1).split()) == {f.relative_to(REPO).as_posix() for f in files}
+
+
+def test_reader_follows_includes_and_refuses_duplicates(tmp_path):
+    (tmp_path / "common.txt").write_text("# shared\ntorch==2.14.1\nPillow>=10,<12  # images\n")
+    (tmp_path / "cpu.txt").write_text("-r common.txt\nfaiss-cpu==1.15.1\n")
+    pins, files = read_requirements(tmp_path / "cpu.txt")
+    assert pins == {"torch": "torch==2.14.1", "pillow": "Pillow<12,>=10", "faiss-cpu": "faiss-cpu==1.15.1"}
+    assert files == [tmp_path / "cpu.txt", tmp_path / "common.txt"]
+    (tmp_path / "twice.txt").write_text("-r common.txt\ntorch==2.14.1\n")
+    with pytest.raises(AssertionError, match="torch is listed twice"):
+        read_requirements(tmp_path / "twice.txt")
