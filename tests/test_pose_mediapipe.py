@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 import pfd.pose.mediapipe_backend as mp_backend
+from pfd.errors import MissingFileError
 from pfd.image import read_image
 from pfd.data.synthetic import make_identities, render_person
 from pfd.pose.mediapipe_backend import MediapipeEstimator, prepare_crop
@@ -58,7 +59,7 @@ def test_prepare_crop_maps_back_to_crop_pixels():
 
 def test_models_not_in_the_wheel_are_refused_not_downloaded(monkeypatch):
     monkeypatch.setitem(mp_backend._MODEL_FILES, 2, "pose_landmark_not_shipped.tflite")
-    with pytest.raises(FileNotFoundError, match="pose_landmark_not_shipped.tflite"):
+    with pytest.raises(MissingFileError, match="pose_landmark_not_shipped.tflite"):
         MediapipeEstimator(model_complexity=2)
 
 

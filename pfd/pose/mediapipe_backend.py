@@ -25,7 +25,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .estimator import PoseEstimator
+from ..errors import InvalidInputError, MissingFileError
+from .base import PoseEstimator
 
 __all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe_identity"]
 
@@ -81,12 +82,12 @@ def _model_path(complexity: int) -> str:
     import mediapipe
 
     if complexity not in _MODEL_FILES:
-        raise ValueError(f"mediapipe model_complexity must be 0, 1 or 2, got {complexity!r}")
+        raise InvalidInputError(f"mediapipe model_complexity must be 0, 1 or 2, got {complexity!r}")
     path = os.path.join(os.path.dirname(mediapipe.__file__), "modules", "pose_landmark", _MODEL_FILES[complexity])
     if not os.path.isfile(path):
         shipped = [c for c, f in _MODEL_FILES.items()
                    if os.path.isfile(os.path.join(os.path.dirname(path), f))]
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"mediapipe model_complexity {complexity} needs {path}, which this mediapipe install does not "
             f"ship (mediapipe would download it; this project never does). Shipped complexities: {shipped}"
         )
