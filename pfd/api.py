@@ -38,6 +38,7 @@ from .errors import InvalidInputError, MissingFileError
 from .image import check_image_file, read_image
 from .io import sha256_file
 from .pose import build_estimator
+from .pose.base import PATH_BACKENDS
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.keypoints import NUM_KEYPOINTS
 from .precision import eval_dtype
@@ -45,8 +46,6 @@ from .retrieval.index import META_FILE, GalleryIndex, IndexLoadError, build_inde
 from .retrieval.metrics import retrieval_options
 
 __all__ = ["ReIDModel", "Gallery", "Match", "folder_records", "parse_name"]
-
-FILE_BACKENDS = ("file", "synthetic")  # pose backends that look keypoints up by image path
 
 
 def parse_name(path: str | os.PathLike) -> tuple[int, int]:
@@ -229,7 +228,7 @@ class ReIDModel:
         """Keypoints from the pose backend, TEST.IMS_PER_BATCH images at a time."""
         paths = [x for x in items if isinstance(x, str)]
         backend = resolve_backend(self.cfg, None, paths)
-        if backend in FILE_BACKENDS and len(paths) < len(items):
+        if backend in PATH_BACKENDS and len(paths) < len(items):
             raise InvalidInputError(f"MODEL.POSE_BACKEND {backend} looks keypoints up by image path: pass image "
                                     f"paths, or keypoints= for in-memory images")
         key = (backend, str(find_synthetic_keypoints(paths)) if backend == "synthetic" else "")

@@ -10,6 +10,7 @@ for, and the missing, unexpected and wrongly shaped keys.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -60,12 +61,23 @@ def load_torch_file(path: str | os.PathLike) -> object:
             what = "it is empty"
         elif not head.startswith((b"PK", b"\x80")):  # zip (torch >= 1.6) or pickle (older torch.save)
             what = "not a PyTorch checkpoint (another kind of file?)"
-        elif "Weights only load failed" in str(err):
+        elif _holds_python_objects(path, head, err):
             what = ("a PyTorch file holding Python objects that weights_only loading refuses (a pickled model?); "
                     "save its state_dict() instead")
         else:
             what = "a damaged or truncated PyTorch file (an interrupted copy or download?)"
         raise InvalidInputError(f"{path} ({size} bytes) cannot be read as a checkpoint: {what}") from err
+
+
+def _holds_python_objects(path: Path, head: bytes, err: Exception) -> bool:
+    """Whether weights_only loading refused `path` for the Python objects it pickles (rather than for
+    damage): asked of the file's zip archive (torch >= 1.6), else told by the pickle error's type."""
+    if not head.startswith(b"PK"):
+        return isinstance(err, pickle.UnpicklingError)
+    try:
+        return bool(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001  (a damaged archive: torch raises RuntimeError, ValueError ...)
+        return False
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

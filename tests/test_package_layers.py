@@ -104,3 +104,37 @@ def test_the_convert_command_module_runs_once():
     out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "pfd.model.convert", "--help"],
                          cwd=PFD.parent, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("usage: python -m pfd.model.convert"), out.stderr[-2000:]
+
+
+def module_name(path: Path, root: Path = PFD) -> str:
+    """`pfd/pose/base.py` -> `pfd.pose.base`; a package's `__init__.py` -> the package."""
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_circles(root: Path = PFD) -> list[list[str]]:
+    """Every group of modules under `root` that import each other in a circle (lazy imports included):
+    the strongly connected components of the import graph with more than one module."""
+    files = {module_name(f, root): f for f in root.rglob("*.py")}
+    graph = {name: sorted(n for n in imported_modules(f, root) if n in files and n != name) for name, f in files.items()}
+    reaches = {name: set(targets) for name, targets in graph.items()}
+    for via in graph:  # transitive closure (Floyd-Warshall order): ~100 modules
+        for name in graph:
+            if via in reaches[name]:
+                reaches[name] |= reaches[via]
+    groups = {frozenset({name} | {n for n in reaches[name] if name in reaches[n]}) for name in graph}
+    return sorted(sorted(group) for group in groups if len(group) > 1)
+
+
+def test_no_module_is_in_an_import_circle():
+    assert import_circles() == []
+
+
+def test_the_circle_finder_sees_a_lazy_circle(tmp_path):
+    pose = tmp_path / "pfd" / "pose"
+    pose.mkdir(parents=True)
+    (pose / "__init__.py").write_text("")
+    (pose / "estimator.py").write_text("def build():\n    from .hrnet import HRNet\n")
+    (pose / "hrnet.py").write_text("from .estimator import build\nfrom . import base\n")
+    (pose / "base.py").write_text("import os\n")
+    assert import_circles(tmp_path / "pfd") == [["pfd.pose.estimator", "pfd.pose.hrnet"]]

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pfd.config import load_config
+from pfd.config import ConfigError, load_config
 from pfd.data.datasets import ImageRecord
 from pfd.pose.cache import KeypointTable, cache_path, load_or_build
-from pfd.pose.estimator import PoseEstimator, resolve_backend
+from pfd.pose.base import PoseEstimator
+from pfd.errors import InvalidInputError, MissingFileError
+from pfd.pose.estimator import build_estimator, resolve_backend
 from pfd.pose.formats import read_cache_npz
 
 
@@ -105,6 +107,19 @@ def test_auto_backend_choice(tmp_path):
     assert resolve_backend(plain, "mediapipe", [str(image)]) == "mediapipe"
 
 
+def test_backend_mistakes_are_user_errors_naming_the_key(tmp_path):
+    image = str(tmp_path / "query" / "0001_c1s1_000001_00.jpg")
+    plain = load_config(None, [])
+    with pytest.raises(InvalidInputError, match="pose backend must be one of auto, hrnet, mediapipe, file, synthetic"):
+        resolve_backend(plain, "openpose", [image])
+    with pytest.raises(ConfigError, match="MODEL.POSE_BACKEND file needs MODEL.POSE_FILE"):
+        build_estimator(plain, "file", [image])
+    with pytest.raises(MissingFileError, match="MODEL.POSE_BACKEND synthetic: no keypoints.json"):
+        build_estimator(plain, "synthetic", [image])
+    with pytest.raises(ConfigError, match="MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT"):
+        build_estimator(plain, "hrnet", [image])
+
+
 def test_cli_caches_a_synthetic_dataset_with_its_ground_truth(tmp_path, capsys):
     from pfd.data.synthetic import SyntheticConfig, generate
     from pfd.pose.__main__ import main
@@ -168,15 +183,19 @@ def test_unreadable_image_counts_as_no_person_and_the_rest_is_cached(dataset, ca
 
 SLOW_POSE_PASS = """
 import sys, time
+from pathlib import Path
 import numpy as np
 from pfd.config import load_config
 from pfd.data.datasets import ImageRecord
 from pfd.pose import cache
-from pfd.pose.estimator import PoseEstimator
+from pfd.pose.base import PoseEstimator
 
-class Slow(PoseEstimator):  # the tests' CountingEstimator, 50 ms per image
-    name, identity = "counting", "counting-v1"
+class Slow(PoseEstimator):  # the tests' CountingEstimator, 50 ms per image; marks its third chunk
+    name, identity, calls = "counting", "counting-v1", 0
     def predict(self, images):
+        self.calls += 1
+        if self.calls == 3:  # chunks 1 and 2 are saved: tell the test the pass is midway
+            Path(sys.argv[2]).touch()
         time.sleep(0.05 * len(images))
         means = np.array([np.asarray(img, np.float32).mean() for img in images], np.float32)
         kps = np.zeros((len(images), 17, 3), np.float32)
@@ -184,7 +203,7 @@ class Slow(PoseEstimator):  # the tests' CountingEstimator, 50 ms per image
         return kps
 
 cache.CHUNK, cache.SAVE_PERIOD_S = 4, 0.0  # save after every chunk of 4 images
-paths = sys.argv[2:]
+paths = sys.argv[3:]
 cfg = load_config(None, ["MODEL.POSE_CACHE_DIR", sys.argv[1]])
 cache.load_or_build(cfg, [ImageRecord(p, 0, 0) for p in paths], "big", backend=Slow())
 """
@@ -202,13 +221,12 @@ def test_sigkill_mid_pass_keeps_what_was_posed(tmp_path):
         write_image(path, 20 + 3 * i)
         paths.append(str(path))
     cfg = load_config(None, ["MODEL.POSE_CACHE_DIR", str(tmp_path / "cache")])
-    file = cache_path(cfg, "big", "counting")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_POSE_PASS, str(tmp_path / "cache"), *paths])
-    deadline = time.monotonic() + 60
-    while not file.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the pose pass ended before saving"
+    file, midway = cache_path(cfg, "big", "counting"), tmp_path / "midway"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_POSE_PASS, str(tmp_path / "cache"), str(midway), *paths])
+    deadline = time.monotonic() + 240  # only a guard against a hang: the kill waits for the marker
+    while not midway.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the pose pass ended before its third chunk"
         time.sleep(0.01)
-    time.sleep(0.3)
     proc.kill()
     assert proc.wait() != 0  # killed, not finished
     kept = len(read_cache_npz(file)[1]["paths"])

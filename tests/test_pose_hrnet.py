@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pfd.config import load_config
+from pfd.config import ConfigError, load_config
+from pfd.errors import MissingFileError
 from pfd.pose.heatmaps import render_heatmaps
 from pfd.pose.hrnet import (IMAGENET_MEAN, IMAGENET_STD, HRNetEstimator, build_hrnet, heatmaps_to_keypoints,
                             load_hrnet_weights)
@@ -86,9 +87,9 @@ def test_mismatched_checkpoint_names_file_and_keys(w32_file, tmp_path):
 
 def test_missing_checkpoint_names_file(tmp_path):
     missing = tmp_path / "pose_hrnet_w48_256x192.pth"
-    with pytest.raises(FileNotFoundError, match="pose_hrnet_w48_256x192.pth"):
+    with pytest.raises(MissingFileError, match="pose_hrnet_w48_256x192.pth"):
         load_hrnet_weights(build_hrnet("hrnet_w48"), missing)
-    with pytest.raises(ValueError, match="hrnet_w64"):
+    with pytest.raises(ConfigError, match="hrnet_w64"):
         build_hrnet("hrnet_w64")
 
 
@@ -146,5 +147,5 @@ def test_online_heatmaps_renormalize_and_stay_frozen(w32_file):
 
 
 def test_online_needs_weights():
-    with pytest.raises(ValueError, match="MODEL.POSE_WEIGHT"):
+    with pytest.raises(ConfigError, match="MODEL.POSE_WEIGHT"):
         OnlineHeatmaps(load_config(None, ["MODEL.POSE_ONLINE", "true"]))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pfd.retrieval.metrics import evaluate, evaluate_features, retrieval_options, summarize
+from pfd.retrieval.metrics import NoMatchError, evaluate, evaluate_features, retrieval_options, summarize
 from pfd.config import load_config
 
 
@@ -54,7 +54,7 @@ def test_matches_naive_loop_on_random_cases(ties):
                            int(rng.integers(1, 4)), ties)
         cmc, query_ap, m_inp, num_valid = naive_eval(*case)
         if num_valid == 0:
-            with pytest.raises(ValueError, match="none of the"):
+            with pytest.raises(NoMatchError, match="none of the"):
                 evaluate(*case)
             continue
         out = evaluate(*case)

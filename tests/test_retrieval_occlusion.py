@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from pfd.errors import InvalidInputError
 from pfd.retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
 
 # Gallery: g0 id 1 cam 1, g1 id 2 cam 1, g2 id 1 cam 2, g3 id 3 cam 1.
@@ -69,7 +70,7 @@ def test_visible_counts_use_the_threshold_inclusively():
 
 @pytest.mark.parametrize("bad", [[], [1, 6], [0, 6, 6], [0, 12, 6], [0, 18]])
 def test_bad_buckets_are_named(bad):
-    with pytest.raises(ValueError, match=r"TEST\.VIS_BUCKETS"):
+    with pytest.raises(InvalidInputError, match=r"TEST\.VIS_BUCKETS"):
         check_buckets(bad)
     assert check_buckets([0, 6, 12]) == [(0, 5), (6, 11), (12, 17)]
     with pytest.raises(ValueError, match="num_visible has 2 entries"):

@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from pfd.device import resolve_device
-from pfd.state_dict import load_state_dict_strict, read_state_dict
+from pfd.errors import InvalidInputError
+from pfd.state_dict import load_state_dict_strict, load_torch_file, read_state_dict
 
 
 def test_read_unwraps_wrappers_and_prefixes_and_names_bad_files(tmp_path):
@@ -19,6 +20,22 @@ def test_read_unwraps_wrappers_and_prefixes_and_names_bad_files(tmp_path):
         read_state_dict(tmp_path / "empty.pth")
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         read_state_dict(tmp_path / "nowhere.pth")
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy pickle"])
+def test_a_pickled_model_is_named_as_such(tmp_path, legacy):
+    pickled = tmp_path / "model.pth"
+    torch.save(nn.Linear(2, 2), pickled, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(InvalidInputError, match=r"model\.pth .*Python objects that weights_only loading refuses"):
+        load_torch_file(pickled)
+
+
+def test_a_damaged_checkpoint_is_not_taken_for_a_pickled_model(tmp_path):
+    weights, damaged = tmp_path / "weights.pth", tmp_path / "damaged.pth"
+    torch.save(nn.Linear(2, 2).state_dict(), weights)
+    damaged.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(InvalidInputError, match=r"damaged\.pth .*a damaged or truncated PyTorch file"):
+        load_torch_file(damaged)
 
 
 def test_strict_load_reports_every_misfit_before_copying():

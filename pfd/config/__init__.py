@@ -21,7 +21,7 @@ from yacs.config import CfgNode as CN
 from ..errors import UserError
 from .defaults import get_cfg_defaults
 
-__all__ = ["CN", "ConfigError", "FEATURE_KEYS", "get_cfg_defaults", "load_config", "config_from_text", "merge_dict",
+__all__ = ["CN", "ConfigError", "FEATURE_KEYS", "POSE_BACKENDS", "get_cfg_defaults", "load_config", "config_from_text", "merge_dict",
            "merge_opts", "feature_config", "config_hash"]
 
 # Every key that changes the evaluation feature computed from given weights, or the heatmaps it is
@@ -39,6 +39,9 @@ FEATURE_KEYS = (
     # the input and the evaluation precision
     "INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD", "TEST.AMP",
 )
+
+# MODEL.POSE_BACKEND's names besides `auto` (pfd.pose.estimator builds each; pfd.pose.base re-exports this list).
+POSE_BACKENDS = ("hrnet", "mediapipe", "file", "synthetic")
 
 # Reference-implementation values that name the same thing differently here.
 MODEL_NAME_ALIASES = {"skeleton_transformer": "pfd", "transformer": "vit_baseline"}
@@ -58,7 +61,7 @@ CHOICES = {
     "MODEL.PVM_MODE": ("reference", "paper"),
     "MODEL.PUSH_LOSS": ("reference", "paper"),
     "MODEL.FEAT_KIND": ("full", "global", "global_visible"),
-    "MODEL.POSE_BACKEND": ("auto", "hrnet", "mediapipe", "file", "synthetic"),
+    "MODEL.POSE_BACKEND": ("auto", *POSE_BACKENDS),
     "MODEL.POSE_ARCH": ("hrnet_w32", "hrnet_w48"),
     "MODEL.POSE_INPUT_NORM": ("reference", "imagenet"),
     "DATALOADER.SAMPLER": ("softmax_triplet", "softmax"),

@@ -16,7 +16,7 @@ from ..config import load_config
 from ..data.datasets import build_dataset, split_names
 from ..errors import add_debug_argument, user_errors
 from .cache import load_or_build
-from .estimator import BACKENDS
+from .base import BACKENDS
 
 
 def pose_datasets(cfg, backend: str | None) -> None:

@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from ..device import usable_cores
 from ..image import ImageReadError
-from .estimator import PER_PROCESS_BACKENDS, PoseEstimator, build_estimator, estimator_identity, resolve_backend
+from .base import PER_PROCESS_BACKENDS, PoseEstimator
+from .estimator import build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
 from .keypoints import NUM_KEYPOINTS
 

@@ -13,47 +13,18 @@ own pixels. An image with no person found has all confidences 0; it is counted, 
 """
 from __future__ import annotations
 
-import abc
 import json
 import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-from PIL import Image
+from ..config import ConfigError
+from ..errors import InvalidInputError, MissingFileError
+from .base import BACKENDS, PROJECT_FORMAT, PoseEstimator
 
-from ..image import read_image
+__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "resolve_backend"]
 
-__all__ = ["BACKENDS", "PER_PROCESS_BACKENDS", "PoseEstimator", "build_estimator", "estimator_identity",
-           "find_synthetic_keypoints", "resolve_backend"]
-
-BACKENDS = ("hrnet", "mediapipe", "file", "synthetic")
-# CPU-bound, one image at a time: the cache spreads them over processes, each with its own estimator.
-PER_PROCESS_BACKENDS = frozenset({"mediapipe"})
 SYNTHETIC_FILE = "keypoints.json"
-PROJECT_FORMAT = "pfd-keypoints-v1"
-
-
-class PoseEstimator(abc.ABC):
-    """Person crops in, COCO-17 keypoints out.
-
-    `identity` names the backend and its weights (or keypoint file) precisely enough that a cache
-    built with another identity is stale (see `estimator_identity`).
-    """
-
-    name: str = ""
-    identity: str = ""
-
-    @abc.abstractmethod
-    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """RGB images -> keypoints [N, 17, 3] in each image's own pixel coordinates."""
-
-    def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
-        """Keypoints of the image files at `paths` (file-based backends look them up by name)."""
-        return self.predict([read_image(p) for p in paths])
-
-    def close(self) -> None:
-        """Release backend resources (mediapipe graphs)."""
 
 
 def find_synthetic_keypoints(paths: Sequence[str], levels: int = 3) -> Path | None:
@@ -81,7 +52,7 @@ def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] 
     name = backend or cfg.MODEL.POSE_BACKEND
     if name != "auto":
         if name not in BACKENDS:
-            raise ValueError(f"pose backend must be one of {('auto',) + BACKENDS}, got {name!r}")
+            raise InvalidInputError(f"pose backend must be one of {', '.join(('auto',) + BACKENDS)}, got {name!r}")
         return name
     if cfg.MODEL.POSE_WEIGHT:
         return "hrnet"
@@ -96,7 +67,7 @@ def _synthetic_file(image_paths: Sequence[str]) -> Path:
     file = find_synthetic_keypoints(image_paths)
     if file is None:
         where = os.path.dirname(image_paths[0]) if image_paths else "(no images given)"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MODEL.POSE_BACKEND synthetic: no {SYNTHETIC_FILE} (format {PROJECT_FORMAT}) in or above {where}; "
             "generate the dataset with `python -m pfd.data.synthetic`"
         )
@@ -105,8 +76,8 @@ def _synthetic_file(image_paths: Sequence[str]) -> Path:
 
 def _pose_file(cfg) -> str:
     if not cfg.MODEL.POSE_FILE:
-        raise ValueError("MODEL.POSE_BACKEND file needs MODEL.POSE_FILE (a COCO JSON, OpenPose CSV, "
-                         "pfd keypoints.json or pose cache .npz)")
+        raise ConfigError("MODEL.POSE_BACKEND file needs MODEL.POSE_FILE (a COCO JSON, OpenPose CSV, "
+                          "pfd keypoints.json or pose cache .npz)")
     return cfg.MODEL.POSE_FILE
 
 

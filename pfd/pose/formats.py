@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InvalidInputError, MissingFileError
 from ..image import image_size
 from ..io import atomic_write, sha256_file
-from .estimator import PROJECT_FORMAT, PoseEstimator
+from .base import PROJECT_FORMAT, PoseEstimator
 from .keypoints import COCO_KEYPOINTS, NUM_KEYPOINTS
 
 __all__ = [

@@ -18,11 +18,13 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ..config import ConfigError
 from ..device import resolve_device
+from ..errors import MissingFileError
 from ..io import sha256_file
 from ..precision import autocast, autocast_dtype
 from ..state_dict import load_state_dict_strict, read_state_dict
-from .estimator import PoseEstimator
+from .base import PoseEstimator
 from .heatmaps import decode_heatmaps
 
 __all__ = ["HRNET_WIDTHS", "IMAGENET_MEAN", "IMAGENET_STD", "HRNet", "HRNetEstimator", "build_hrnet",
@@ -164,14 +166,14 @@ class HRNet(nn.Module):
 def build_hrnet(arch: str) -> HRNet:
     """`hrnet_w32` or `hrnet_w48`, randomly initialized."""
     if arch not in HRNET_WIDTHS:
-        raise ValueError(f"MODEL.POSE_ARCH: unknown HRNet {arch!r}; expected one of {sorted(HRNET_WIDTHS)}")
+        raise ConfigError(f"MODEL.POSE_ARCH: unknown HRNet {arch!r}; expected one of {sorted(HRNET_WIDTHS)}")
     return HRNet(HRNET_WIDTHS[arch])
 
 
 def _require_checkpoint(path: str | os.PathLike) -> str:
     path = str(path)
     if not path or not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MODEL.POSE_WEIGHT: HRNet checkpoint {path!r} not found (expected e.g. pose_hrnet_w48_256x192.pth)"
         )
     return path
@@ -218,8 +220,8 @@ class HRNetEstimator(PoseEstimator):
     @classmethod
     def from_config(cls, cfg) -> "HRNetEstimator":
         if not cfg.MODEL.POSE_WEIGHT:
-            raise ValueError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT "
-                             "(e.g. weights/pose_hrnet_w48_256x192.pth)")
+            raise ConfigError("MODEL.POSE_BACKEND hrnet needs MODEL.POSE_WEIGHT "
+                              "(e.g. weights/pose_hrnet_w48_256x192.pth)")
         device = resolve_device(cfg.MODEL.DEVICE)
         return cls(cfg.MODEL.POSE_ARCH, cfg.MODEL.POSE_WEIGHT, device, batch_size=cfg.TEST.IMS_PER_BATCH)
 

@@ -8,16 +8,25 @@ Re-ID crops are small (128x64) and tightly cropped, which BlazePose's person det
 badly. Each crop is therefore upscaled (bicubic) to 192 px high and centred on a 384x384 mid-gray canvas
 (on CUHK03's 200 query images: a person in 177, against 89 when upscaled to 256 px on a 256x256
 black square). Landmarks are mapped back to the crop's own pixels.
+
+mediapipe's C++ graph logs a few fixed lines to the process's stderr (file descriptor 2) when a graph
+starts and on every image (`inference_feedback_manager.cc ... Feedback manager requires ...`,
+`landmark_projection_calculator.cc ...`); they say nothing to the user and neither GLOG_minloglevel
+nor absl's Python logging reaches them, so `_native_noise_filtered` drops exactly those lines.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+import sys
+import tempfile
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .estimator import PoseEstimator
+from ..errors import InvalidInputError, MissingFileError
+from .base import PoseEstimator
 
 __all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe_identity"]
 
@@ -27,6 +36,30 @@ CANVAS = 384  # side of the square canvas the crop is pasted on
 PERSON_HEIGHT = 192  # the crop's height on the canvas
 CANVAS_GRAY = (128, 128, 128)
 _MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
+# Substrings of the native log lines dropped from stderr (every other line written meanwhile is kept).
+NATIVE_NOISE = ("inference_feedback_manager.cc", "landmark_projection_calculator.cc",
+                "Created TensorFlow Lite XNNPACK delegate", "All log messages before absl::InitializeLog()")
+
+
+@contextlib.contextmanager
+def _native_noise_filtered() -> Iterator[None]:
+    """Send file descriptor 2 to a temp file while mediapipe runs, then write back to stderr every line
+    but the NATIVE_NOISE ones (so a real native error still shows)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(noise in line for noise in NATIVE_NOISE))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
 
 
 def prepare_crop(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,12 +82,12 @@ def _model_path(complexity: int) -> str:
     import mediapipe
 
     if complexity not in _MODEL_FILES:
-        raise ValueError(f"mediapipe model_complexity must be 0, 1 or 2, got {complexity!r}")
+        raise InvalidInputError(f"mediapipe model_complexity must be 0, 1 or 2, got {complexity!r}")
     path = os.path.join(os.path.dirname(mediapipe.__file__), "modules", "pose_landmark", _MODEL_FILES[complexity])
     if not os.path.isfile(path):
         shipped = [c for c, f in _MODEL_FILES.items()
                    if os.path.isfile(os.path.join(os.path.dirname(path), f))]
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"mediapipe model_complexity {complexity} needs {path}, which this mediapipe install does not "
             f"ship (mediapipe would download it; this project never does). Shipped complexities: {shipped}"
         )
@@ -80,16 +113,18 @@ class MediapipeEstimator(PoseEstimator):
         _model_path(model_complexity)  # refuse before mediapipe tries to download
         self.model_complexity = model_complexity
         self.min_detection_confidence = min_detection_confidence
-        self._pose = mediapipe.solutions.pose.Pose(
-            static_image_mode=True, model_complexity=model_complexity,
-            enable_segmentation=False, min_detection_confidence=min_detection_confidence,
-        )
+        with _native_noise_filtered():
+            self._pose = mediapipe.solutions.pose.Pose(
+                static_image_mode=True, model_complexity=model_complexity,
+                enable_segmentation=False, min_detection_confidence=min_detection_confidence,
+            )
         self.identity = mediapipe_identity(model_complexity, min_detection_confidence)
 
     def predict_one(self, image: Image.Image) -> np.ndarray:
         """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found."""
         canvas, scale, offset = prepare_crop(image)
-        result = self._pose.process(canvas)
+        with _native_noise_filtered():
+            result = self._pose.process(canvas)
         out = np.zeros((17, 3), np.float32)
         if result.pose_landmarks is None:
             return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..config import ConfigError
 from .hrnet import IMAGENET_MEAN, IMAGENET_STD, build_hrnet, load_hrnet_weights
 
 __all__ = ["OnlineHeatmaps"]
@@ -27,8 +28,8 @@ class OnlineHeatmaps(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         if not cfg.MODEL.POSE_WEIGHT:
-            raise ValueError("MODEL.POSE_ONLINE needs HRNet weights in MODEL.POSE_WEIGHT "
-                             "(e.g. weights/pose_hrnet_w48_256x192.pth)")
+            raise ConfigError("MODEL.POSE_ONLINE needs HRNet weights in MODEL.POSE_WEIGHT "
+                              "(e.g. weights/pose_hrnet_w48_256x192.pth)")
         self.hrnet = load_hrnet_weights(build_hrnet(cfg.MODEL.POSE_ARCH), cfg.MODEL.POSE_WEIGHT)
         self.hrnet.requires_grad_(False).eval()
         self.hrnet.to(memory_format=torch.channels_last)

@@ -25,10 +25,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["evaluate", "evaluate_features", "retrieval_options", "summarize"]
+from ..errors import InvalidInputError
+
+__all__ = ["NoMatchError", "evaluate", "evaluate_features", "retrieval_options", "summarize"]
 
 _ROW_BLOCK = 256  # query rows per block: a block's sorted copy is 256 x G float32 (18 MB at G=17,661)
 _TIE_BUDGET = 1 << 24  # max elements compared at once while resolving exact ties
+
+
+class NoMatchError(InvalidInputError):
+    """No query has a true match in the gallery (same id, another camera): nothing to measure."""
 
 
 def _as_tensor(x, dtype: torch.dtype, device=None) -> torch.Tensor:
@@ -163,7 +169,7 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50) ->
 
     num_valid = int(valid.sum())
     if num_valid == 0:
-        raise ValueError(f"none of the {num_q} queries has a match in the gallery (same id, other camera); "
+        raise NoMatchError(f"none of the {num_q} queries has a match in the gallery (same id, other camera); "
                          "check that query and gallery come from the same dataset")
     first_hit = first[valid].long()  # [V] list rank of the first true match
     cmc = (first_hit[:, None] <= torch.arange(max_rank, device=device)[None, :]).double().mean(0)

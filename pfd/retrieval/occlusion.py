@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .metrics import evaluate
+from ..errors import InvalidInputError
+from .metrics import NoMatchError, evaluate
 
 __all__ = ["DEFAULT_BUCKETS", "check_buckets", "visible_counts", "evaluate_by_visibility", "bucket_table"]
 
@@ -29,12 +30,13 @@ NUM_KEYPOINTS = 17  # COCO-17, the project's keypoint layout (pfd.pose.keypoints
 
 
 def check_buckets(lows: Sequence[int], num_keypoints: int = NUM_KEYPOINTS) -> list[tuple[int, int]]:
-    """[(low, high), ...] inclusive ranges of the bucket lower ends `lows`; ValueError unless they start
-    at 0, increase strictly and stay <= num_keypoints (so every query falls in exactly one bucket)."""
+    """[(low, high), ...] inclusive ranges of the bucket lower ends `lows`; an InvalidInputError naming
+    TEST.VIS_BUCKETS unless they start at 0, increase strictly and stay <= num_keypoints (so every query
+    falls in exactly one bucket). The config checks TEST.VIS_BUCKETS with it when it loads."""
     lows = [int(v) for v in lows]
     if not lows or lows[0] != 0 or any(b <= a for a, b in zip(lows, lows[1:])) or lows[-1] > num_keypoints:
-        raise ValueError(f"TEST.VIS_BUCKETS {lows}: expected increasing lower ends of visible-keypoint buckets, "
-                         f"starting at 0 and at most {num_keypoints}, e.g. [0, 6, 12] for 0-5, 6-11, 12-17")
+        raise InvalidInputError(f"TEST.VIS_BUCKETS {lows}: expected increasing lower ends of visible-keypoint buckets, "
+                                f"starting at 0 and at most {num_keypoints}, e.g. [0, 6, 12] for 0-5, 6-11, 12-17")
     return list(zip(lows, [b - 1 for b in lows[1:]] + [num_keypoints]))
 
 
@@ -69,9 +71,8 @@ def evaluate_by_visibility(distmat, q_pids, g_pids, q_camids, g_camids, num_visi
             sub = distmat[torch.as_tensor(members)] if isinstance(distmat, torch.Tensor) else distmat[members]
             try:
                 result = evaluate(sub, q_pids[members], g_pids, q_camids[members], g_camids, max_rank=1)
-            except ValueError as err:
-                if "none of the" not in str(err):  # only "no query has a match" means an empty bucket
-                    raise
+            except NoMatchError:  # no query of the bucket has a match: its figures stay undefined
+                pass
             else:
                 row.update(num_valid_queries=result["num_valid_queries"], mAP=result["mAP"],
                            rank1=float(result["cmc"][0]))
