@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..config import config_hash
 from ..data.datasets import build_dataset
-from ..data.loader import build_train_loader
+from ..data.loader import build_train_loader, check_train_split
 from ..data.validation import hold_out_validation
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
@@ -83,6 +83,7 @@ class Trainer:
         self.loss_watch = LossWatch()
 
         self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
+        check_train_split(cfg, self.dataset, self.dist.world_size)  # before the pose pass and the model
         keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
         self.val_sets: list[TestSet] = []  # best.pth is selected on this split, never on a test set
         if cfg.DATASETS.VAL_IDS > 0:
