@@ -37,6 +37,7 @@ from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, refuse_existing_run
 from ..io import atomic_save
+from ..state_dict import check_finite_state
 from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
 from .solver import build_optimizer, build_scheduler
 
@@ -154,6 +155,7 @@ class Trainer:
         if (ckpt["num_classes"], ckpt["num_cameras"]) != (self.num_classes, self.num_cameras):
             raise InvalidInputError(f"{path}: checkpoint has {ckpt['num_classes']} ids/{ckpt['num_cameras']} cameras, "
                                     f"{self.cfg.DATASETS.NAMES} has {self.num_classes}/{self.num_cameras}")
+        check_finite_state(ckpt["model"], path)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
