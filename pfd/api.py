@@ -34,7 +34,7 @@ from .data.transforms import build_transforms
 from .device import resolve_device
 from .engine.evaluator import HeatmapMaker, loader_features
 from .engine.tester import load_eval_model, read_eval_checkpoint
-from .errors import InvalidInputError, MissingFileError
+from .errors import InvalidInputError, require_folder
 from .image import ImageReadError, check_image_file, image_size, read_image, to_rgb
 from .io import sha256_file
 from .pose import build_estimator
@@ -57,9 +57,7 @@ def parse_name(path: str | os.PathLike) -> tuple[int, int]:
 
 def folder_records(folder: str | os.PathLike) -> list[ImageRecord]:
     """Every image under `folder` (recursive, sorted), with ids/cameras parsed from Market-style names."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise MissingFileError(f"gallery folder not found: {root}")
+    root = require_folder(folder, "gallery folder", "a folder of images")
     paths = sorted(p.resolve() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not paths:
         raise InvalidInputError(f"gallery folder {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found under it")

@@ -10,13 +10,12 @@ for, and the missing, unexpected and wrongly shaped keys.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from .errors import InvalidInputError, MissingFileError
+from .errors import CHECKPOINT_FILE, InvalidInputError, require_file
 
 __all__ = ["check_finite_state", "load_torch_file", "read_state_dict", "unwrap_state_dict", "load_state_dict_strict"]
 
@@ -47,9 +46,7 @@ def unwrap_state_dict(obj: Mapping, source: str | os.PathLike) -> dict[str, torc
 def load_torch_file(path: str | os.PathLike) -> object:
     """`torch.load(path, map_location="cpu", weights_only=True)`; a file torch cannot read is an error
     naming it and saying what it looks like (empty, truncated, not a PyTorch file, pickled objects)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"weights file not found: {path}")
+    path = require_file(path, "weights file", CHECKPOINT_FILE)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch reports a bad file as RuntimeError, UnpicklingError, EOFError, KeyError...
@@ -70,9 +67,7 @@ def load_torch_file(path: str | os.PathLike) -> object:
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a .pth / .pt / .bin / .safetensors file on CPU (weights_only), unwrapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"weights file not found: {path}")
+    path = require_file(path, "weights file", CHECKPOINT_FILE)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
