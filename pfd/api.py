@@ -35,7 +35,7 @@ from .device import resolve_device
 from .engine.evaluator import HeatmapMaker, loader_features
 from .engine.tester import load_eval_model, read_eval_checkpoint
 from .errors import InvalidInputError, require_folder
-from .image import ImageReadError, check_image_file, image_size, read_image, to_rgb
+from .image import ImageReadError, check_image_file, check_image_files, image_size, read_image, to_rgb
 from .io import sha256_file
 from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
@@ -61,6 +61,7 @@ def folder_records(folder: str | os.PathLike) -> list[ImageRecord]:
     paths = sorted(p.resolve() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not paths:
         raise InvalidInputError(f"gallery folder {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found under it")
+    check_image_files(paths, f"gallery folder {root}")  # before any pose estimation or embedding
     return [ImageRecord(str(p), *parse_name(p)) for p in paths]
 
 

@@ -36,6 +36,7 @@ VIA_MODE = {"La": "LA", "RGBa": "RGBA", "PA": "RGBA"}
 # The last bytes of a complete file, for the cheap truncation check of `check_image_file`.
 JPEG_END, PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
 TAIL_BYTES = 4096  # how far from the end a JPEG's end marker may lie (padding some writers add after it)
+MAX_LISTED = 3  # problems one check_image_files error shows
 BAD_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
@@ -158,7 +159,17 @@ def check_image_file(path: str | os.PathLike) -> None:
         raise ImageReadError(f"not an image PIL can read: {path} ({type(e).__name__}: {e})") from e
 
 
-def check_image_files(paths: Iterable[str | os.PathLike]) -> None:
-    """`check_image_file` on each path, before any long work on them starts (the first bad one is named)."""
-    for path in paths:
-        check_image_file(path)
+def check_image_files(paths: Iterable[str | os.PathLike], what: str = "images") -> None:
+    """`check_image_file` on every path, before any long work on them starts: one ImageReadError
+    naming how many of `what` are bad and the first MAX_LISTED problems."""
+    problems, count = [], 0
+    for count, path in enumerate(paths, 1):
+        try:
+            check_image_file(path)
+        except ImageReadError as err:
+            problems.append(str(err))
+    if len(problems) == 1:
+        raise ImageReadError(problems[0] if count == 1 else f"{what}: {problems[0]}")
+    if problems:
+        shown = "; ".join(problems[:MAX_LISTED]) + ("; ..." if len(problems) > MAX_LISTED else "")
+        raise ImageReadError(f"{what}: {len(problems)} of {count} files are not readable images: {shown}")

@@ -145,7 +145,8 @@ def test_search_photo_without_keypoints_says_what_works_for_this_index(setup, ca
                                "MODEL.POSE_BACKEND", "mediapipe"])  # what the old hint said: refused at once
     assert "was built with config_hash=" in err
     keypoint_file = setup["root"] / "synthetic" / "keypoints.json"  # an index of the file backend, without the photo
-    cfg = load_config(DEMO_CONFIG, [*setup["opts"], "MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", str(keypoint_file)])
+    cfg = load_config(DEMO_CONFIG, [*setup["opts"], "MODEL.POSE_BACKEND", "file",
+                                    "MODEL.POSE_FILE", str(keypoint_file)])
     with pytest.raises(InvalidInputError, match=rf"{keypoint_file} does not list it\).*add the photo's keypoints to "
                                                 rf"{keypoint_file} \(MODEL.POSE_FILE.*MODEL.POSE_BACKEND mediapipe"):
         query_keypoints(cfg, photo)
@@ -188,3 +189,16 @@ def test_epoch_without_batches_and_log_period_zero(setup, tmp_path):
     trainer.train_loader = []  # e.g. fewer images than one P x K batch
     stats = trainer.train_one_epoch(0)
     assert stats["acc"] == 0 and "lr" in stats
+
+
+def test_index_refuses_a_zero_byte_image_before_posing(setup, capsys, tmp_path):
+    """Issue 23: a zero-byte image in the gallery folder failed only after the whole gallery was posed."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(setup["gallery"], gallery)
+    (gallery / "0001_c1s1_000099_00.jpg").write_bytes(b"")
+    cache = setup["root"] / "pose_cache"
+    before = sorted(cache.iterdir())
+    err = _user_error(capsys, ["index", "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]),
+                               "--gallery", str(gallery), "--out", str(tmp_path / "idx"), *setup["opts"]])
+    assert f"gallery folder {gallery}: not an image PIL can read: {gallery / '0001_c1s1_000099_00.jpg'}" in err
+    assert sorted(cache.iterdir()) == before and not (tmp_path / "idx").exists()  # nothing posed, nothing written
