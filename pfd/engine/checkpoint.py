@@ -7,6 +7,8 @@ A training checkpoint is a dict (loadable with `torch.load(..., weights_only=Tru
     optimizer, scheduler, scaler   their state dicts (scaler: {} when unused)
     epoch        number of epochs completed
     best_val_map best validation mAP so far (DATASETS.VAL_IDS; -1 without a validation split)
+    evaluation_pending  true while the epoch's evaluation has not finished (written before it; a
+                 resume evaluates first); absent in older checkpoints = false
     rng          torch / cuda / numpy / python RNG states (as tensors and plain lists)
     config       the resolved config as YAML text; config_hash
     num_classes, num_cameras   so test.py can build the model without the training set
