@@ -72,8 +72,10 @@ def _sixteen_bit_to_rgb(values: np.ndarray) -> Image.Image:
 
 
 def to_rgb(img: Image.Image, source="image") -> Image.Image:
-    """`img` (any PIL mode) as 8-bit RGB by the rules of this module's docstring; errors name `source`."""
+    """`img` (any PIL mode) as 8-bit RGB by the rules of this module's docstring; errors name `source`.
+    A lazily opened image is decoded here (after the size check), so its decoding errors surface here."""
     _check_size(img, source)
+    img.load()
     mode = img.mode
     if mode == "RGB":
         return img
@@ -119,8 +121,6 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     """
     try:
         with _open(path) as img:
-            _check_size(img, path)
-            img.load()
             return to_rgb(img, path)
     except FileNotFoundError as e:
         raise ImageReadError(f"image file not found: {path}") from e

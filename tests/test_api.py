@@ -250,3 +250,11 @@ def test_readme_python_example_runs(setup, tmp_path, monkeypatch, capsys):
     assert lines[0].startswith("(4, ") and len(lines) == 1 + 5  # the shape line, then 5 matches
     assert all(line.split()[-1].startswith(str(tmp_path)) for line in lines[1:])
     assert (tmp_path / "demo_output" / "my_index" / "index.faiss").is_file()
+
+
+def test_embed_names_a_lazily_opened_image_that_fails_to_decode(setup, tmp_path):
+    whole = open(setup["dataset"].query[0].path, "rb").read()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ImageReadError, match=rf"images\[0\] \({cut}\): cannot decode the image"):
+        setup["model"].embed(Image.open(cut), keypoints=np.zeros((17, 3)))
