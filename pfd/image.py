@@ -162,8 +162,9 @@ def check_image_file(path: str | os.PathLike) -> None:
 def check_image_files(paths: Iterable[str | os.PathLike], what: str = "images") -> None:
     """`check_image_file` on every path, before any long work on them starts: one ImageReadError
     naming how many of `what` are bad and the first MAX_LISTED problems."""
-    problems, count = [], 0
-    for count, path in enumerate(paths, 1):
+    paths, problems = list(paths), []
+    count = len(paths)
+    for path in paths:
         try:
             check_image_file(path)
         except ImageReadError as err:
