@@ -34,13 +34,13 @@ from .data.transforms import build_transforms
 from .device import resolve_device
 from .engine.evaluator import HeatmapMaker, loader_features
 from .engine.tester import load_eval_model, read_eval_checkpoint
-from .errors import InvalidInputError, MissingFileError
-from .image import check_image_file, read_image
+from .errors import InvalidInputError, require_folder
+from .image import ImageReadError, check_image_file, check_image_files, image_size, read_image, to_rgb
 from .io import sha256_file
 from .pose import build_estimator
 from .pose.base import PATH_BACKENDS
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
-from .pose.keypoints import NUM_KEYPOINTS
+from .pose.keypoints import NUM_KEYPOINTS, check_keypoint_values
 from .precision import eval_dtype
 from .retrieval.index import META_FILE, GalleryIndex, IndexLoadError, build_index, check_built_with, load_index
 from .retrieval.metrics import retrieval_options
@@ -56,25 +56,31 @@ def parse_name(path: str | os.PathLike) -> tuple[int, int]:
 
 def folder_records(folder: str | os.PathLike) -> list[ImageRecord]:
     """Every image under `folder` (recursive, sorted), with ids/cameras parsed from Market-style names."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise MissingFileError(f"gallery folder not found: {root}")
+    root = require_folder(folder, "gallery folder", "a folder of images")
     paths = sorted(p.resolve() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not paths:
         raise InvalidInputError(f"gallery folder {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found under it")
+    check_image_files(paths, f"gallery folder {root}")  # before any pose estimation or embedding
     return [ImageRecord(str(p), *parse_name(p)) for p in paths]
 
 
 def _image_items(images) -> list[str | Image.Image]:
     """`images` as a list of absolute paths (checked to be readable images) and RGB PIL images.
 
-    Accepts one image or a sequence of them: paths, PIL images, uint8 arrays [H, W, 3] (RGB), or one
-    uint8 array [N, H, W, 3].
+    Accepts one image or a sequence of them: paths, PIL images (any mode, read as pfd.image reads
+    files), uint8 arrays [H, W, 3] (RGB), or one uint8 array [N, H, W, 3].
     """
     if isinstance(images, (str, os.PathLike, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim == 3):
         images = [images]
-    elif isinstance(images, np.ndarray) and images.ndim == 4:
+    elif isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise InvalidInputError(f"images: got a {images.dtype} array of shape {list(images.shape)}; expected a "
+                                    f"uint8 RGB image [H, W, 3] or a batch [N, H, W, 3] (a grey image [H, W]: "
+                                    f"np.stack([a] * 3, axis=-1))")
         images = list(images)
+    elif not isinstance(images, Sequence):
+        raise InvalidInputError(f"images: expected an image path, a PIL image, a uint8 array [H, W, 3] or a list "
+                                f"of them, got {type(images).__name__}")
     if len(images) == 0:
         raise InvalidInputError("images: got an empty list; pass image paths, PIL images or uint8 arrays [H, W, 3]")
     items = []
@@ -84,16 +90,33 @@ def _image_items(images) -> list[str | Image.Image]:
             check_image_file(path)
             items.append(path)
         elif isinstance(image, Image.Image):
-            items.append(image if image.mode == "RGB" else image.convert("RGB"))
+            items.append(_pil_item(image, f"images[{i}]"))
         elif isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise InvalidInputError(f"images[{i}]: expected a uint8 RGB array [H, W, 3], got {image.dtype} "
-                                        f"array of shape {list(image.shape)}")
-            items.append(Image.fromarray(image, "RGB"))
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+                raise InvalidInputError(f"images[{i}]: expected a uint8 RGB array [H, W, 3] with H, W >= 1, got "
+                                        f"{image.dtype} array of shape {list(image.shape)}")
+            items.append(_pil_item(Image.fromarray(image, "RGB"), f"images[{i}]"))
         else:
             raise InvalidInputError(f"images[{i}]: expected an image path, a PIL image or a uint8 array "
                                     f"[H, W, 3], got {type(image).__name__}")
     return items
+
+
+def _pil_item(image: Image.Image, where: str) -> Image.Image:
+    """An in-memory image as 8-bit RGB (pfd.image.to_rgb); a lazily opened file that fails to decode is
+    named by `where` and its file name."""
+    source = f"{where} ({image.filename})" if getattr(image, "filename", "") else where
+    try:
+        return to_rgb(image, source)
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{source}: cannot decode the image ({type(err).__name__}: {err})") from err
+
+
+def _image_sizes(items: list) -> np.ndarray:
+    """[N, 2] (width, height) of each item, from the file header for paths."""
+    return np.array([image_size(x) if isinstance(x, str) else x.size for x in items], np.float32)
 
 
 class _Images(Dataset):
@@ -212,8 +235,7 @@ class ReIDModel:
             raise InvalidInputError(f"keypoints: expected shape [{n}, {NUM_KEYPOINTS}, 3] (x, y, confidence of the "
                                     f"COCO-17 keypoints in each image's pixels) for {n} image(s), got "
                                     f"{list(kps.shape)}")
-        if not np.isfinite(kps).all():
-            raise InvalidInputError("keypoints: contains NaN or infinite values")
+        check_keypoint_values(kps, [f"images[{i}]" for i in range(n)], "keypoints", _image_sizes(items))
         return kps
 
     def _camids(self, camids, n: int) -> np.ndarray:

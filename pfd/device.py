@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+from .errors import InvalidInputError
+
 __all__ = ["resolve_device", "usable_cores"]
 
 
@@ -30,7 +32,13 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = f"cuda:{local_rank}"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InvalidInputError(f"MODEL.DEVICE={name!r} is not a device ({err}); use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"MODEL.DEVICE={name!r} but CUDA is not available; use MODEL.DEVICE cpu or auto")
+        raise InvalidInputError(f"MODEL.DEVICE={name!r} but CUDA is not available; use MODEL.DEVICE cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InvalidInputError(f"MODEL.DEVICE={name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                                f"device(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device

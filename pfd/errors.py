@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+from pathlib import Path
 from typing import Iterator
 
 __all__ = ["UserError", "InvalidInputError", "MissingFileError", "OutputExistsError", "add_debug_argument",
-           "user_errors"]
+           "require_file", "require_folder", "user_errors"]
 
 EXIT_USER_ERROR = 2  # the status argparse uses for a bad command line
 
@@ -36,6 +38,32 @@ class MissingFileError(UserError, FileNotFoundError):
 class OutputExistsError(UserError, FileExistsError):
     """An output path holds something this run did not make; it is never replaced (the message says
     how to proceed)."""
+
+
+CHECKPOINT_FILE = "a checkpoint file (e.g. last.pth or best.pth inside it)"  # `expected` of require_file
+
+
+def require_file(path: str | os.PathLike, what: str, expected: str = "a file") -> Path:
+    """`path` as a Path when it is a file. Else MissingFileError "`what` not found: `path`" when nothing is
+    there, or InvalidInputError "`what` `path` is a folder, expected `expected`": a path that exists is
+    never reported as not found."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"{what} {path} is a folder, expected {expected}")
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path}")
+    return path
+
+
+def require_folder(path: str | os.PathLike, what: str, expected: str = "a folder") -> Path:
+    """`path` as a Path when it is a folder; MissingFileError when nothing is there, InvalidInputError
+    "`what` `path` is a file, expected `expected`" when it is something else."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"{what} {path} is a file, expected {expected}")
+    if not path.is_dir():
+        raise MissingFileError(f"{what} not found: {path}")
+    return path
 
 
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:

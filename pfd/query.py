@@ -15,14 +15,15 @@ from typing import Sequence
 import numpy as np
 
 from .api import Gallery, Match, ReIDModel, folder_records, parse_name
-from .config import load_config
+from .config import config_hash, load_config
 from .engine.evaluator import load_keypoints
 from .engine.logger import setup_logger
-from .errors import InvalidInputError, MissingFileError
+from .errors import CHECKPOINT_FILE, InvalidInputError, require_file
 from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.formats import FileEstimator
 from .retrieval import plots
+from .retrieval.index import META_FILE, check_built_with
 
 __all__ = ["build_gallery_index", "query_keypoints", "search_image", "format_ranking"]
 
@@ -38,8 +39,7 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
     """
     cfg = load_config(config, opts)
     setup_logger(None)
-    if not Path(weights).is_file():
-        raise MissingFileError(f"--weights: checkpoint not found: {weights}")
+    require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
     records = folder_records(gallery)
     name = "gallery_" + hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:10]
     keypoints = load_keypoints(cfg, records, name)  # None with MODEL.POSE_ONLINE
@@ -61,11 +61,22 @@ def format_ranking(matches: Sequence[Match]) -> str:
     return "\n".join(lines)
 
 
-def _no_keypoints(image: Path, why: str) -> InvalidInputError:
+PIXEL_BACKENDS_HINT = ("index the gallery again with a pose backend that reads pixels, `python query.py index ... "
+                       "MODEL.POSE_BACKEND mediapipe` (no weights needed) or `... MODEL.POSE_BACKEND hrnet "
+                       "MODEL.POSE_WEIGHT pose_hrnet_w48_256x192.pth`, and search that index")
+
+
+def _no_keypoints(cfg, image: Path, why: str) -> InvalidInputError:
+    """What works for an index whose (file-based) pose backend has no keypoints for the query photo: the
+    search must use its index's pose backend (the config hash covers it), so switching the search's
+    backend is refused; the keypoint file can list the photo, or the gallery be indexed with another."""
+    backend = cfg.MODEL.POSE_BACKEND
+    remedy = (f"add the photo's keypoints to {cfg.MODEL.POSE_FILE} (MODEL.POSE_FILE, read again at each search), or "
+              if backend == "file" else "")
     return InvalidInputError(
-        f"--image {image}: no keypoints for this photo ({why}). Let a pose backend compute them: add "
-        "`MODEL.POSE_BACKEND mediapipe` (no weights needed) or `MODEL.POSE_BACKEND hrnet MODEL.POSE_WEIGHT "
-        "pose_hrnet_w48_256x192.pth` to the command")
+        f"--image {image}: no keypoints for this photo ({why}). A search uses its index's pose backend "
+        f"(MODEL.POSE_BACKEND {backend}; another one gives features of another config, which the index refuses): "
+        f"{remedy}{PIXEL_BACKENDS_HINT}")
 
 
 def query_keypoints(cfg, image: Path) -> np.ndarray:
@@ -74,11 +85,11 @@ def query_keypoints(cfg, image: Path) -> np.ndarray:
     path = str(image)
     backend = resolve_backend(cfg, None, [path])
     if backend == "synthetic" and find_synthetic_keypoints([path]) is None:
-        raise _no_keypoints(image, "MODEL.POSE_BACKEND synthetic only knows the generated dataset's own images")
+        raise _no_keypoints(cfg, image, "MODEL.POSE_BACKEND synthetic only knows the generated dataset's own images")
     estimator = build_estimator(cfg, image_paths=[path])
     try:
         if isinstance(estimator, FileEstimator) and estimator.lookup(path) is None:
-            raise _no_keypoints(image, f"the {backend} backend's keypoint file {estimator.path} does not list it")
+            raise _no_keypoints(cfg, image, f"the {backend} backend's keypoint file {estimator.path} does not list it")
         return estimator.predict_paths([path])[0]  # [17, 3] in image pixels
     finally:
         estimator.close()
@@ -94,15 +105,14 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     index_dir, image_path = Path(index_dir), Path(image).resolve()
     if topk < 1:
         raise InvalidInputError(f"--topk must be at least 1 (the number of gallery images listed), got {topk}")
-    if not image_path.is_file():
-        raise MissingFileError(f"--image: file not found: {image}")
+    require_file(image_path, "--image", "an image file")
     gallery = Gallery.load(index_dir)
     cfg = load_config(config, opts) if config else gallery.stored_config(opts)
     weights = weights or gallery.meta.get("weights", "")
     if not weights:
         raise InvalidInputError("--weights is needed (the index does not name its checkpoint)")
-    if not Path(weights).is_file():
-        raise MissingFileError(f"--weights: checkpoint not found: {weights}")
+    require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
+    check_built_with(gallery.meta, index_dir / META_FILE, config_hash=config_hash(cfg))  # before the pose pass
     keypoints = query_keypoints(cfg, image_path)  # [17, 3], before the model loads: a photo without any fails fast
     gallery.use_model(ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE))
 

@@ -17,9 +17,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .errors import InvalidInputError, MissingFileError
+from .errors import CHECKPOINT_FILE, InvalidInputError, require_file
 
-__all__ = ["load_torch_file", "read_state_dict", "unwrap_state_dict", "load_state_dict_strict"]
+__all__ = ["check_finite_state", "load_torch_file", "read_state_dict", "unwrap_state_dict", "load_state_dict_strict"]
 
 _WRAPPERS = ("state_dict", "model", "module")  # {"state_dict": ...} and friends around the tensors
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP and torch.compile
@@ -48,9 +48,7 @@ def unwrap_state_dict(obj: Mapping, source: str | os.PathLike) -> dict[str, torc
 def load_torch_file(path: str | os.PathLike) -> object:
     """`torch.load(path, map_location="cpu", weights_only=True)`; a file torch cannot read is an error
     naming it and saying what it looks like (empty, truncated, not a PyTorch file, pickled objects)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"weights file not found: {path}")
+    path = require_file(path, "weights file", CHECKPOINT_FILE)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch reports a bad file as RuntimeError, UnpicklingError, EOFError, KeyError...
@@ -82,9 +80,7 @@ def _holds_python_objects(path: Path, head: bytes, err: Exception) -> bool:
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a .pth / .pt / .bin / .safetensors file on CPU (weights_only), unwrapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"weights file not found: {path}")
+    path = require_file(path, "weights file", CHECKPOINT_FILE)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -106,7 +102,7 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
     With `allow_unexpected`, keys the module lacks are skipped and returned (e.g. blocks beyond a
     shallower ViT); otherwise they are an error too. Errors list missing, unexpected and wrongly
     shaped keys before anything is copied (an `InvalidInputError`, a ValueError the scripts print as
-    one line).
+    one line); so do weights holding NaN or Inf (`check_finite_state`).
     """
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
@@ -117,5 +113,18 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
                                                  ("unexpected", [] if allow_unexpected else unexpected)) if keys]
     if problems:
         raise InvalidInputError(f"{source} does not fit {target}; " + "; ".join(f"{n}: {_show(k)}" for n, k in problems))
+    check_finite_state({k: state[k] for k in own}, source)
     module.load_state_dict({k: state[k] for k in own}, strict=True)
     return unexpected
+
+
+def check_finite_state(state: Mapping[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or Inf, naming `source` and the first bad key: such a checkpoint
+    (a diverged run, a damaged conversion) otherwise shows up only as NaN distances after extraction."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        first = state[bad[0]]
+        kind = "NaN" if bool(torch.isnan(first).any()) else "Inf"
+        raise InvalidInputError(f"{source}: weight {bad[0]} holds {kind} ({len(bad)} of {len(state)} tensors hold "
+                                f"NaN or Inf values); the weights are unusable (a diverged run?): use an earlier "
+                                f"checkpoint")

@@ -16,6 +16,7 @@ from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, 
 import pfd
 from pfd.api import Gallery, Match, ReIDModel
 from pfd.data.datasets import build_dataset
+from pfd.errors import UserError
 from pfd.image import ImageReadError
 from pfd.engine.evaluator import HeatmapMaker, extract_features, load_keypoints
 from pfd.engine.trainer import Trainer
@@ -142,6 +143,51 @@ def test_query_py_and_the_api_read_each_others_indexes(setup, capsys, tmp_path):
     assert [m.path for m in cli.search(image, k=5)] == [m.path for m in Gallery.load(setup["index"]).search(image, k=5)]
 
 
+def test_embed_refuses_bad_input_in_one_line(setup, tmp_path, monkeypatch):
+    """Issue 23: embed(5), grey 2-D and empty arrays, huge images and out-of-range keypoints are one
+    UserError each, naming what was given; keypoints get the keypoint files' own check."""
+    model = setup["model"]
+    path = setup["dataset"].query[0].path
+    cases = [
+        (5, r"images: expected an image path, .* got int"),
+        (np.zeros((128, 64), np.uint8), r"images: got a uint8 array of shape \[128, 64\]; expected .*\[H, W, 3\]"),
+        (np.zeros((0, 0, 3), np.uint8), r"images\[0\]: expected a uint8 RGB array \[H, W, 3\] with H, W >= 1, got "
+                                         r"uint8 array of shape \[0, 0, 3\]"),
+        ([Image.new("RGB", (0, 0))], r"images\[0\]: image of 0x0 pixels"),
+    ]
+    for images, message in cases:
+        with pytest.raises(UserError, match=message):
+            model.embed(images, keypoints=np.zeros((1, 17, 3)))
+    monkeypatch.setattr("pfd.image.MAX_PIXELS", 100 * 100)
+    for big in (Image.new("RGB", (200, 100)), np.zeros((100, 200, 3), np.uint8)):
+        with pytest.raises(UserError, match=r"images\[0\]: image of 200x100 pixels is over pfd.image.MAX_PIXELS"):
+            model.embed(big, keypoints=np.zeros((17, 3)))
+    monkeypatch.undo()
+    width, height = Image.open(path).size
+    for row, message in (([5.0, 6.0, 1.5], r"keypoint left_eye is .* = \(5\.0, 6\.0, 1\.5\).* confidence in \[0, 1\]"),
+                         ([width + 50.0, 6.0, 0.8], rf"keypoint left_eye is .* in an image of {width}x{height}; "
+                                                    r"expected a keypoint inside its image")):
+        kps = np.zeros((2, 17, 3), np.float32)
+        kps[1, 1] = row
+        with pytest.raises(UserError, match=r"keypoints: entry 'images\[1\]', " + message):
+            model.embed([path, path], keypoints=kps)
+    kps[1, 1, 2] = 0.0  # marked missing: accepted wherever it lies, as in a keypoint file
+    assert model.embed([path, path], keypoints=kps).shape == (2, model.feature_dim)
+
+
+def test_embed_reads_a_sixteen_bit_image_like_its_eight_bit_copy(setup, tmp_path):
+    """BAD 6 through the API: an in-memory 16-bit grey image and its 16-bit PNG give the 8-bit copy's feature."""
+    model = setup["model"]
+    grey = np.asarray(Image.open(setup["dataset"].query[0].path).convert("L"))
+    sixteen = Image.fromarray(grey.astype(np.uint16) * 257)
+    sixteen.save(tmp_path / "g16.png")
+    Image.fromarray(grey).save(tmp_path / "g8.png")
+    kps = np.zeros((3, 17, 3), np.float32)
+    feats = model.embed([sixteen, str(tmp_path / "g16.png"), str(tmp_path / "g8.png")], keypoints=kps)
+    np.testing.assert_allclose(feats[0], feats[2], atol=1e-6)
+    np.testing.assert_allclose(feats[1], feats[2], atol=1e-6)
+
+
 def test_bad_input_is_named(setup, tmp_path):
     model = setup["model"]
     notes = tmp_path / "notes.txt"
@@ -152,7 +198,7 @@ def test_bad_input_is_named(setup, tmp_path):
         model.embed(tmp_path / "missing.jpg")
     with pytest.raises(ValueError, match="images: got an empty list"):
         model.embed([])
-    with pytest.raises(ValueError, match=r"images\[0\]: expected a uint8 RGB array \[H, W, 3\], got float32"):
+    with pytest.raises(ValueError, match=r"images\[0\]: expected a uint8 RGB array \[H, W, 3\].*got float32"):
         model.embed(np.zeros((128, 64, 3), np.float32))
     path = setup["dataset"].query[0].path
     with pytest.raises(ValueError, match=r"keypoints: expected shape \[2, 17, 3\].*got \[2, 17, 2\]"):
@@ -204,3 +250,11 @@ def test_readme_python_example_runs(setup, tmp_path, monkeypatch, capsys):
     assert lines[0].startswith("(4, ") and len(lines) == 1 + 5  # the shape line, then 5 matches
     assert all(line.split()[-1].startswith(str(tmp_path)) for line in lines[1:])
     assert (tmp_path / "demo_output" / "my_index" / "index.faiss").is_file()
+
+
+def test_embed_names_a_lazily_opened_image_that_fails_to_decode(setup, tmp_path):
+    whole = open(setup["dataset"].query[0].path, "rb").read()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ImageReadError, match=rf"images\[0\] \({cut}\): cannot decode the image"):
+        setup["model"].embed(Image.open(cut), keypoints=np.zeros((17, 3)))

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pfd.config import ConfigError, config_hash, load_config
+from pfd.config import ConfigError, config_from_text, config_hash, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -187,3 +187,31 @@ def test_numbers_out_of_range_are_named():
     assert load_config(None, ["MODEL.VIT_DEPTH", "1", "MODEL.NAME", "vit_baseline"]).MODEL.VIT_DEPTH == 1
     for device in ("auto", "cpu", "cuda", "cuda:1"):
         assert load_config(None, ["MODEL.DEVICE", device]).MODEL.DEVICE == device
+
+
+def test_checks_that_ran_late_fail_at_load(tmp_path):
+    """Issue 23: list keys of the wrong length and a batch NUM_INSTANCE does not divide are refused at
+    load, naming the key and where the value came from (they failed at the first batch, or as tracebacks)."""
+    with pytest.raises(ConfigError, match=r"^command line: INPUT\.SIZE_TRAIN expects 2 values \(\[height, width\]\), "
+                                          r"got \[128\]$"):
+        load_config(None, ["INPUT.SIZE_TRAIN", "[128]"])
+    with pytest.raises(ConfigError, match=r"INPUT\.PIXEL_STD expects 3 values"):
+        load_config(None, ["INPUT.PIXEL_STD", "[0.5, 0.5]"])
+    path = tmp_path / "batch.yaml"
+    path.write_text("SOLVER:\n  IMS_PER_BATCH: 30\nDATALOADER:\n  NUM_INSTANCE: 4\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: SOLVER\.IMS_PER_BATCH 30 must be a multiple of "
+                                          r"DATALOADER\.NUM_INSTANCE 4 .*SOLVER\.IMS_PER_BATCH 28$"):
+        load_config(path)
+    assert load_config(path, ["DATALOADER.SAMPLER", "softmax"]).SOLVER.IMS_PER_BATCH == 30  # no PK batches
+
+
+def test_yaml_syntax_errors_name_file_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("MODEL:\n  NAME: pfd\n  STRIDE_SIZE: [16, 16\nSOLVER:\n  BASE_LR: 0.01\n")
+    with pytest.raises(ConfigError, match=rf"^{path}, line 4, column 7: YAML syntax error: expected ',' or ']'"):
+        load_config(path)
+    path.write_text("MODEL:\n\tNAME: pfd\n")
+    with pytest.raises(ConfigError, match=rf"^{path}, line 2, column 1: YAML syntax error: .*'\\t'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^stored config, line 1, column \d+: YAML syntax error"):
+        config_from_text("MODEL: {NAME: pfd", source="stored config")

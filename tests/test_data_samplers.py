@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pfd.config import load_config
-from pfd.data.datasets import build_dataset
+from pfd.config import ConfigError, load_config
+from pfd.data.datasets import DatasetError, build_dataset
 from pfd.image import ImageReadError
-from pfd.data.loader import build_test_loader, build_train_loader
+from pfd.data.loader import build_test_loader, build_train_loader, check_train_split
 from pfd.data.samplers import PKSampler, ShuffledSampler
 
 # 12 identities with 1..9 images each (several with fewer than K = 4)
@@ -190,3 +190,19 @@ def test_corrupt_image_in_worker_names_path(tmp_path):
     loader = build_test_loader(loader_cfg("DATALOADER.NUM_WORKERS", "1"), ds.query, None)
     with pytest.raises(ImageReadError, match=f"cannot decode image {bad}"):
         list(loader)
+
+
+def test_too_few_identities_for_a_batch_fail_before_the_loader(tmp_path):
+    """Issue 23: a dataset with fewer identities than a PK batch takes is refused by check_train_split
+    (which the trainer runs as soon as the dataset is parsed), naming the dataset and the counts."""
+    ds = build_dataset(f"folder:{make_market(tmp_path / 'm')}", tmp_path)  # 6 training identities
+    assert check_train_split(loader_cfg(), ds) == 8
+    with pytest.raises(DatasetError, match=r"6 training identities, but a PK batch of SOLVER\.IMS_PER_BATCH=16 takes "
+                                           r"8 .*lower SOLVER\.IMS_PER_BATCH to at most 12"):
+        check_train_split(loader_cfg("SOLVER.IMS_PER_BATCH", "16"), ds)
+    with pytest.raises(DatasetError, match=r"4 training identities \(after the 2 DATASETS\.VAL_IDS held out\)"):
+        check_train_split(loader_cfg("SOLVER.IMS_PER_BATCH", "10", "DATASETS.VAL_IDS", "2"), ds)
+    with pytest.raises(DatasetError, match=r"24 training images make no full batch of SOLVER\.IMS_PER_BATCH=32"):
+        check_train_split(loader_cfg("DATALOADER.SAMPLER", "softmax", "SOLVER.IMS_PER_BATCH", "32"), ds)
+    with pytest.raises(ConfigError, match=r"batches of 2, not a multiple of DATALOADER\.NUM_INSTANCE=4"):
+        check_train_split(loader_cfg("SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "4"), ds, world_size=4)

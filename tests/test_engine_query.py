@@ -7,9 +7,13 @@ import pytest
 from PIL import Image
 from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
+from pfd.config import load_config
 from pfd.engine.evaluator import ranks_reported
+from pfd.engine.tester import read_eval_checkpoint
 from pfd.engine.trainer import Trainer
 from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
+from pfd.errors import InvalidInputError
+from pfd.query import query_keypoints
 from pfd.retrieval import IndexLoadError
 
 query_script = load_script("query")
@@ -125,17 +129,42 @@ def test_search_errors_are_one_line_and_exit_2(setup, capsys, tmp_path):
         query_script.main(["search", "--debug", "--index", str(index), "--image", image])
 
 
-def test_search_photo_without_keypoints_names_a_pose_backend(setup, capsys, tmp_path):
-    """The demo config reads ground-truth keypoints; a photo of one's own has none there."""
+def test_search_photo_without_keypoints_says_what_works_for_this_index(setup, capsys, tmp_path):
+    """The demo index reads ground-truth keypoints; a photo of one's own has none there. The hint used to
+    suggest searching with MODEL.POSE_BACKEND mediapipe, which this index then refuses (config hash): it
+    now says to index the gallery with such a backend, and a search with another backend is refused at
+    once, before any pose estimation."""
     photo = tmp_path / "me.jpg"
     shutil.copy(sorted(setup["gallery"].glob("*.jpg"))[0], photo)
     err = _user_error(capsys, ["search", "--index", str(setup["index"]), "--image", str(photo)])
-    assert f"--image {photo}: no keypoints" in err and "MODEL.POSE_BACKEND mediapipe" in err
+    assert f"--image {photo}: no keypoints" in err and "index's pose backend (MODEL.POSE_BACKEND synthetic" in err
+    assert "index the gallery again with a pose backend that reads pixels, `python query.py index ... " \
+           "MODEL.POSE_BACKEND mediapipe`" in err and "search that index" in err
     assert "pfd.data.synthetic" not in err
-    keypoint_file = setup["root"] / "synthetic" / "keypoints.json"  # the file backend: a file without the photo
     err = _user_error(capsys, ["search", "--index", str(setup["index"]), "--image", str(photo),
-                               "MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", str(keypoint_file)])
-    assert f"{keypoint_file} does not list it" in err and "MODEL.POSE_BACKEND mediapipe" in err
+                               "MODEL.POSE_BACKEND", "mediapipe"])  # what the old hint said: refused at once
+    assert "was built with config_hash=" in err
+    keypoint_file = setup["root"] / "synthetic" / "keypoints.json"  # an index of the file backend, without the photo
+    cfg = load_config(DEMO_CONFIG, [*setup["opts"], "MODEL.POSE_BACKEND", "file",
+                                    "MODEL.POSE_FILE", str(keypoint_file)])
+    with pytest.raises(InvalidInputError, match=rf"{keypoint_file} does not list it\).*add the photo's keypoints to "
+                                                rf"{keypoint_file} \(MODEL.POSE_FILE.*MODEL.POSE_BACKEND mediapipe"):
+        query_keypoints(cfg, photo)
+
+
+def test_paths_that_exist_are_not_reported_missing(setup, capsys, tmp_path):
+    """Issue 23: a folder given as the checkpoint, or a file given as the gallery, said "not found"."""
+    image = sorted(setup["gallery"].glob("*.jpg"))[0]
+    index = ["index", "--config", str(DEMO_CONFIG), "--out", str(tmp_path / "idx"), *setup["opts"]]
+    err = _user_error(capsys, [*index, "--weights", str(setup["weights"]), "--gallery", str(image)])
+    assert f"gallery folder {image} is a file, expected a folder of images" in err
+    err = _user_error(capsys, [*index, "--weights", str(setup["weights"].parent), "--gallery", str(setup["gallery"])])
+    assert f"--weights: checkpoint {setup['weights'].parent} is a folder, expected a checkpoint file" in err
+    err = _user_error(capsys, ["search", "--index", str(setup["index"]), "--image", str(setup["gallery"])])
+    assert f"--image {setup['gallery']} is a folder, expected an image file" in err
+    with pytest.raises(InvalidInputError, match=rf"checkpoint {setup['weights'].parent} is a folder, expected a "
+                                                r"checkpoint file \(e\.g\. last\.pth"):
+        read_eval_checkpoint(setup["weights"].parent)  # test.py's TEST.WEIGHT
 
 
 def test_unknown_query_id_does_not_match_unknown_gallery_ids(setup):
@@ -160,3 +189,16 @@ def test_epoch_without_batches_and_log_period_zero(setup, tmp_path):
     trainer.train_loader = []  # e.g. fewer images than one P x K batch
     stats = trainer.train_one_epoch(0)
     assert stats["acc"] == 0 and "lr" in stats
+
+
+def test_index_refuses_a_zero_byte_image_before_posing(setup, capsys, tmp_path):
+    """Issue 23: a zero-byte image in the gallery folder failed only after the whole gallery was posed."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(setup["gallery"], gallery)
+    (gallery / "0001_c1s1_000099_00.jpg").write_bytes(b"")
+    cache = setup["root"] / "pose_cache"
+    before = sorted(cache.iterdir())
+    err = _user_error(capsys, ["index", "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]),
+                               "--gallery", str(gallery), "--out", str(tmp_path / "idx"), *setup["opts"]])
+    assert f"gallery folder {gallery}: not an image PIL can read: {gallery / '0001_c1s1_000099_00.jpg'}" in err
+    assert sorted(cache.iterdir()) == before and not (tmp_path / "idx").exists()  # nothing posed, nothing written

@@ -12,6 +12,7 @@ from pfd.config import load_config
 from pfd.model import build_model, load_checkpoint_into
 from pfd.model.convert import convert_reference_pfd, main as convert_main
 from pfd.engine.tester import load_eval_model
+from pfd.errors import UserError
 from pfd.state_dict import read_state_dict
 
 TINY = ["MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "2", "MODEL.NUM_HEAD", "4",
@@ -184,3 +185,18 @@ def test_eval_model_reads_its_checkpoint_once(tmp_path, monkeypatch, layout):
     assert reads == [path]
     assert info == {"checkpoint": str(path), "format": layout, "num_classes": 5, "num_cameras": 3}
     assert torch.equal(_features(loaded), _features(model))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_holding_nan_or_inf_are_refused_when_loaded(tmp_path, bad):
+    """Issue 23: a checkpoint with a NaN weight was found only as `distmat contains NaN` after the
+    extraction; loading it now names the file and the first bad key."""
+    model = build_model(tiny_cfg("MODEL.PRETRAIN_CHOICE", "none"), 5, 3)
+    state = model.state_dict()
+    state["base_vit.vit.blocks.1.attn.qkv.weight"][3, 7] = bad
+    path = tmp_path / "diverged.pth"
+    torch.save({"format": "pfd-checkpoint-v1", "epoch": 1, "model": state}, path)
+    kind = "NaN" if bad != bad else "Inf"
+    with pytest.raises(UserError, match=rf"diverged\.pth.*: weight base_vit\.vit\.blocks\.1\.attn\.qkv\.weight holds "
+                                        rf"{kind} \(1 of \d+ tensors"):
+        load_checkpoint_into(build_model(tiny_cfg("MODEL.PRETRAIN_CHOICE", "none"), 5, 3), path)

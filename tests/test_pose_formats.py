@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from pfd.config import load_config
+from pfd.errors import InvalidInputError, MissingFileError
 from pfd.pose.estimator import build_estimator
 from pfd.pose.formats import (
     FileEstimator, read_coco_json, read_keypoints, read_openpose_csv, read_project_json, write_cache_npz,
@@ -117,6 +118,44 @@ def test_bad_files_are_named(tmp_path):
         read_keypoints(short)
 
 
+def _coco_file(path, keypoints, file_name="0001_c1s1_000001_00.jpg"):
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": file_name}],
+                                "annotations": [{"image_id": 1, "keypoints": keypoints}]}))
+    return path
+
+
+def test_damaged_keypoint_files_name_the_file_and_entry(tmp_path):
+    """Strings, wrong row counts, ragged rows, truncated JSON, unknown formats and damaged caches: one
+    InvalidInputError (a UserError) naming the file and, where there is one, the entry."""
+    rows = np.zeros((17, 3)).tolist()
+    strings = [[*row[:2], "abc"] for row in rows]
+    cases = {
+        "strings.json": (_project_file(tmp_path / "strings.json", {"a.jpg": strings}),
+                         r"strings\.json: keypoints\['a\.jpg'\]: expected numbers, got .*'abc'"),
+        "short.json": (_project_file(tmp_path / "short.json", {"a.jpg": rows[:16]}),
+                       r"short\.json: keypoints\['a\.jpg'\]: expected 17 rows of \[x, y, conf\], got shape \[16, 3\]"),
+        "ragged.json": (_project_file(tmp_path / "ragged.json", {"a.jpg": [*rows[:16], [1.0]]}),
+                        r"ragged\.json: keypoints\['a\.jpg'\]: expected numbers"),
+        "coco_strings.json": (_coco_file(tmp_path / "coco_strings.json", ["abc"] * 51),
+                              (r"coco_strings\.json: annotations\[0\]\.keypoints \(image '0001_c1s1_000001_00\.jpg'\): "
+                               r"expected numbers, got \['abc'")),
+        "coco_images.json": (tmp_path / "coco_images.json", r"coco_images\.json: images\[0\] must be an object with 'id'"),
+        "cut.json": (tmp_path / "cut.json", r"cut\.json: invalid JSON at line 1, column \d+: .*truncated"),
+        "notes.txt": (tmp_path / "notes.txt", r"notes\.txt: unknown keypoint file"),
+        "cache.npz": (tmp_path / "cache.npz", r"cache\.npz: damaged pose cache \.npz"),
+    }
+    (tmp_path / "coco_images.json").write_text(json.dumps({"images": [{"file_name": "a.jpg"}], "annotations": []}))
+    whole = _project_file(tmp_path / "whole.json", {"a.jpg": rows}).read_text()
+    (tmp_path / "cut.json").write_text(whole[:len(whole) // 2])
+    (tmp_path / "notes.txt").write_text("a.jpg 1 2 3\n")
+    (tmp_path / "cache.npz").write_bytes(b"PK\x03\x04 cut short")
+    for path, message in cases.values():
+        with pytest.raises(InvalidInputError, match=message):
+            read_keypoints(path)
+    with pytest.raises(MissingFileError, match="nowhere.json"):
+        read_keypoints(tmp_path / "nowhere.json")
+
+
 def test_file_backend_matches_by_trailing_path_and_reports_missing(tmp_path, caplog):
     table = random_table(["bounding_box_train/0001_c1s1_000001_00.jpg", "query/0001_c1s1_000001_00.jpg",
                           "0003_c2s1_000005_00.jpg"])
@@ -180,8 +219,9 @@ def test_file_backend_refuses_a_present_keypoint_outside_the_image(tmp_path):
     rows[9] = [500.0, 60.0, 0.9]  # left wrist far right of a 64 px wide crop
     path = _project_file(tmp_path / "kps.json", {"query/0001_c1s1_000001_00.jpg": rows.tolist()})
     estimator = FileEstimator(path)
-    with pytest.raises(ValueError, match=r"kps\.json: entry '.*0001_c1s1_000001_00\.jpg', keypoint left_wrist at "
-                                         r"\(500\.0, 60\.0\) with confidence 0\.90 lies outside its image .* \(64x128\)"):
+    with pytest.raises(ValueError, match=r"kps\.json \(for image .*0001_c1s1_000001_00\.jpg\): entry '.*0001_c1s1_000001_00"
+                                         r"\.jpg', keypoint left_wrist is .* = \(500\.0, 60\.0, 0\.9\) in an image of "
+                                         r"64x128; expected a keypoint inside its image"):
         estimator.predict_paths([str(image)])
     rows[9, 2] = 0.0  # marked missing: accepted wherever it is
     estimator = FileEstimator(_project_file(path, {"query/0001_c1s1_000001_00.jpg": rows.tolist()}))

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from pfd.device import resolve_device
-from pfd.errors import InvalidInputError
+from pfd.errors import InvalidInputError, UserError
 from pfd.state_dict import load_state_dict_strict, load_torch_file, read_state_dict
 
 
@@ -67,9 +67,12 @@ def test_device_resolver(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu")
-        with pytest.raises(RuntimeError, match="MODEL.DEVICE='cuda:0' but CUDA is not available"):
-            resolve_device("cuda")
+        with pytest.raises(UserError, match="MODEL.DEVICE='cuda:0' but CUDA is not available"):
+            resolve_device("cuda")  # one line from the commands, not a traceback
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert resolve_device("auto") == torch.device("cuda:3")  # torchrun's rank picks the GPU
     assert resolve_device("cuda", local_rank=1) == torch.device("cuda:1")
+    with pytest.raises(UserError, match="MODEL.DEVICE='cuda:4' but this machine has 4 CUDA device"):
+        resolve_device("cuda:4")

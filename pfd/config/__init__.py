@@ -239,9 +239,32 @@ def _check_conv_stem(cfg: CN, origins: dict[str, str]) -> None:
                           "them, or MODEL.PRETRAIN_CHOICE none to train from scratch")
 
 
+# Keys holding a fixed number of values (height, width / one per RGB channel).
+LIST_LENGTHS = {"INPUT.SIZE_TRAIN": 2, "INPUT.SIZE_TEST": 2, "MODEL.STRIDE_SIZE": 2, "INPUT.PIXEL_MEAN": 3,
+                "INPUT.PIXEL_STD": 3}
+
+
+def _check_combinations(cfg: CN, origins: dict[str, str]) -> None:
+    """Checks that otherwise fail late or as tracebacks (issue 23): list keys of the wrong length, and a PK
+    batch that NUM_INSTANCE does not divide (found when the sampler is built, after the pose pass)."""
+    for key, length in LIST_LENGTHS.items():
+        value = _value(cfg, key)
+        if len(value) != length:
+            what = "[height, width]" if length == 2 else "one value per RGB channel"
+            raise ConfigError(f"{origins.get(key, 'defaults')}: {key} expects {length} values ({what}), "
+                              f"got {list(value)}")
+    batch, instances = cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE
+    if cfg.DATALOADER.SAMPLER == "softmax_triplet" and batch % instances:
+        where = origins.get("SOLVER.IMS_PER_BATCH") or origins.get("DATALOADER.NUM_INSTANCE", "defaults")
+        raise ConfigError(f"{where}: SOLVER.IMS_PER_BATCH {batch} must be a multiple of DATALOADER.NUM_INSTANCE "
+                          f"{instances} (a PK batch holds P identities x {instances} images each); e.g. "
+                          f"SOLVER.IMS_PER_BATCH {max(instances, batch - batch % instances)}")
+
+
 def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
     _check_values(cfg, origins)
+    _check_combinations(cfg, origins)
     if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
         raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
                           "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
@@ -266,13 +289,24 @@ def load_config(path: str | Path | None = None, opts: Iterable[str] = ()) -> CN:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with path.open() as f:
-        return _build(yaml.safe_load(f), str(path), opts)
+    return _build(_parse_yaml(path.read_text(), str(path)), str(path), opts)
 
 
 def config_from_text(text: str, opts: Iterable[str] = (), source: str = "config text") -> CN:
     """Like `load_config`, from YAML text (e.g. the config a checkpoint or an index stores); errors name `source`."""
-    return _build(yaml.safe_load(text), source, opts)
+    return _build(_parse_yaml(text, source), source, opts)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """The YAML document in `text`; a syntax error names `source`, its line and column (1-based)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        raise ConfigError(f"{where}: YAML syntax error: {problem}" + (f" ({context})" if context else "")) from None
 
 
 def _build(values: Any, source: str, opts: Iterable[str]) -> CN:

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..image import read_image
 from ..pose.keypoints import NUM_KEYPOINTS
-from .datasets import ImageRecord, ReIDDataset
+from ..config import ConfigError
+from .datasets import DatasetError, ImageRecord, ReIDDataset
 from .samplers import PKSampler, ShuffledSampler
 from .transforms import ReIDTransform, build_transforms, check_keypoints
 
@@ -53,6 +54,35 @@ class ImageDataset(Dataset):
         return sample
 
 
+def check_train_split(cfg, dataset: ReIDDataset, world_size: int = 1) -> int:
+    """The per-process batch size; a DatasetError / ConfigError when `dataset` cannot fill the configured
+    batches. Cheap (record counts only): the trainer calls it as soon as the dataset is parsed, before
+    the pose pass and the model, so a too-small dataset fails at once instead of at the first batch."""
+    name, total = dataset.name, cfg.SOLVER.IMS_PER_BATCH
+    if not dataset.train:
+        raise DatasetError(f"dataset {name} has no training split (it is test-only); "
+                           "pick another DATASETS.NAMES for training")
+    if total % world_size:
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH={total} is not divisible by the {world_size} processes")
+    batch_size, held_out = total // world_size, max(cfg.DATASETS.VAL_IDS, 0)
+    if cfg.DATALOADER.SAMPLER == "softmax_triplet":
+        instances = cfg.DATALOADER.NUM_INSTANCE
+        if batch_size % instances:
+            raise ConfigError(f"SOLVER.IMS_PER_BATCH={total} over {world_size} processes gives batches of "
+                              f"{batch_size}, not a multiple of DATALOADER.NUM_INSTANCE={instances}")
+        needed, have = batch_size // instances * world_size, dataset.num_train_pids - held_out
+        if have < needed:
+            kept = f" (after the {held_out} DATASETS.VAL_IDS held out)" if held_out else ""
+            raise DatasetError(f"dataset {name}: {have} training identities{kept}, but a PK batch of "
+                               f"SOLVER.IMS_PER_BATCH={total} takes {needed} ({batch_size // instances} per process "
+                               f"x {world_size} process(es), DATALOADER.NUM_INSTANCE={instances} images each); "
+                               f"lower SOLVER.IMS_PER_BATCH to at most {have // world_size * instances * world_size}")
+    elif len(dataset.train) < total:
+        raise DatasetError(f"dataset {name}: {len(dataset.train)} training images make no full batch of "
+                           f"SOLVER.IMS_PER_BATCH={total}; lower it")
+    return batch_size
+
+
 def build_train_loader(cfg, dataset: ReIDDataset, keypoints: KeypointTable | None, rank: int = 0,
                        world_size: int = 1, seed: int | None = None) -> DataLoader:
     """Training loader of `dataset.train` for process `rank` of `world_size`.
@@ -62,13 +92,7 @@ def build_train_loader(cfg, dataset: ReIDDataset, keypoints: KeypointTable | Non
     reproducible from `seed` (default SOLVER.SEED) and the epoch: call
     `loader.sampler.set_epoch(epoch)` before each epoch.
     """
-    if not dataset.train:
-        raise ValueError(f"dataset {dataset.name} has no training split (it is test-only); "
-                         "pick another DATASETS.NAMES for training")
-    total = cfg.SOLVER.IMS_PER_BATCH
-    if total % world_size:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={total} is not divisible by the {world_size} processes")
-    batch_size = total // world_size
+    batch_size = check_train_split(cfg, dataset, world_size)
     seed = cfg.SOLVER.SEED if seed is None else seed
     if cfg.DATALOADER.SAMPLER == "softmax_triplet":
         sampler = PKSampler([r.pid for r in dataset.train], batch_size, cfg.DATALOADER.NUM_INSTANCE,
@@ -76,7 +100,7 @@ def build_train_loader(cfg, dataset: ReIDDataset, keypoints: KeypointTable | Non
     else:
         sampler = ShuffledSampler(len(dataset.train), seed=seed, rank=rank, world_size=world_size)
     if len(sampler) < batch_size:
-        raise ValueError(f"dataset {dataset.name}: {len(dataset.train)} training images make no full batch of "
+        raise DatasetError(f"dataset {dataset.name}: {len(dataset.train)} training images make no full batch of "
                          f"{batch_size} per process; lower SOLVER.IMS_PER_BATCH")
     workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(

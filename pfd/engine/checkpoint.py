@@ -7,6 +7,8 @@ A training checkpoint is a dict (loadable with `torch.load(..., weights_only=Tru
     optimizer, scheduler, scaler   their state dicts (scaler: {} when unused)
     epoch        number of epochs completed
     best_val_map best validation mAP so far (DATASETS.VAL_IDS; -1 without a validation split)
+    evaluation_pending  true while the epoch's evaluation has not finished (written before it; a
+                 resume evaluates first); absent in older checkpoints = false
     rng          torch / cuda / numpy / python RNG states (as tensors and plain lists)
     config       the resolved config as YAML text; config_hash
     num_classes, num_cameras   so test.py can build the model without the training set
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from ..config import get_cfg_defaults
-from ..errors import InvalidInputError, MissingFileError
+from ..errors import CHECKPOINT_FILE, InvalidInputError, require_file
 from ..io import atomic_write
 from ..state_dict import load_torch_file
 
@@ -58,9 +60,7 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Load any checkpoint on CPU with weights_only=True; errors name a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"checkpoint not found: {path}")
+    path = require_file(path, "checkpoint", CHECKPOINT_FILE)
     obj = load_torch_file(path)
     if not isinstance(obj, dict):
         raise InvalidInputError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
@@ -155,7 +155,4 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
     if resume == "auto":
         last = Path(output_dir) / "last.pth"
         return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise MissingFileError(f"MODEL.RESUME / --resume: checkpoint not found: {path}")
-    return path
+    return require_file(resume, "MODEL.RESUME / --resume: checkpoint", CHECKPOINT_FILE)

@@ -6,8 +6,11 @@ the sampler via `set_epoch`, augmentation, dropout and worker seeds via `seed_ep
 from `last.pth` repeats at most the epoch in progress and ends with the same weights.
 
 Evaluation (every EVAL_PERIOD epochs and after the last, in TEST.AMP precision) only reports the
-test sets: the number to quote is the last epoch's. `best.pth` exists only with DATASETS.VAL_IDS,
-selected on identities held out of the training set, never on a test set.
+test sets: the number to quote is the last epoch's. An epoch's checkpoint is written before its
+evaluation, marked `evaluation_pending`, so an evaluation that fails (a gallery image damaged
+since the start) or is killed loses no training; resuming from it runs that evaluation first.
+`best.pth` exists only with DATASETS.VAL_IDS, selected on identities held out of the training set,
+never on a test set.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from tqdm import tqdm
 
 from ..config import config_hash
 from ..data.datasets import build_dataset
-from ..data.loader import build_train_loader
+from ..data.loader import build_train_loader, check_train_split
 from ..data.validation import hold_out_validation
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
@@ -37,6 +40,7 @@ from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, refuse_existing_run
 from ..io import atomic_save
+from ..state_dict import check_finite_state
 from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
 from .solver import build_optimizer, build_scheduler
 
@@ -83,6 +87,7 @@ class Trainer:
         self.loss_watch = LossWatch()
 
         self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
+        check_train_split(cfg, self.dataset, self.dist.world_size)  # before the pose pass and the model
         keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
         self.val_sets: list[TestSet] = []  # best.pth is selected on this split, never on a test set
         if cfg.DATASETS.VAL_IDS > 0:
@@ -103,7 +108,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, self.device)
         self.eval_dtype = eval_dtype(cfg, self.device)
         self.scaler = build_grad_scaler(self.device, self.amp_dtype)
-        self.start_epoch, self.best_val_map = 0, -1.0
+        self.start_epoch, self.best_val_map, self.evaluation_pending = 0, -1.0, False
         self.config_hash = config_hash(cfg)
 
         resume = resolve_resume(cfg.MODEL.RESUME, self.output_dir)
@@ -127,7 +132,7 @@ class Trainer:
         return model
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self, epochs_done: int) -> dict:
+    def state_dict(self, epochs_done: int, evaluation_pending: bool = False) -> dict:
         return {
             "format": FORMAT,
             "model": unwrap_model(self.model).state_dict(),
@@ -136,6 +141,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": epochs_done,
             "best_val_map": self.best_val_map,
+            "evaluation_pending": evaluation_pending,
             "rng": rng_state(),
             "config": self.cfg.dump(),
             "config_hash": self.config_hash,
@@ -153,6 +159,7 @@ class Trainer:
         if (ckpt["num_classes"], ckpt["num_cameras"]) != (self.num_classes, self.num_cameras):
             raise InvalidInputError(f"{path}: checkpoint has {ckpt['num_classes']} ids/{ckpt['num_cameras']} cameras, "
                                     f"{self.cfg.DATASETS.NAMES} has {self.num_classes}/{self.num_cameras}")
+        check_finite_state(ckpt["model"], path)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -164,6 +171,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         self.start_epoch, self.best_val_map = int(ckpt["epoch"]), float(ckpt.get("best_val_map", -1.0))
+        self.evaluation_pending = bool(ckpt.get("evaluation_pending", False))
         self.logger.info("resumed from %s at epoch %d", path, self.start_epoch)
 
     def _check_resumable(self, path: Path, ckpt: dict) -> None:
@@ -181,13 +189,15 @@ class Trainer:
         if diffs:
             self.logger.warning("resuming %s with changed %s", path, format_differences(diffs))
 
-    def save(self, epochs_done: int, improved: bool) -> None:
+    def save(self, epochs_done: int, improved: bool, evaluation_pending: bool = False, copies: bool = True) -> None:
+        """last.pth (and with `copies`, epoch_NNN.pth when due); best.pth when `improved`."""
         if not self.dist.is_main:
             return
         check_finite_weights(unwrap_model(self.model), epochs_done, str(self.output_dir / "last.pth"))
-        last = atomic_save(self.state_dict(epochs_done), self.output_dir / "last.pth")
+        last = atomic_save(self.state_dict(epochs_done, evaluation_pending), self.output_dir / "last.pth")
         period = self.cfg.SOLVER.CHECKPOINT_PERIOD
-        if epochs_done == self.cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0):
+        due = epochs_done == self.cfg.SOLVER.MAX_EPOCHS or (period > 0 and epochs_done % period == 0)
+        if copies and due:
             atomic_copy(last, self.output_dir / f"epoch_{epochs_done:03d}.pth")  # serialized once, copied
         if improved:
             atomic_copy(last, self.output_dir / "best.pth")
@@ -207,6 +217,8 @@ class Trainer:
                          cfg.MODEL.NAME, cfg.DATASETS.NAMES, self.num_classes, len(self.dataset.train),
                          self.dist.world_size, self.device, dtype_name(self.amp_dtype), dtype_name(self.eval_dtype),
                          self.config_hash)
+        if self.evaluation_pending:  # the run stopped during this epoch's evaluation: run it now
+            last_metrics = self._evaluate_and_record(self.start_epoch)
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS):
             seed_epoch(cfg.SOLVER.SEED, epoch, self.dist.rank)
             self.train_loader.sampler.set_epoch(epoch)
@@ -216,23 +228,30 @@ class Trainer:
             self.logger.info("epoch %d/%d %s", epochs_done, cfg.SOLVER.MAX_EPOCHS,
                              " ".join(f"{k} {v:.4g}" for k, v in stats.items()))
             self.metrics_log.write("train", epoch=epochs_done, **stats)
-            improved = False
             period = cfg.SOLVER.EVAL_PERIOD
             last_epoch = epochs_done == cfg.SOLVER.MAX_EPOCHS
             due = last_epoch or (period > 0 and epochs_done % period == 0)
             evaluated = bool(self.test_sets or self.val_sets) and due
+            self.save(epochs_done, improved=False, evaluation_pending=evaluated)  # before evaluating: nothing lost
             if evaluated:
-                last_metrics = self.evaluate(epochs_done)
-                if self.val_sets and self.dist.is_main:  # selection on held-out training ids only
-                    val_map = last_metrics[self.val_sets[0].name]["mAP"]
-                    improved = val_map > self.best_val_map
-                    self.best_val_map = max(self.best_val_map, val_map)
-            self.save(epochs_done, improved)
+                last_metrics = self._evaluate_and_record(epochs_done)
             if self.dist.is_main and (evaluated or last_epoch):  # the curves so far, beside the log
                 plot_training_curves(self.metrics_log.path, self.output_dir / CURVES_FILE)
             for hook in self.epoch_hooks:
                 hook(self, epochs_done)
         return last_metrics
+
+    def _evaluate_and_record(self, epochs_done: int) -> dict:
+        """Evaluate, select best.pth on the validation split, and clear last.pth's evaluation_pending mark
+        (last.pth rewritten with the new best_val_map; the periodic copy was made before evaluating)."""
+        metrics, improved = self.evaluate(epochs_done), False
+        if self.val_sets and self.dist.is_main:  # selection on held-out training ids only
+            val_map = metrics[self.val_sets[0].name]["mAP"]
+            improved = val_map > self.best_val_map
+            self.best_val_map = max(self.best_val_map, val_map)
+        self.save(epochs_done, improved, copies=False)
+        self.evaluation_pending = False
+        return metrics
 
     def train_one_epoch(self, epoch: int) -> dict:
         """One pass over the sampler; loss parts are summed on the device and synced only to log."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,7 +34,7 @@ from ..errors import InvalidInputError, MissingFileError
 from ..image import image_size
 from ..io import atomic_write, sha256_file
 from .base import PROJECT_FORMAT, PoseEstimator
-from .keypoints import COCO_KEYPOINTS, NUM_KEYPOINTS
+from .keypoints import NUM_KEYPOINTS, check_keypoint_values
 
 __all__ = [
     "read_keypoints", "read_coco_json", "read_openpose_csv", "read_project_json", "read_cache_npz",
@@ -48,24 +49,13 @@ OPENPOSE_TO_COCO = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
 CSV_HEADER = "name:keypoints_y:keypoints_x"
 CACHE_FORMAT = "pfd-pose-cache-v1"
 COCO_FLAGS = (0, 1, 2)  # COCO ground truth: unlabeled, labeled but hidden, visible
-EDGE_SLACK = 1.0  # px a present keypoint may lie outside the image (rounding, pixel-centre conventions)
 
 
 def check_keypoints(table: Mapping[str, np.ndarray], source: str | os.PathLike) -> None:
     """Every entry of `table` finite with confidences in [0, 1], else an error naming `source`, the
-    first bad entry and keypoint, and how many entries are affected."""
-    if not table:
-        return
-    names = list(table)
-    kps = np.stack([np.asarray(table[n], np.float32) for n in names])  # [N, 17, 3]
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(kps).all(axis=2) | ~((kps[..., 2] >= 0) & (kps[..., 2] <= 1))  # [N, 17]
-    if bad.any():
-        n, k = np.argwhere(bad)[0]
-        raise InvalidInputError(
-            f"{source}: entry {names[n]!r}, keypoint {COCO_KEYPOINTS[k]} is (x, y, confidence) = "
-            f"{tuple(round(float(v), 4) for v in kps[n, k])}; expected finite numbers and a confidence in [0, 1] "
-            f"({int(bad.any(axis=1).sum())} of {len(names)} entries have such values)")
+    first bad entry and keypoint, and how many entries are affected (pfd.pose.keypoints's one check)."""
+    if table:
+        check_keypoint_values(np.stack([np.asarray(v, np.float32) for v in table.values()]), list(table), source)
 
 
 def file_identity(backend: str, path: str | os.PathLike) -> str:
@@ -76,29 +66,60 @@ def file_identity(backend: str, path: str | os.PathLike) -> str:
     return f"{backend}-{sha256_file(path)[:16]}"
 
 
+def _numbers(value, where: str) -> np.ndarray:
+    """`value` as a float32 array, else an error naming `where` and what it holds (strings, ragged rows...)."""
+    try:
+        return np.asarray(value, np.float32)
+    except (ValueError, TypeError) as err:
+        raise InvalidInputError(f"{where}: expected numbers, got {_shorten(value)} ({err})") from None
+
+
+def _shorten(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _rows(value, where: str, width: int = 3) -> np.ndarray:
     """[[x, y, (vis,) conf] * 17] -> float32 [17, 3] taking x, y and the last value."""
-    arr = np.asarray(value, np.float32)
+    arr = _numbers(value, where)
     if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] < width:
-        raise ValueError(f"{where}: expected {NUM_KEYPOINTS} rows of [x, y, conf], got shape {arr.shape}")
+        raise InvalidInputError(f"{where}: expected {NUM_KEYPOINTS} rows of [x, y, conf], got shape {list(arr.shape)}")
     return np.concatenate([arr[:, :2], arr[:, -1:]], axis=1)
+
+
+def _load_json(path: Path):
+    """The parsed JSON file, else an error naming it and where the text stops making sense."""
+    try:
+        with path.open() as f:
+            return json.load(f)
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"{path}: not a text file ({err})") from None
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg} "
+                                "(a truncated or hand-edited file?)") from None
 
 
 # ----------------------------------------------------------------------------------- COCO JSON
 def read_coco_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
-    with path.open() as f:
-        data = json.load(f)
+    data = _load_json(path)
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-        raise ValueError(f"{path}: not a COCO keypoint file; expected an object with 'images' and 'annotations'")
-    names = {img["id"]: img["file_name"] for img in data["images"]}
+        raise InvalidInputError(f"{path}: not a COCO keypoint file; expected an object with 'images' and 'annotations'")
+    names = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+            raise InvalidInputError(f"{path}: images[{i}] must be an object with 'id' and 'file_name', "
+                                    f"got {_shorten(img)}")
+        names[img["id"]] = img["file_name"]
     people: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
     for i, ann in enumerate(data["annotations"]):
-        if ann.get("image_id") not in names:
-            raise ValueError(f"{path}: annotations[{i}] has image_id {ann.get('image_id')!r} not listed in 'images'")
-        flat = np.asarray(ann.get("keypoints", []), np.float32)
+        if not isinstance(ann, dict) or ann.get("image_id") not in names:
+            ann = ann if isinstance(ann, dict) else {}
+            raise InvalidInputError(f"{path}: annotations[{i}] has image_id {ann.get('image_id')!r} not listed in 'images'")
+        where = f"{path}: annotations[{i}].keypoints (image {names[ann['image_id']]!r})"
+        flat = _numbers(ann.get("keypoints", []), where)
         if flat.shape != (3 * NUM_KEYPOINTS,):
-            raise ValueError(f"{path}: annotations[{i}].keypoints must hold {3 * NUM_KEYPOINTS} numbers, "
+            raise InvalidInputError(f"{path}: annotations[{i}].keypoints must hold {3 * NUM_KEYPOINTS} numbers, "
                              f"got {flat.size}")
         people[names[ann["image_id"]]].append(flat.reshape(NUM_KEYPOINTS, 3))
     third = np.concatenate([p[:, 2] for ps in people.values() for p in ps] or [np.zeros(0, np.float32)])
@@ -137,7 +158,7 @@ def read_openpose_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with path.open() as f:
         header = f.readline().strip()
         if header.replace(" ", "") != CSV_HEADER:
-            raise ValueError(f"{path}: expected the OpenPose CSV header {CSV_HEADER!r}, got {header!r}")
+            raise InvalidInputError(f"{path}: expected the OpenPose CSV header {CSV_HEADER!r}, got {header!r}")
         for lineno, line in enumerate(f, start=2):
             if not line.strip():
                 continue
@@ -145,9 +166,9 @@ def read_openpose_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 name, ys, xs = line.split(":")
                 y, x = np.array(json.loads(ys), np.float32), np.array(json.loads(xs), np.float32)
             except ValueError as err:
-                raise ValueError(f"{path}:{lineno}: expected 'NAME: [y * 18]: [x * 18]' ({err})") from None
+                raise InvalidInputError(f"{path}:{lineno}: expected 'NAME: [y * 18]: [x * 18]' ({err})") from None
             if y.shape != (18,) or x.shape != (18,):
-                raise ValueError(f"{path}:{lineno}: expected 18 y and 18 x values, got {y.size} and {x.size}")
+                raise InvalidInputError(f"{path}:{lineno}: expected 18 y and 18 x values, got {y.size} and {x.size}")
             idx = list(OPENPOSE_TO_COCO)
             present = (x[idx] != -1) & (y[idx] != -1)
             table[name.strip()] = np.stack([np.where(present, x[idx], 0), np.where(present, y[idx], 0),
@@ -173,10 +194,11 @@ def write_openpose_csv(path: str | os.PathLike, table: Mapping[str, np.ndarray])
 # ----------------------------------------------------------------------------------- pfd keypoints.json
 def read_project_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
-    with path.open() as f:
-        data = json.load(f)
+    data = _load_json(path)
     if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
-        raise ValueError(f"{path}: expected a {PROJECT_FORMAT!r} file ('format' key)")
+        raise InvalidInputError(f"{path}: expected a {PROJECT_FORMAT!r} file ('format' key)")
+    if not isinstance(data.get("keypoints"), dict):
+        raise InvalidInputError(f"{path}: 'keypoints' must be an object {{image path: 17 rows of [x, y, conf]}}")
     root = (path.parent / data.get("root", ".")).resolve()
     return {str(root / rel): _rows(rows, f"{path}: keypoints[{rel!r}]")
             for rel, rows in data["keypoints"].items()}
@@ -208,10 +230,14 @@ def write_cache_npz(path: str | os.PathLike, meta: dict, rel_paths: Sequence[str
 
 def read_cache_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """(meta, arrays) of a pose cache written by write_cache_npz."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    if "meta" not in arrays or json.loads(str(arrays["meta"])).get("format") != CACHE_FORMAT:
-        raise ValueError(f"{path}: not a {CACHE_FORMAT} pose cache")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise InvalidInputError(f"{path}: damaged pose cache .npz ({type(err).__name__}: {err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        raise InvalidInputError(f"{path}: not a {CACHE_FORMAT} pose cache")
     return json.loads(str(arrays.pop("meta"))), arrays
 
 
@@ -226,7 +252,7 @@ def read_keypoints(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def _read_any(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"MODEL.POSE_FILE: keypoint file {path} not found")
+        raise MissingFileError(f"MODEL.POSE_FILE: keypoint file {path} not found")
     with path.open("rb") as f:
         head = f.read(64)
     if head.startswith(b"PK"):  # zip: an .npz pose cache
@@ -234,12 +260,12 @@ def _read_any(path: str | os.PathLike) -> dict[str, np.ndarray]:
         root = Path(meta["root"])
         return {str(root / rel): kps for rel, kps in zip(arrays["paths"].tolist(), arrays["keypoints"])}
     if head.lstrip().startswith(b"{"):
-        with path.open() as f:
-            is_project = json.load(f).get("format") == PROJECT_FORMAT
+        data = _load_json(path)
+        is_project = isinstance(data, dict) and data.get("format") == PROJECT_FORMAT
         return read_project_json(path) if is_project else read_coco_json(path)
     if head.replace(b" ", b"").startswith(CSV_HEADER.encode()):
         return read_openpose_csv(path)
-    raise ValueError(f"{path}: unknown keypoint file; expected COCO keypoint JSON, an OpenPose CSV "
+    raise InvalidInputError(f"{path}: unknown keypoint file; expected COCO keypoint JSON, an OpenPose CSV "
                      f"({CSV_HEADER!r} header), a {PROJECT_FORMAT} keypoints.json or a pose cache .npz")
 
 
@@ -283,17 +309,7 @@ class FileEstimator(PoseEstimator):
 
     def _check_inside(self, entry: str, kps: np.ndarray, image: str) -> None:
         """Present keypoints (confidence > 0) lie inside the image, else an error naming file, entry and image."""
-        width, height = image_size(image)
-        present = kps[:, 2] > 0
-        inside = ((kps[:, 0] >= -EDGE_SLACK) & (kps[:, 0] <= width + EDGE_SLACK)
-                  & (kps[:, 1] >= -EDGE_SLACK) & (kps[:, 1] <= height + EDGE_SLACK))
-        outside = np.flatnonzero(present & ~inside)
-        if len(outside):
-            k = outside[0]
-            raise InvalidInputError(
-                f"{self.path}: entry {entry!r}, keypoint {COCO_KEYPOINTS[k]} at ({kps[k, 0]:.1f}, {kps[k, 1]:.1f}) "
-                f"with confidence {kps[k, 2]:.2f} lies outside its image {image} ({width}x{height}); a keypoint "
-                "outside the image must be marked missing (confidence 0)")
+        check_keypoint_values(kps[None], [entry], f"{self.path} (for image {image})", [image_size(image)])
 
     def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)

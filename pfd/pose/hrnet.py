@@ -21,6 +21,7 @@ from PIL import Image
 from ..config import ConfigError
 from ..device import resolve_device
 from ..errors import MissingFileError
+from ..image import to_rgb
 from ..io import sha256_file
 from ..precision import autocast, autocast_dtype
 from ..state_dict import load_state_dict_strict, read_state_dict
@@ -228,7 +229,7 @@ class HRNetEstimator(PoseEstimator):
     def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Crops -> ImageNet-normalized [N, 3, H, W] on the device, channels_last."""
         size = (self.input_hw[1], self.input_hw[0])
-        arrays = np.stack([np.asarray(img.convert("RGB").resize(size, Image.BILINEAR)) for img in images])
+        arrays = np.stack([np.asarray(to_rgb(img).resize(size, Image.BILINEAR)) for img in images])
         x = torch.from_numpy(arrays).to(self.device).permute(0, 3, 1, 2).float().div_(255)  # [N, 3, H, W]
         return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 

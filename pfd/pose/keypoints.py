@@ -1,4 +1,8 @@
-"""COCO-17 keypoint definitions shared by every pose backend, the augmentations and the model."""
+"""COCO-17 keypoint definitions shared by every pose backend, the augmentations and the model, and the one
+check of keypoint values a user gives (keypoint files, `ReIDModel.embed`)."""
+import numpy as np
+
+from ..errors import InvalidInputError
 
 COCO_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -29,3 +33,29 @@ def flip_keypoints(keypoints, width: int):
 # Skeleton edges for drawing (pairs of keypoint indices).
 SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
             (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
+
+
+EDGE_SLACK = 1.0  # px a present keypoint may lie outside its image (rounding, pixel-centre conventions)
+
+
+def check_keypoint_values(kps, names, source, sizes=None) -> None:
+    """Refuse keypoints [N, 17, 3] (x, y, confidence) that are not finite, have a confidence outside [0, 1],
+    or, given `sizes` [N, 2] (each image's width, height), are present (confidence > 0) but lie more than
+    EDGE_SLACK px outside their image. The error names `source`, the first bad entry (`names[n]`) and
+    keypoint, and how many entries are affected. The one check of keypoint files and `ReIDModel.embed`."""
+    kps = np.asarray(kps, np.float32).reshape(-1, NUM_KEYPOINTS, 3)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(kps).all(axis=2) | ~((kps[..., 2] >= 0) & (kps[..., 2] <= 1))  # [N, 17]
+        expected = "finite numbers and a confidence in [0, 1]"
+        if not bad.any() and sizes is not None:
+            wh = np.asarray(sizes, np.float32).reshape(-1, 1, 2)  # [N, 1, 2]
+            inside = ((kps[..., :2] >= -EDGE_SLACK) & (kps[..., :2] <= wh + EDGE_SLACK)).all(axis=2)  # [N, 17]
+            bad = (kps[..., 2] > 0) & ~inside
+            expected = "a keypoint inside its image; one outside it must be marked missing (confidence 0)"
+    if bad.any():
+        n, k = np.argwhere(bad)[0]
+        size = "" if sizes is None else " in an image of {}x{}".format(*np.asarray(sizes, np.int64).reshape(-1, 2)[n])
+        raise InvalidInputError(
+            f"{source}: entry {names[n]!r}, keypoint {COCO_KEYPOINTS[k]} is (x, y, confidence) = "
+            f"{tuple(round(float(v), 4) for v in kps[n, k])}{size}; expected {expected} "
+            f"({int(bad.any(axis=1).sum())} of {len(kps)} entries have such values)")

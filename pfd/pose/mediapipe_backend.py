@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvalidInputError, MissingFileError
+from ..image import to_rgb
 from .base import PoseEstimator
 
 __all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe_identity"]
@@ -73,7 +74,7 @@ def prepare_crop(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     left, top = (CANVAS - size[0]) // 2, (CANVAS - size[1]) // 2
     canvas = Image.new("RGB", (CANVAS, CANVAS), CANVAS_GRAY)
-    canvas.paste(image.convert("RGB").resize(size, Image.BICUBIC), (left, top))
+    canvas.paste(to_rgb(image).resize(size, Image.BICUBIC), (left, top))
     scale = np.array([size[0] / w, size[1] / h], np.float32)  # canvas pixels per crop pixel, per axis
     return np.asarray(canvas), scale, np.array([left, top], np.float32)
 

@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageOps
 
+from ..image import read_image
 from ..io import atomic_write
 
 __all__ = ["plot_cmc", "plot_ranked_lists", "plot_training_curves", "ranked_grid_size", "shown_queries",
@@ -69,12 +70,9 @@ def ranked_grid_size(num_queries: int, topk: int, image_hw: tuple[int, int] = (1
 def _thumbnail(path: str, image_hw: tuple[int, int], colour, keypoints=None, threshold: float = 0.3) -> Image.Image:
     """The image resized to image_hw in a `colour` frame; keypoints [17, 3] (x, y, confidence in the
     image's own pixels), if given, drawn over it: confidence >= threshold visible, else occluded."""
-    try:
-        with Image.open(path) as im:
-            scale = np.array([image_hw[1] / im.width, image_hw[0] / im.height])  # (sx, sy)
-            image = im.convert("RGB").resize((image_hw[1], image_hw[0]), Image.BILINEAR)
-    except (OSError, ValueError) as err:
-        raise OSError(f"plot_ranked_lists cannot read image {path}: {err}") from err
+    image = read_image(path)  # the one reader: every mode, errors name the path
+    scale = np.array([image_hw[1] / image.width, image_hw[0] / image.height])  # (sx, sy)
+    image = image.resize((image_hw[1], image_hw[0]), Image.BILINEAR)
     if keypoints is not None:
         kps = np.asarray(keypoints, dtype=np.float64)  # [17, 3]
         xy = kps[:, :2] * scale  # [17, 2] thumbnail pixels

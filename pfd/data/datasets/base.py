@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
 from ...errors import UserError
+from ...image import check_image_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_LISTED = 5  # how many offending names an error message shows
@@ -103,12 +104,15 @@ def finalize(name: str, root: Path, train: list[ImageRecord], query: list[ImageR
              gallery: list[ImageRecord], sources: dict[str, str], test_only: bool = False) -> ReIDDataset:
     """Validate the splits, relabel the training ids and build the `ReIDDataset`.
 
+    Every image is checked cheaply (pfd.image.check_image_files: its header and last bytes, no decoding),
+    so a damaged file fails here rather than at the end of the first epoch's evaluation.
     `sources` maps each split to where its images came from (for the error message);
     `test_only` datasets (Occluded-REID, Partial-*) have no training split.
     """
     for split, records in (("train", train), ("query", query), ("gallery", gallery)):
         if not records and not (split == "train" and test_only):
             raise DatasetError(f"dataset {name}: the {split} split is empty (no usable images in {sources[split]})")
+    check_image_files((r.path for r in (*train, *query, *gallery)), f"dataset {name}")  # header + end bytes
     gallery_pids = {r.pid for r in gallery}
     unmatched = sum(r.pid not in gallery_pids for r in query)
     if unmatched:
