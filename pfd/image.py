@@ -1,11 +1,19 @@
-"""Image reading: every file comes back as a decoded RGB PIL image, or an error naming it."""
+"""Image reading: every file comes back as a decoded RGB PIL image, or an error naming it.
+
+Also the mark of the pictures pfd writes (plots, ranked lists): a PNG text chunk `Software: pfd ...`
+(`PNG_TEXT`), so that a picture output may replace a file only when `is_pfd_png` finds it there.
+"""
 from __future__ import annotations
 
 import os
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+from . import __version__
 from .errors import UserError
+
+PNG_SOFTWARE = "pfd"  # the start of the Software text chunk of every PNG pfd writes
+PNG_TEXT = {"Software": f"{PNG_SOFTWARE} {__version__}"}  # matplotlib savefig(metadata=PNG_TEXT)
 
 
 class ImageReadError(UserError, OSError):
@@ -53,3 +61,21 @@ def check_image_file(path: str | os.PathLike) -> None:
         raise ImageReadError(f"image file not found: {path}") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"not an image PIL can read: {path} ({type(e).__name__}: {e})") from e
+
+
+def png_info() -> PngImagePlugin.PngInfo:
+    """PIL's `pnginfo=` for a PNG pfd writes: the `PNG_TEXT` chunk."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in PNG_TEXT.items():
+        info.add_text(key, value)
+    return info
+
+
+def is_pfd_png(path: str | os.PathLike) -> bool:
+    """True when `path` is a PNG whose Software text chunk says pfd wrote it (reads the header only)."""
+    try:
+        with Image.open(path) as img:
+            software = img.info.get("Software", "") if img.format == "PNG" else ""
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+    return isinstance(software, str) and software.split(" ")[0] == PNG_SOFTWARE
