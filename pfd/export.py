@@ -71,7 +71,7 @@ def is_pfd_onnx(path: str | Path) -> bool:
 
 def claim_onnx_path(out: str | Path) -> Path:
     """`out` if an export may write it (pfd.io.claim_output_file): new, or an ONNX file pfd exported."""
-    return claim_output_file(out, is_pfd_onnx, what="ONNX file",
+    return claim_output_file(out, is_pfd_onnx, what="model file (ONNX)",
                              hint="choose another --out (an ONNX file pfd exported may be replaced)")
 
 

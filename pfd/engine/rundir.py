@@ -4,7 +4,7 @@ The trainer claims OUTPUT_DIR first (`claim_run_dir`, pfd.io's guard: a new or e
 holding a run of ours; a user's folder with files in it is refused), then, before any work starts:
 - `refuse_existing_run`: a folder that holds a run (`last.pth`, `best.pth`, `epoch_NNN.pth`,
   `metrics.jsonl`) is refused unless the training resumes, with a message offering `--resume` or a
-  new OUTPUT_DIR (nothing is ever deleted: to start over, the user moves or removes the old run);
+  new OUTPUT_DIR (or `--replace`, below; nothing is deleted otherwise);
 - `RunLock.acquire`: OUTPUT_DIR/train.lock is held (an exclusive `flock`, which the kernel drops when the holder
   dies, even by SIGKILL) until `RunLock.release()`; it records the holder's pid, host and start time.
   A second training into the folder is refused naming that holder. A lock file left by a killed run
@@ -136,7 +136,7 @@ def refuse_existing_run(output_dir: str | os.PathLike) -> None:
         shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
         raise OutputDirInUseError(
             f"OUTPUT_DIR {output_dir} already holds a run ({shown}); continue it with --resume "
-            "(MODEL.RESUME auto), or train into a new OUTPUT_DIR. Nothing was written.")
+            "(MODEL.RESUME auto), start it over with --replace, or train into a new OUTPUT_DIR. Nothing was written.")
 
 
 def claim_run_dir(output_dir: str | os.PathLike) -> Path:
