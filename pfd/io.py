@@ -44,6 +44,7 @@ __all__ = ["DiskFullError", "OUTPUT_MARKER", "atomic_write", "atomic_path", "ato
 OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_GLOB_MAGIC = re.compile(r"[*?[]")
 
 
 class DiskFullError(UserError, OSError):
@@ -231,12 +232,14 @@ def foreign_entries(folder: str | os.PathLike, owned: Iterable[str]) -> list[str
     (fnmatch against the relative path, so `*` also matches `/`; folders are entered; the markers of
     the folder and of its sub-folders are always owned)."""
     root, patterns = Path(folder), [*owned, OUTPUT_MARKER, f"*/{OUTPUT_MARKER}"]
+    exact = {p for p in patterns if not _GLOB_MAGIC.search(p)}  # plain paths: a set lookup, not a scan
+    globs = [p for p in patterns if p not in exact]
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         for name in filenames:
             rel = (rel_dir / name).as_posix()
-            if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns):
+            if rel not in exact and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in globs):
                 found.append(rel)
         dirnames.sort()
     return sorted(found)

@@ -240,7 +240,9 @@ def _written_files(out: Path) -> list[str]:
         images = json.loads((out / META_FILE).read_text())["images"]
     except (OSError, ValueError, KeyError, TypeError):
         images = {}
-    listed = [glob.escape(path) for path in images] if isinstance(images, dict) else []
+    if not isinstance(images, dict):
+        images = {}
+    listed = [path for path in images if isinstance(path, str) and not glob.has_magic(path)]  # a pattern: foreign
     return [MARKER_FILE, LEGACY_MARKER, KEYPOINTS_FILE, META_FILE, *listed]
 
 
