@@ -20,6 +20,8 @@ test: $(STAMP)
 
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.
+# A rerun retrains: `train.py --replace` deletes the demo's earlier run in $(DEMO_DIR)/run, and refuses
+# (deleting nothing) when that folder holds a file no training wrote or is not a run folder of ours.
 DEMO_CFG := configs/demo_synthetic.yaml
 # 200 training ids x 8 images (two K=4 chunks each per epoch), each seen by all 6 cameras; 50 test ids
 # (3 cameras each), 40 distractors.
@@ -29,9 +31,8 @@ DEMO_OPTS = DATASETS.ROOT_DIR $(DEMO_DIR)/data OUTPUT_DIR $(DEMO_DIR)/run MODEL.
 demo: $(STAMP)
 	test -f $(DEMO_DIR)/data/synthetic/keypoints.json || $(PY) -m pfd.data.synthetic --out $(DEMO_DIR)/data/synthetic --quiet $(DEMO_DATA)
 	$(PY) -m pfd.pose --config $(DEMO_CFG) $(DEMO_OPTS)
-	rm -rf $(DEMO_DIR)/run
-	$(PY) train.py --config $(DEMO_CFG) $(DEMO_OPTS)
-	$(PY) test.py --config $(DEMO_CFG) DATASETS.ROOT_DIR $(DEMO_DIR)/data MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache OUTPUT_DIR $(DEMO_DIR) TEST.WEIGHT $(DEMO_DIR)/run/last.pth
+	$(PY) train.py --replace --config $(DEMO_CFG) $(DEMO_OPTS)
+	$(PY) test.py --config $(DEMO_CFG) DATASETS.ROOT_DIR $(DEMO_DIR)/data MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache OUTPUT_DIR $(DEMO_DIR)/eval TEST.WEIGHT $(DEMO_DIR)/run/last.pth
 	$(PY) query.py index --config $(DEMO_CFG) --weights $(DEMO_DIR)/run/last.pth \
 		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index $(DEMO_OPTS)
 	$(PY) query.py search --index $(DEMO_DIR)/index --image "$$(ls $(DEMO_DIR)/data/synthetic/query/*.jpg | head -n 1)" --topk 10 --out $(DEMO_DIR)/search.png

@@ -7,11 +7,17 @@ anything else is a bug and keeps its traceback (so does a UserError under `--deb
 commands (`python -m pfd.pose`, `pfd.data.synthetic`, `pfd.compare`, `pfd.export`, `pfd.model.convert`)
 report the same way.
 Subclasses also derive from the builtin type that callers may already catch (ValueError, OSError).
+
+The operating system's refusals on a path the user gave are reported the same way: an OSError that
+names its file (`filename`) with an errno of `USER_ERRNOS` (permission denied, read-only file system,
+disk full or over quota, a file where a folder is needed or the reverse, a path that exists) prints
+`error: <path>: <reason>`. Any other OSError, or one without a file name, is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -21,6 +27,8 @@ __all__ = ["UserError", "InvalidInputError", "MissingFileError", "OutputExistsEr
            "require_file", "require_folder", "user_errors"]
 
 EXIT_USER_ERROR = 2  # the status argparse uses for a bad command line
+USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST,
+                         errno.ENOTDIR, errno.EISDIR})  # the OS's answers about a path, not bugs
 
 
 class UserError(Exception):
@@ -73,11 +81,21 @@ def add_debug_argument(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def user_errors(debug: bool = False) -> Iterator[None]:
-    """Turn a UserError into `error: <message>` on stderr and exit status 2 (re-raised when `debug`)."""
+    """Turn a UserError, or an OSError of `USER_ERRNOS` naming its path, into `error: <message>` on
+    stderr and exit status 2 (re-raised when `debug`)."""
     try:
         yield
     except UserError as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        _report(str(err))
+    except OSError as err:
+        if debug or err.errno not in USER_ERRNOS or not err.filename:
+            raise
+        paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p)
+        _report(f"{paths}: {err.strerror}")
+
+
+def _report(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR) from None

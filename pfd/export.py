@@ -12,7 +12,8 @@ embedding ignores `camids`.
 Export uses the torch.export-based exporter (`torch.onnx.export(..., dynamo=True)`, needs onnxscript).
 The file is written to a temp name, run with onnxruntime on batches of other sizes than the traced one
 (samples with every keypoint visible, none, and a mix), and moved into place only when the largest
-per-sample relative L2 difference to PyTorch is within `tolerance`.
+per-sample relative L2 difference to PyTorch is within `tolerance`. `--out` is new or an ONNX file pfd
+exported earlier (its metadata_props hold `pfd.exporter`); any other file there is refused (pfd.io's guard).
 
 Near ties: PFA and PVM pick an index by argmax of cosine similarities. When the best and second-best
 similarity of a sample are closer than TIE_MARGIN (a trained model whose decoder views nearly coincide
@@ -34,13 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import __version__
 from .errors import add_debug_argument, user_errors
-from .io import atomic_path
+from .io import atomic_path, claim_output_file
 from .model.parts import cosine_matrix, pfa
 from .pose.heatmaps import render_heatmaps
 from .pose.keypoints import NUM_KEYPOINTS
 
-__all__ = ["ExportCheckError", "example_inputs", "export_onnx", "matching_margins", "onnx_features", "main"]
+__all__ = ["ExportCheckError", "example_inputs", "export_onnx", "is_pfd_onnx", "matching_margins", "onnx_features",
+           "main"]
 
 logger = logging.getLogger("pfd")
 INPUT_NAMES = ("images", "heatmaps", "camids")
@@ -49,6 +52,27 @@ CHECK_BATCHES = (1, 3, 5)
 TOLERANCE = 1e-4
 TIE_MARGIN = 1e-5  # similarity gap under which an argmax matching is a near tie (float32 rounding of a
 # cosine is about 1e-7 to 1e-6 here; the features of onnxruntime and PyTorch differ by about 1e-6)
+
+
+METADATA_KEY = "pfd.exporter"  # metadata_props entry of every file pfd exports: "pfd <version>"
+
+
+def is_pfd_onnx(path: str | Path) -> bool:
+    """True when `path` is an ONNX model whose metadata says pfd exported it (so --out may replace it)."""
+    import onnx  # only when an --out file exists
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(str(path), format="protobuf", load_external_data=False)  # whatever the name ends with
+    except (OSError, DecodeError, ValueError):
+        return False
+    return any(p.key == METADATA_KEY and p.value.startswith("pfd") for p in proto.metadata_props)
+
+
+def claim_onnx_path(out: str | Path) -> Path:
+    """`out` if an export may write it (pfd.io.claim_output_file): new, or an ONNX file pfd exported."""
+    return claim_output_file(out, is_pfd_onnx, what="model file (ONNX)",
+                             hint="choose another --out (an ONNX file pfd exported may be replaced)")
 
 
 class ExportCheckError(RuntimeError):
@@ -165,6 +189,7 @@ def export_onnx(model: nn.Module, out: str | Path, input_hw: Sequence[int], sigm
 
     Raises ExportCheckError (and writes nothing) when onnxruntime differs from PyTorch by more than `tolerance`.
     """
+    out = claim_onnx_path(out)
     model = model.cpu().float().eval()
     args = example_inputs(TRACE_BATCH, input_hw, sigma, num_cameras, _threshold(model))
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -172,7 +197,7 @@ def export_onnx(model: nn.Module, out: str | Path, input_hw: Sequence[int], sigm
     with _quiet_exporter():
         program = torch.onnx.export(model, args, input_names=list(INPUT_NAMES), output_names=["features"],
                                     dynamic_shapes=({0: batch}, {0: batch}, {0: batch}), dynamo=True, verbose=False)
-    out = Path(out)
+    program.model.metadata_props[METADATA_KEY] = f"pfd {__version__}"  # is_pfd_onnx: a later export may replace it
     with atomic_path(out) as tmp:
         program.save(str(tmp), external_data=False)
         seconds = time.perf_counter() - start
@@ -203,7 +228,8 @@ def main(argv=None) -> None:
 
     args = parse_args(argv)
     setup_logger(None)
-    with user_errors(args.debug):  # a bad checkpoint or config: one line, exit status 2
+    with user_errors(args.debug):  # a bad checkpoint, config or --out: one line, exit status 2
+        claim_onnx_path(args.out)  # before the model loads; export_onnx checks it again (the API's path)
         model = ReIDModel.from_checkpoint(args.weights, args.config, device="cpu", opts=args.opts)
         cfg = model.cfg
         report = export_onnx(model.model, args.out, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, model.num_cameras)

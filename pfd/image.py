@@ -14,6 +14,9 @@ its real value range (PIL's own `convert("RGB")` clips 16-bit and 32-bit grey at
   palette's transparency) is dropped, as the reference implementation's `convert("RGB")` drops it.
 
 Images over MAX_PIXELS (decompression bombs included) are refused from the header, before decoding.
+
+Also the mark of the pictures pfd writes (plots, ranked lists): a PNG text chunk `Software: pfd ...`
+(`PNG_TEXT`), so that a picture output may replace a file only when `is_pfd_png` finds it there.
 """
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ import warnings
 from typing import Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+from . import __version__
 from .errors import UserError
 
-__all__ = ["ImageReadError", "MAX_PIXELS", "check_image_file", "check_image_files", "image_size", "read_image",
-           "to_rgb"]
+__all__ = ["ImageReadError", "MAX_PIXELS", "PNG_TEXT", "check_image_file", "check_image_files", "image_size",
+           "is_pfd_png", "png_info", "read_image", "to_rgb"]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any person crop or camera frame, far below a decompression bomb
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -38,6 +42,8 @@ JPEG_END, PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
 TAIL_BYTES = 4096  # how far from the end a JPEG's end marker may lie (padding some writers add after it)
 MAX_LISTED = 3  # problems one check_image_files error shows
 BAD_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+PNG_SOFTWARE = "pfd"  # the start of the Software text chunk of every PNG pfd writes
+PNG_TEXT = {"Software": f"{PNG_SOFTWARE} {__version__}"}  # matplotlib savefig(metadata=PNG_TEXT)
 
 
 class ImageReadError(UserError, OSError):
@@ -174,3 +180,21 @@ def check_image_files(paths: Iterable[str | os.PathLike], what: str = "images") 
     if problems:
         shown = "; ".join(problems[:MAX_LISTED]) + ("; ..." if len(problems) > MAX_LISTED else "")
         raise ImageReadError(f"{what}: {len(problems)} of {count} files are not readable images: {shown}")
+
+
+def png_info() -> PngImagePlugin.PngInfo:
+    """PIL's `pnginfo=` for a PNG pfd writes: the `PNG_TEXT` chunk."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in PNG_TEXT.items():
+        info.add_text(key, value)
+    return info
+
+
+def is_pfd_png(path: str | os.PathLike) -> bool:
+    """True when `path` is a PNG whose Software text chunk says pfd wrote it (reads the header only)."""
+    try:
+        with Image.open(path) as img:
+            software = img.info.get("Software", "") if img.format == "PNG" else ""
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+    return isinstance(software, str) and software.split(" ")[0] == PNG_SOFTWARE

@@ -16,7 +16,9 @@ our folder of another kind, a file) is refused with an `OutputExistsError` sayin
 `foreign_entries` lists what in one of our folders we did not make, so that replacing it (`--force`,
 `--replace`) can refuse when a user's file is inside. A single output file is claimed with
 `claim_output_file(path, is_ours)`: new, or an existing file that `is_ours` recognizes (a picture or
-ONNX file this program wrote), and never inside one of our folders of another purpose.
+ONNX file this program wrote), and never inside one of our folders of another purpose. Both check
+that the folder can be written (`check_writable`: a read-only or forbidden folder fails at once, as
+an OSError naming it, which pfd.errors.user_errors prints as one line).
 """
 from __future__ import annotations
 
@@ -34,16 +36,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-import torch
-
 from .errors import OutputExistsError, UserError
 
 __all__ = ["DiskFullError", "OUTPUT_MARKER", "atomic_write", "atomic_path", "atomic_save", "claim_output_dir",
-           "claim_output_file", "foreign_entries", "output_kind", "sha256_file"]
+           "check_writable", "claim_output_file", "disk_full_reported", "foreign_entries", "output_kind", "sha256_file"]
 
 OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_GLOB_MAGIC = re.compile(r"[*?[]")
 
 
 class DiskFullError(UserError, OSError):
@@ -112,13 +113,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if full is None:
             raise
         tmp.unlink(missing_ok=True)
-        free = shutil.disk_usage(path.parent).free / 2 ** 20
-        error = DiskFullError(f"{path}: the disk is full ({full.strerror}; {free:.0f} MiB free in {path.parent}); "
-                              "nothing was replaced. Free some space or write elsewhere")
-        error.errno = full.errno
-        raise error from err
+        raise disk_full_error(path, full, "nothing was replaced") from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def disk_full_error(path: Path, full: OSError, outcome: str) -> DiskFullError:
+    """The one-line DiskFullError for `full` (an ENOSPC / EDQUOT OSError) met while writing `path`;
+    `outcome` says what was kept (e.g. "nothing was replaced")."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        free = f"; {shutil.disk_usage(folder).free / 2 ** 20:.0f} MiB free in {folder}"
+    except OSError:
+        free = ""
+    error = DiskFullError(f"{path}: the disk is full ({full.strerror}{free}); {outcome}. Free some space or "
+                          "write elsewhere")
+    error.errno = full.errno
+    return error
+
+
+@contextlib.contextmanager
+def disk_full_reported(path: str | os.PathLike, outcome: str) -> Iterator[None]:
+    """Turn a full disk met inside the block (an OSError, or an error caused by one) into a DiskFullError
+    naming `path` (a writer's output folder or file); anything else passes unchanged."""
+    try:
+        yield
+    except Exception as err:
+        full = _disk_full(err)
+        if full is None or isinstance(err, DiskFullError):
+            raise
+        raise disk_full_error(Path(path), full, outcome) from err
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
@@ -130,6 +154,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save through `atomic_write`: never a half-written checkpoint."""
+    import torch  # here: the guard and the writers that need no torch (the synthetic generator) start light
+
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -183,21 +209,37 @@ def claim_output_dir(path: str | os.PathLike, kind: str, *, shares: Iterable[str
         if entries and not (adopt is not None and adopt(folder)):
             raise OutputExistsError(f"{folder} is not empty and was not made by pfd (it holds {_listing(entries)}); "
                                     f"nothing was written: {hint}")
+    check_writable(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _mark(folder, kind)
     return folder
 
 
+def check_writable(path: Path) -> None:
+    """Raise the OSError a write would meet (EROFS, EACCES) when `path`, or the nearest folder of it
+    that exists, cannot be written: it fails now, before any long work, naming the folder."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or os.access(existing, os.W_OK | os.X_OK):
+        return  # a file in the way: mkdir names it
+    code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+    raise OSError(code, os.strerror(code), str(existing))
+
+
 def foreign_entries(folder: str | os.PathLike, owned: Iterable[str]) -> list[str]:
     """Paths under `folder` (relative, sorted, recursive) that match none of the `owned` glob patterns
-    (matched against the relative path; folders are entered, the marker is always owned)."""
-    root, patterns = Path(folder), [*owned, OUTPUT_MARKER]
+    (fnmatch against the relative path, so `*` also matches `/`; folders are entered; the markers of
+    the folder and of its sub-folders are always owned)."""
+    root, patterns = Path(folder), [*owned, OUTPUT_MARKER, f"*/{OUTPUT_MARKER}"]
+    exact = {p for p in patterns if not _GLOB_MAGIC.search(p)}  # plain paths: a set lookup, not a scan
+    globs = [p for p in patterns if p not in exact]
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         for name in filenames:
             rel = (rel_dir / name).as_posix()
-            if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns):
+            if rel not in exact and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in globs):
                 found.append(rel)
         dirnames.sort()
     return sorted(found)
@@ -220,5 +262,6 @@ def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], 
         raise OutputExistsError(f"{target} is a folder; {hint}")
     if target.exists() and not is_ours(target):
         raise OutputExistsError(f"{target} exists and is not a {what} written by pfd; it is never replaced: {hint}")
+    check_writable(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     return target

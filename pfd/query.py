@@ -19,6 +19,8 @@ from .config import config_hash, load_config
 from .engine.evaluator import load_keypoints
 from .engine.logger import setup_logger
 from .errors import CHECKPOINT_FILE, InvalidInputError, require_file
+from .image import is_pfd_png
+from .io import claim_output_file
 from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.formats import FileEstimator
@@ -99,13 +101,17 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
                  out: str | None = None, opts: Sequence[str] = ()) -> list[Match]:
     """Rank the index for one image: print the list, save the picture; returns the matches, nearest first.
 
-    The model comes from `config` / `weights`, each defaulting to what the index stores.
+    The model comes from `config` / `weights`, each defaulting to what the index stores. The picture
+    goes to `out` (default `search_<image name>.png` in the current folder): a new path or a picture pfd
+    wrote, never a user's file nor a file inside an index or run folder (pfd.io.claim_output_file).
     """
     setup_logger(None)
     index_dir, image_path = Path(index_dir), Path(image).resolve()
     if topk < 1:
         raise InvalidInputError(f"--topk must be at least 1 (the number of gallery images listed), got {topk}")
     require_file(image_path, "--image", "an image file")
+    picture = claim_output_file(out or f"search_{image_path.stem}.png", is_pfd_png, what="picture",
+                                hint="choose another --out (a picture pfd wrote may be replaced)")
     gallery = Gallery.load(index_dir)
     cfg = load_config(config, opts) if config else gallery.stored_config(opts)
     weights = weights or gallery.meta.get("weights", "")
@@ -120,7 +126,6 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     matches = gallery.search(str(image_path), topk, keypoints=keypoints, camid=camid)
     print(format_ranking(matches), flush=True)
 
-    picture = Path(out) if out else index_dir / f"search_{image_path.stem}.png"
     # An unknown query id (-1) matches nothing: not even gallery images whose id is also unknown.
     shown_pid = pid if pid >= 0 else min(gallery.meta["pids"], default=0) - 1
     plots.plot_ranked_lists([str(image_path)], [shown_pid], [m.path for m in matches], [m.id for m in matches],

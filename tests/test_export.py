@@ -13,7 +13,8 @@ from pfd.api import ReIDModel
 from pfd.config import load_config
 from pfd.engine.trainer import Trainer
 import pfd.export as pfd_export
-from pfd.export import (INPUT_NAMES, ExportCheckError, example_inputs, export_onnx, main, matching_margins,
+from pfd.errors import OutputExistsError
+from pfd.export import (INPUT_NAMES, ExportCheckError, example_inputs, export_onnx, is_pfd_onnx, main, matching_margins,
                         onnx_features)
 from pfd.model import build_model
 
@@ -96,6 +97,27 @@ def test_failed_check_writes_nothing(tmp_path):
     with pytest.raises(ExportCheckError, match=r"model\.onnx: onnxruntime differs .* nothing was written"):
         export_onnx(Crop(), out, (16, 8), 1.0, 2, tolerance=-1.0)  # no export can pass a negative tolerance
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temp file
+
+
+def test_out_is_new_or_an_onnx_file_pfd_exported(tmp_path):
+    """`--out` silently replaced a user's file: now only a file whose metadata says pfd exported it."""
+    import onnx
+
+    out = tmp_path / "model.onnx"
+    export_onnx(Crop(), out, (16, 8), 1.0, 2)
+    assert is_pfd_onnx(out)
+    first = out.read_bytes()
+    export_onnx(Crop(), out, (16, 8), 1.0, 2)  # ours: replaced
+    assert is_pfd_onnx(out) and out.read_bytes() == first
+    proto = onnx.load(str(out))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "other.onnx"))  # an ONNX file from elsewhere
+    (tmp_path / "notes.onnx").write_text("mine")
+    for name in ("other.onnx", "notes.onnx"):
+        before = (tmp_path / name).read_bytes()
+        with pytest.raises(OutputExistsError, match=r"not a model file \(ONNX\) written by pfd"):
+            export_onnx(Crop(), tmp_path / name, (16, 8), 1.0, 2)
+        assert (tmp_path / name).read_bytes() == before
 
 
 def tiny_pfd(**overrides):

@@ -140,6 +140,7 @@ def test_convert_cli_and_layout_detection(tmp_path):
     src, dst = tmp_path / "ref.pth", tmp_path / "ours.pth"
     torch.save({"state_dict": {"module." + k: v for k, v in ref.items()}}, src)
     convert_main([str(src), str(dst)])
+    convert_main([str(src), str(dst)])  # its own earlier output may be replaced (a user's file may not)
     fresh = build_model(cfg, 5, 3)
     assert load_checkpoint_into(fresh, dst) == "pfd"
     assert torch.equal(_features(fresh), _features(model))

@@ -85,9 +85,10 @@ def test_the_synthetic_generator_starts_without_torch():
     """`python -m pfd.data.synthetic` stays light (torch alone takes ~2 s to import): its modules and
     `pfd.pose.keypoints` load no torch; the other `pfd.pose` exports load on first use."""
     code = ("import sys, pfd.data.synthetic.__main__, pfd.pose.keypoints; print('torch' in sys.modules); "
-            "from pfd.pose import load_or_build; print('torch' in sys.modules)")
+            "print('pfd.pose.cache' in sys.modules); from pfd.pose import load_or_build; "
+            "print('pfd.pose.cache' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
+    assert out.stdout.split() == ["False", "False", "True"]
 
 
 def test_lazy_exports_load_on_first_use_and_name_the_package_of_a_missing_one():

@@ -15,8 +15,9 @@ from typing import Sequence
 
 from ..config import load_config
 from ..errors import OutputExistsError
-from ..io import atomic_write
+from ..io import atomic_write, claim_output_dir
 from .checkpoint import load_checkpoint
+from .rundir import existing_run
 from .tester import run_test
 from .trainer import train
 
@@ -33,26 +34,46 @@ def _finished(run_dir: Path, max_epochs: int) -> bool:
     return last.is_file() and int(load_checkpoint(last).get("epoch", -1)) == max_epochs
 
 
+def _older_compare(folder: Path) -> bool:
+    """A compare folder of an earlier version: compare.json, or variant runs, and nothing else."""
+    return all(p.name == "compare.json" or (p.is_dir() and (existing_run(p) or not any(p.iterdir())))
+               for p in folder.iterdir())
+
+
+def _planned(config: str, opts: Sequence[str], out: Path, variants: dict[str, list[str]],
+             reuse: bool) -> list[tuple[str, list[str], Path, bool]]:
+    """(name, overrides, run folder, reused) per variant, all checked before the first one trains:
+    a variant folder that is not empty is refused unless `reuse` finds a finished run there."""
+    plan = []
+    for name, extra in variants.items():
+        run_dir = out / name
+        cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"])
+        reused = reuse and _finished(run_dir, cfg.SOLVER.MAX_EPOCHS)
+        if not reused and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise OutputExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
+                                    "finished runs without retraining; nothing was trained")
+        plan.append((name, extra, run_dir, reused))
+    return plan
+
+
 def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants: dict[str, list[str]],
                 reuse: bool = False) -> dict[str, dict]:
     """Train and evaluate every variant; returns {variant: test.py's metrics record of the first test set}.
 
     `reuse`: a variant whose OUT/NAME/last.pth already finished its epochs is evaluated, not retrained.
-    A variant folder holding anything else is refused (nothing of another run is overwritten).
+    A variant folder holding anything else is refused before any variant trains (nothing of another
+    run is overwritten), and so is an --out that is not a compare folder of ours (pfd.io's guard).
     """
     out = Path(out_dir)
+    plan = _planned(config, opts, out, variants, reuse)
+    claim_output_dir(out, "compare", adopt=_older_compare, hint="choose a new or empty --out")
     results: dict[str, dict] = {}
-    for name, extra in variants.items():
-        run_dir = out / name
-        cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"])
-        if reuse and _finished(run_dir, cfg.SOLVER.MAX_EPOCHS):
+    for name, extra, run_dir, reused in plan:
+        if reused:
             logger.info("compare: %s already trained in %s, evaluating it", name, run_dir)
-        elif run_dir.exists() and any(run_dir.iterdir()):
-            raise OutputExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
-                                    "finished runs without retraining")
         else:
             logger.info("compare: training %s (%s) into %s", name, " ".join(extra) or "config as given", run_dir)
-            train(cfg)
+            train(load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"]))
         test_cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir / "test"),
                                         "TEST.WEIGHT", str(run_dir / "last.pth")])
         rows = run_test(test_cfg)

@@ -1,14 +1,20 @@
 """One training per OUTPUT_DIR: a run already there is never overwritten, two runs never share it.
 
-The trainer calls both before any work starts:
+The trainer claims OUTPUT_DIR first (`claim_run_dir`, pfd.io's guard: a new or empty folder, or one
+holding a run of ours; a user's folder with files in it is refused), then, before any work starts:
 - `refuse_existing_run`: a folder that holds a run (`last.pth`, `best.pth`, `epoch_NNN.pth`,
   `metrics.jsonl`) is refused unless the training resumes, with a message offering `--resume` or a
-  new OUTPUT_DIR (nothing is ever deleted: to start over, the user moves or removes the old run);
+  new OUTPUT_DIR (or `--replace`, below; nothing is deleted otherwise);
 - `RunLock.acquire`: OUTPUT_DIR/train.lock is held (an exclusive `flock`, which the kernel drops when the holder
   dies, even by SIGKILL) until `RunLock.release()`; it records the holder's pid, host and start time.
   A second training into the folder is refused naming that holder. A lock file left by a killed run
   is stale (nobody holds the flock): it is taken over with a warning naming the dead pid.
 Under DDP only rank 0 takes the lock.
+
+`--replace` (`replace_run`) starts over in a run folder of ours: under the lock, the earlier run's
+files are deleted, only when every file in the folder is one a run or its evaluation writes
+(`RUN_FILES`); a file of the user's in it refuses the replacement, naming it. test.py claims its
+OUTPUT_DIR with `claim_eval_dir`: an evaluation folder, or a run folder (it evaluates beside the run).
 """
 from __future__ import annotations
 
@@ -20,12 +26,18 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import OutputExistsError, UserError
+from ..io import OUTPUT_MARKER, claim_output_dir, foreign_entries, output_kind
 
-__all__ = ["LOCK_FILE", "OutputDirInUseError", "RunLock", "existing_run", "refuse_existing_run"]
+__all__ = ["LOCK_FILE", "OutputDirInUseError", "RunLock", "claim_eval_dir", "claim_run_dir", "existing_run",
+           "refuse_existing_run", "replace_run"]
 
 LOCK_FILE = "train.lock"
 RUN_PATTERNS = ("last.pth", "best.pth", "epoch_*.pth", "metrics.jsonl")
+EVAL_FILES = ("metrics.json", "cmc.png", "ranked_lists.png", "log.txt")  # test.py's, per test set
+TEMP_FILES = ".*.tmp-*.tmp"  # pfd.io.atomic_write's temp files
+RUN_FILES = (*RUN_PATTERNS, LOCK_FILE, "training_curves.png", TEMP_FILES, *EVAL_FILES,
+             *(f"*/{name}" for name in (*EVAL_FILES, TEMP_FILES)))  # + test.py's beside it (per test set)
 
 log = logging.getLogger("pfd")
 
@@ -124,4 +136,52 @@ def refuse_existing_run(output_dir: str | os.PathLike) -> None:
         shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
         raise OutputDirInUseError(
             f"OUTPUT_DIR {output_dir} already holds a run ({shown}); continue it with --resume "
-            "(MODEL.RESUME auto), or train into a new OUTPUT_DIR. Nothing was written.")
+            "(MODEL.RESUME auto), start it over with --replace, or train into a new OUTPUT_DIR. Nothing was written.")
+
+
+def claim_run_dir(output_dir: str | os.PathLike) -> Path:
+    """OUTPUT_DIR as a pfd run folder (pfd.io.claim_output_dir, kind "run"); a folder holding a run of
+    an earlier version (no marker yet) is adopted."""
+    return claim_output_dir(output_dir, "run", adopt=lambda folder: bool(existing_run(folder)),
+                            hint="train into a new or empty OUTPUT_DIR")
+
+
+def _older_eval(folder: Path) -> bool:
+    """An evaluation folder of an earlier version: only test.py's files, and a metrics.json of ours."""
+    records = list(folder.glob("metrics.json")) + list(folder.glob("*/metrics.json"))
+    return bool(records) and not foreign_entries(folder, EVAL_FILES + tuple(f"*/{f}" for f in EVAL_FILES)) and all(
+        '"provenance"' in path.read_text(errors="replace") for path in records)
+
+
+def claim_eval_dir(output_dir: str | os.PathLike) -> Path:
+    """test.py's OUTPUT_DIR: an evaluation folder (kind "eval") or a run folder of ours, where it
+    evaluates beside the run (an unmarked run of an earlier version is adopted as a run)."""
+    if output_kind(output_dir) is None and existing_run(output_dir):
+        return claim_run_dir(output_dir)
+    return claim_output_dir(output_dir, "eval", shares=("run",), adopt=_older_eval,
+                            hint="evaluate into a new or empty OUTPUT_DIR")
+
+
+def refuse_foreign_files(output_dir: Path) -> None:
+    """An OutputExistsError naming the files in `output_dir` that no run wrote (`--replace` keeps them)."""
+    foreign = foreign_entries(output_dir, RUN_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
+        raise OutputExistsError(f"--replace: OUTPUT_DIR {output_dir} holds files no training wrote ({shown}); "
+                                "nothing was replaced: move them out, or train into a new OUTPUT_DIR")
+
+
+def replace_run(output_dir: Path) -> list[str]:
+    """Delete the earlier run in `output_dir` (a run folder of ours, whose lock the caller holds):
+    every file but the lock and the marker, then the emptied sub-folders; returns the deleted paths."""
+    refuse_foreign_files(output_dir)
+    deleted = []
+    for path in sorted(output_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # files before folders
+        rel = path.relative_to(output_dir).as_posix()
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif rel not in (LOCK_FILE, OUTPUT_MARKER):
+            path.unlink()
+            deleted.append(rel)
+    return sorted(deleted)

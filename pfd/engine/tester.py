@@ -1,6 +1,7 @@
 """test.py's work: load a checkpoint, evaluate every test set, write metrics, plots and a table.
 
-Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several): `metrics.json`
+Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several; OUTPUT_DIR is new, an
+evaluation folder or a training run of ours: rundir.claim_eval_dir): `metrics.json`
 (the numbers, "buckets" by visible keypoints, and "provenance": see pfd.engine.provenance),
 `cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10, picked by
 TEST.VIS_ORDER; none when 0).
@@ -32,6 +33,7 @@ from .logger import setup_logger
 from ..io import atomic_write, sha256_file
 from ..precision import dtype_name, eval_dtype
 from .provenance import provenance
+from .rundir import claim_eval_dir
 
 __all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "trained_config_warning",
            "run_test", "write_json", "summary_table", "visibility_buckets"]
@@ -198,7 +200,8 @@ def summary_table(rows: dict[str, dict]) -> str:
 def run_test(cfg) -> dict[str, dict]:
     """Evaluate TEST.WEIGHT on every test set; write outputs; print the table. Returns name -> record."""
     dist_info = init_distributed(cfg.MODEL.DEVICE)
-    setup_logger(cfg.OUTPUT_DIR, dist_info.rank)
+    out_root = claim_eval_dir(cfg.OUTPUT_DIR)  # an evaluation or run folder of ours; a user's is refused
+    setup_logger(out_root, dist_info.rank)
     device = dist_info.device
     check_buckets(cfg.TEST.VIS_BUCKETS)  # a bad bucket list fails before any work
     eval_ckpt = read_eval_checkpoint(cfg.TEST.WEIGHT) if cfg.TEST.WEIGHT else None  # None: load_eval_model says why
@@ -211,7 +214,6 @@ def run_test(cfg) -> dict[str, dict]:
             logger.warning(warning)
     checkpoint = {"path": str(cfg.TEST.WEIGHT), "sha256": sha256_file(cfg.TEST.WEIGHT), "format": info["format"]}
     test_sets = prepare_test_sets(cfg)
-    out_root = Path(cfg.OUTPUT_DIR)
     rows: dict[str, dict] = {}
 
     def write_outputs(test_set: TestSet, metrics: dict, query: FeatureSet, gallery: FeatureSet,

@@ -38,7 +38,7 @@ from .distributed import DistInfo, broadcast_buffers, init_distributed
 from .evaluator import HeatmapMaker, TestSet, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
 from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
-from .rundir import LOCK_FILE, RunLock, refuse_existing_run
+from .rundir import LOCK_FILE, RunLock, claim_run_dir, refuse_existing_run, refuse_foreign_files, replace_run
 from ..io import atomic_save
 from ..state_dict import check_finite_state
 from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
@@ -63,19 +63,28 @@ class Trainer:
     """Owns model, optimizer, scheduler, scaler and data for one run; `fit()` trains to MAX_EPOCHS.
 
     `epoch_hooks` are called after each epoch's checkpoint as `hook(trainer, epochs_done)`; tests use
-    one to interrupt a run at a known point.
+    one to interrupt a run at a known point. `replace` deletes an earlier run of ours in OUTPUT_DIR
+    (rundir.replace_run: refused when a file of the user's is there).
     """
 
-    def __init__(self, cfg, dist_info: DistInfo | None = None, epoch_hooks: Sequence[EpochHook] = ()):
+    def __init__(self, cfg, dist_info: DistInfo | None = None, epoch_hooks: Sequence[EpochHook] = (),
+                 replace: bool = False):
         self.cfg = cfg
+        if replace and cfg.MODEL.RESUME:
+            raise InvalidInputError("--replace starts the run over and --resume continues it: pass one of them")
         self.dist = dist_info or init_distributed(cfg.MODEL.DEVICE)
         self.device = self.dist.device
-        self.output_dir = Path(cfg.OUTPUT_DIR)
-        if not cfg.MODEL.RESUME:  # before anything is written: never train over another run
+        self.output_dir = claim_run_dir(cfg.OUTPUT_DIR)  # a user's folder is refused before anything is written
+        if replace:
+            refuse_foreign_files(self.output_dir)  # before the lock: a user's file there is refused untouched
+        elif not cfg.MODEL.RESUME:  # never train over another run
             refuse_existing_run(self.output_dir)
-        self.logger = setup_logger(self.output_dir, self.dist.rank)
+        self.logger = setup_logger(None, self.dist.rank)  # stderr only until OUTPUT_DIR is settled
         self.lock = RunLock.acquire(self.output_dir / LOCK_FILE) if self.dist.is_main else None
         try:
+            if replace and self.dist.is_main:  # under the lock: no other training is using the folder
+                replace_run(self.output_dir)
+            self.logger = setup_logger(self.output_dir, self.dist.rank)  # + OUTPUT_DIR/log.txt
             self._setup(cfg, epoch_hooks)
         except BaseException:
             self.close()
@@ -341,7 +350,8 @@ def outputs_logits(outputs) -> torch.Tensor:
     return outputs.enc_scores[0]
 
 
-def train(cfg, epoch_hooks: Sequence[EpochHook] = ()) -> dict:
-    """Build a Trainer from `cfg` (torchrun-aware) and train; returns the last evaluation's metrics."""
-    trainer = Trainer(cfg, epoch_hooks=epoch_hooks)
+def train(cfg, epoch_hooks: Sequence[EpochHook] = (), replace: bool = False) -> dict:
+    """Build a Trainer from `cfg` (torchrun-aware) and train; returns the last evaluation's metrics.
+    `replace`: start over in OUTPUT_DIR, deleting an earlier run of ours there (never a user's file)."""
+    trainer = Trainer(cfg, epoch_hooks=epoch_hooks, replace=replace)
     return trainer.fit()

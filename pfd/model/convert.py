@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError, add_debug_argument, user_errors
-from ..io import atomic_save
-from ..state_dict import load_state_dict_strict, read_state_dict
+from ..errors import InvalidInputError, UserError, add_debug_argument, user_errors
+from ..io import atomic_save, claim_output_file
+from ..state_dict import load_state_dict_strict, load_torch_file, read_state_dict
 
 __all__ = ["REFERENCE_UNUSED", "detect_layout", "convert_reference_pfd", "convert_transreid_baseline",
            "to_own_layout", "load_state_into", "load_checkpoint_into", "main"]
@@ -126,6 +126,15 @@ def load_checkpoint_into(model: nn.Module, path: str | Path) -> str:
     return layout
 
 
+def is_converted_checkpoint(path: Path) -> bool:
+    """True when `path` is a file this command wrote ({"model", "source"}): `dst` may replace it."""
+    try:
+        obj = load_torch_file(path)
+    except UserError:
+        return False
+    return isinstance(obj, dict) and set(obj) == {"model", "source"}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Convert a reference PFD (or TransReID baseline) checkpoint into this project's layout."""
     parser = argparse.ArgumentParser(prog="python -m pfd.model.convert", description=main.__doc__)
@@ -133,7 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dst", help="output file: {'model': state_dict, 'source': src}")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    with user_errors(args.debug):  # a missing or foreign checkpoint: one line, exit status 2
+    with user_errors(args.debug):  # a missing or foreign checkpoint, a dst of the user's: one line, exit status 2
+        claim_output_file(args.dst, is_converted_checkpoint, what="converted checkpoint",
+                          hint="choose another output file")
         state = read_state_dict(args.src)
         layout = detect_layout(state)
         if layout not in _CONVERTERS:

@@ -17,6 +17,8 @@ only what is left. An image that cannot be read counts as "no person" (zero conf
 listed in a warning; it is not cached, so the next pass tries it again.
 
 Calls from several processes are safe (atomic replace), but the engine lets rank 0 build first.
+The cache folder is claimed (pfd.io.claim_output_dir, kind "pose_cache") before the first pose is
+estimated: a user's folder with other files in it is refused; one holding only caches is adopted.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from tqdm import tqdm
 
 from ..device import usable_cores
 from ..image import ImageReadError
+from ..io import claim_output_dir, foreign_entries
 from .base import PER_PROCESS_BACKENDS, PoseEstimator
 from .estimator import build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
@@ -80,6 +83,17 @@ def cache_dir(cfg) -> Path:
     if cfg.MODEL.POSE_CACHE_DIR:
         return Path(cfg.MODEL.POSE_CACHE_DIR).expanduser()
     return Path(cfg.OUTPUT_DIR).expanduser().resolve().parent / "pose_cache"
+
+
+def _only_caches(folder: Path) -> bool:
+    """A cache folder of an earlier version: nothing but caches (and atomic_write's temp files)."""
+    return not foreign_entries(folder, ("*.npz", ".*.tmp-*.tmp"))
+
+
+def claim_cache_dir(folder: Path) -> Path:
+    """`folder` as a pose cache folder of ours (pfd.io.claim_output_dir), or an OutputExistsError."""
+    return claim_output_dir(folder, "pose_cache", adopt=_only_caches,
+                            hint="set MODEL.POSE_CACHE_DIR to a new or empty folder")
 
 
 def cache_path(cfg, dataset_name: str, backend: str) -> Path:
@@ -225,6 +239,7 @@ def load_or_build(cfg, records: Sequence, dataset_name: str,
 
     unreadable: dict[str, np.ndarray] = {}  # relative path -> zeros: answered, never cached
     if todo:
+        claim_cache_dir(file.parent)  # before the first pose: a user's folder is refused untouched
         start = time.perf_counter()
         meta = {"backend": name, "identity": identity, "root": root, "dataset": dataset_name}
         last_save, pending = time.monotonic(), 0

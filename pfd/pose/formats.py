@@ -21,6 +21,7 @@ file, the entry and the keypoint.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -225,7 +226,9 @@ def write_cache_npz(path: str | os.PathLike, meta: dict, rel_paths: Sequence[str
         file_size=np.asarray(file_size, np.int64),
         mtime_ns=np.asarray(mtime_ns, np.int64),
     )
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    buffer = io.BytesIO()  # built in memory: a failed write (full disk) leaves no half-closed zip file behind
+    np.savez(buffer, **arrays)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def read_cache_npz(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:

@@ -1,4 +1,5 @@
-"""Pictures of results: a CMC curve, a grid of ranked lists and training curves. PNGs are written atomically.
+"""Pictures of results: a CMC curve, a grid of ranked lists and training curves. PNGs are written atomically,
+tagged as pfd's own (pfd.image.PNG_TEXT) so that a later write may replace them.
 
 The CMC and training-curve plots use matplotlib's Agg canvas directly (no pyplot, no global backend
 switch); the ranked-list grid is composed with PIL so its pixel size is exact:
@@ -19,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageOps
 
-from ..image import read_image
+from ..image import PNG_TEXT, png_info, read_image
 from ..io import atomic_write
 
 __all__ = ["plot_cmc", "plot_ranked_lists", "plot_training_curves", "ranked_grid_size", "shown_queries",
@@ -57,7 +58,7 @@ def plot_cmc(cmc, path, label: str = "", title: str = "CMC", size_px: tuple[int,
         ax.legend(loc="lower right")
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, metadata=PNG_TEXT)
     return _write_atomic(path, buffer.getvalue())
 
 
@@ -146,7 +147,7 @@ def plot_ranked_lists(query_paths: Sequence[str], query_pids: Sequence[int], gal
             colour = _COLOURS["right"] if int(gallery_pids[g]) == int(q_pid) else _COLOURS["wrong"]
             canvas.paste(_thumbnail(gallery_paths[g], image_hw, colour), (PAD + QUERY_GAP + (rank + 1) * cell_w, top))
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
+    canvas.save(buffer, format="PNG", pnginfo=png_info())
     return _write_atomic(path, buffer.getvalue())
 
 
@@ -204,5 +205,5 @@ def plot_training_curves(metrics_log, path, size_px: tuple[int, int] = (960, 400
         ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, metadata=PNG_TEXT)
     return _write_atomic(path, buffer.getvalue())

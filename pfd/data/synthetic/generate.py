@@ -3,11 +3,13 @@
 DIR/bounding_box_train, DIR/query, DIR/bounding_box_test hold 128x64 JPEGs named
 PPPP_cCs1_FFFFFF_00.jpg (pid 0000 = distractor, -1 = junk); DIR/keypoints.json holds COCO-17
 (x, y, visibility, confidence) per image; DIR/meta.json the generation settings and, per image,
-view, occluder and hidden fraction; DIR/.pfd-synthetic marks the folder as the generator's own.
+view, occluder and hidden fraction; DIR/.pfd-output.json (pfd.io's marker, kind "synthetic"; folders of
+earlier versions carry .pfd-synthetic instead) marks the folder as the generator's own.
 Like Occluded-Duke, every query is occluded and most other images are not. Everything is rendered
 into a sibling temp folder renamed to DIR at the end, so a crash never leaves a half dataset at DIR.
-`force` replaces only a folder that carries the marker and nothing but what the generator writes;
-any other non-empty folder is refused, whatever `force` says.
+`force` replaces only a folder that carries the marker and nothing but what the generator wrote there
+(its top-level files and the images meta.json lists, anywhere in the tree); any other non-empty folder
+is refused, whatever `force` says, naming what is not the generator's.
 
 Determinism: the plan (identities, cameras, which image shows whom where) comes from
 RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes, however
@@ -15,6 +17,7 @@ many worker processes render the images. With
 `train_cameras_per_id`, a training identity's cameras come from RNG(seed, 2, identity) instead,
 so the query and gallery images are the same bytes whatever that setting.
 """
+import glob
 import json
 import os
 import shutil
@@ -35,10 +38,20 @@ from pfd.data.synthetic.person import VIEWS, draw_person, observe_keypoints, sam
 from pfd.data.synthetic.scene import Camera, make_cameras, occlude
 from pfd.device import usable_cores
 from pfd.errors import InvalidInputError, OutputExistsError
+from pfd.io import (
+    OUTPUT_MARKER,
+    check_writable,
+    claim_output_dir,
+    disk_full_reported,
+    foreign_entries,
+    output_kind,
+)
 
 KEYPOINTS_FILE = "keypoints.json"
 META_FILE = "meta.json"
-MARKER_FILE = ".pfd-synthetic"  # written first: this folder was made by the generator
+MARKER_FILE = OUTPUT_MARKER  # written first (kind KIND): this folder was made by the generator
+LEGACY_MARKER = ".pfd-synthetic"  # the marker of earlier versions, still recognized
+KIND = "synthetic"
 SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 JPEG_QUALITY = 92
 VIEW_PROBS = (0.35, 0.35, 0.3)  # front, back, side
@@ -220,19 +233,35 @@ def _describe(entries: list[Path], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+def _written_files(out: Path) -> list[str]:
+    """Glob patterns of the files the generator wrote into `out`: its top-level files and every image
+    its meta.json lists (none when meta.json is unreadable: then every image counts as foreign)."""
+    try:
+        images = json.loads((out / META_FILE).read_text())["images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        images = {}
+    if not isinstance(images, dict):
+        images = {}
+    listed = [path for path in images if isinstance(path, str) and not glob.has_magic(path)]  # a pattern: foreign
+    return [MARKER_FILE, LEGACY_MARKER, KEYPOINTS_FILE, META_FILE, *listed]
+
+
 def _check_target(out: Path, force: bool) -> None:
-    """Refuse a target that holds anything the generator did not make; `force` replaces only its own."""
+    """Refuse a target that holds anything the generator did not write; `force` replaces only its own."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
     entries = list(out.iterdir()) if out.is_dir() else []
     if not entries:
+        check_writable(out)  # a read-only folder fails now, naming it
         return
-    own = {MARKER_FILE, KEYPOINTS_FILE, META_FILE, *SPLIT_DIRS.values()}
-    foreign = [p for p in entries if p.name not in own]
-    if not (out / MARKER_FILE).is_file() or foreign:
-        what = "it holds " + _describe(foreign or entries)
-        raise OutputExistsError(f"{out} is not a folder made by the synthetic generator ({what}); "
-                                "it is never replaced: choose another --out")
+    if output_kind(out) != KIND and not (out / LEGACY_MARKER).is_file():
+        raise OutputExistsError(f"{out} is not a folder made by the synthetic generator (it holds "
+                                f"{_describe(entries)}); it is never replaced: choose another --out")
+    foreign = foreign_entries(out, _written_files(out))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(f"{out} holds files the synthetic generator did not write ({shown}); nothing was "
+                                "replaced: move them out, or choose another --out")
     if not force:
         state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
         raise OutputExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
@@ -254,25 +283,13 @@ def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, separators=(",", ":")))
 
 
-def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(), force: bool = False,
-             progress: bool = True, workers: int = 0) -> Summary:
-    """Render the dataset to out_dir; a non-empty out_dir is refused unless it is the generator's own
-    and `force` is set. `workers` processes render the images (0 = one per CPU core; the bytes are
-    the same for any number)."""
-    cfg.validate()
-    if workers < 0:
-        raise InvalidInputError(f"synthetic dataset: workers={workers}, expected >= 0 (0 = one per CPU core)")
-    start, out = time.perf_counter(), Path(out_dir)
-    _check_target(out, force)
-    plan_rng = np.random.default_rng([cfg.seed, 0])
-    identities = make_identities(cfg.num_identities, plan_rng)
-    cameras = make_cameras(cfg.cameras, cfg.size, plan_rng)
-    specs = plan_images(cfg, plan_rng)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _render(out: Path, cfg: SyntheticConfig, specs: list[ImageSpec], identities: list[Identity],
+            cameras: list[Camera], progress: bool, workers: int) -> None:
+    """Render every image and the two JSON files into a temp folder beside `out`, then move it to `out`
+    (the temp folder is removed on any error)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
-        (tmp / MARKER_FILE).write_text("made by `python -m pfd.data.synthetic`; --force may replace this folder\n")
+        claim_output_dir(tmp, KIND)  # marks the (empty) temp folder as the generator's
         for folder in SPLIT_DIRS.values():
             (tmp / folder).mkdir()
         write = partial(_write_image, identities=identities, cameras=cameras, cfg=cfg, folder=tmp)
@@ -290,6 +307,27 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(), force: bool = False,
+             progress: bool = True, workers: int = 0) -> Summary:
+    """Render the dataset to out_dir; a non-empty out_dir is refused unless it is the generator's own
+    (nothing in it but what the generator wrote) and `force` is set. `workers` processes render the
+    images (0 = one per CPU core; the bytes are the same for any number). A full disk is a
+    DiskFullError (nothing is left behind)."""
+    cfg.validate()
+    if workers < 0:
+        raise InvalidInputError(f"synthetic dataset: workers={workers}, expected >= 0 (0 = one per CPU core)")
+    start, out = time.perf_counter(), Path(out_dir)
+    _check_target(out, force)
+    plan_rng = np.random.default_rng([cfg.seed, 0])
+    identities = make_identities(cfg.num_identities, plan_rng)
+    cameras = make_cameras(cfg.cameras, cfg.size, plan_rng)
+    specs = plan_images(cfg, plan_rng)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with disk_full_reported(out, "nothing was written"):
+        _render(out, cfg, specs, identities, cameras, progress, workers)
     counts = {}
     for split in SPLIT_DIRS:
         chosen = [s for s in specs if s.split == split]
