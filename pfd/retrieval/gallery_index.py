@@ -123,6 +123,9 @@ class IndexBuilder:
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             ivf.nprobe = self.params["nprobe"]
+            ivf.cp.seed = self.params.get("seed", ivf.cp.seed)  # k-means initialization (FAISS default 1234)
+            if isinstance(ivf, faiss.IndexIVFPQ):
+                ivf.pq.cp.seed = self.params.get("seed", ivf.pq.cp.seed)
         self.index = index if ivf is not None else faiss.IndexIDMap(index)  # ids = metadata rows
         self.num_items, self.recall_probes, self._truth = num_items, None, None
         if recall_probes is not None:
@@ -323,7 +326,7 @@ def build_index(gallery_feats, records: Sequence, *, index_type: str = "flat", m
     records: G records with ``.path``, ``.pid``, ``.camid``, row-aligned; index_type: a kind of
     ``INDEX_KINDS`` (parameters from ``index_params``, ``ivfpq_params`` overrides); model_id /
     config_hash / feature_kind: what ``load_index`` checks. Kinds that learn train on a random sample
-    (``seed``); for all but flat, ``meta["recall_at_10"]`` is the recall@10 against exact search on up to
+    (``seed``, also the k-means seed); for all but flat, ``meta["recall_at_10"]`` is the recall@10 against exact search on up to
     1,000 gallery vectors used as queries.
     """
     feats = _features(gallery_feats, "gallery_feats").cpu()
@@ -334,7 +337,8 @@ def build_index(gallery_feats, records: Sequence, *, index_type: str = "flat", m
     num, dim = feats.shape
     order = np.random.default_rng(seed).permutation(num)
     probes = None if index_type == "flat" else feats[np.sort(order[:1000])]
-    builder = IndexBuilder(index_type, dim, num, normalize, ivfpq_params, recall_probes=probes)
+    params = {"seed": seed, **(ivfpq_params or {})}
+    builder = IndexBuilder(index_type, dim, num, normalize, params, recall_probes=probes)
     if builder.needs_training:
         sample = order[:builder.params["train_rows"]]
         builder.train(feats[np.sort(sample[s:s + chunk_size])] for s in range(0, len(sample), chunk_size))
