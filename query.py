@@ -1,14 +1,14 @@
 """Retrieval from the command line: build a FAISS index of a folder, then look a person up in it.
 
-    python query.py index --config CFG --weights W.pth --gallery DIR --out INDEX_DIR [--index-type flat|ivfpq|...]
-                          [--replace | --append]
+    python query.py index --config CFG --weights W.pth --gallery DIR --out INDEX_DIR
+                          [--index-type flat|flat-fp16|ivfpq|pca+ivfpq|opq+ivfpq] [--replace | --append]
     python query.py search --index INDEX_DIR --image person.jpg [--topk 10] [--config CFG --weights W.pth]
 
 `index` reads every image under DIR (recursively; ids and cameras parsed from Market-1501 style
 names, else -1) and stores the index with a metadata table; `--append` adds a folder's new images to
-an existing index, `--replace` builds anew over one (without either, an existing index is refused). `search` computes the query's pose and
-feature, prints the ranked list and saves a picture of it; it refuses an index built by another
-model or config.
+an existing index, `--replace` builds anew over one (without either, an existing index is refused).
+`search` computes the query's pose and feature, prints the ranked list and saves a picture of it; it
+refuses an index built by another model or config.
 """
 import argparse
 

@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--features", help="npz cache of the embedded features")
     parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads")
+    parser.add_argument("--param", nargs="*", default=[], metavar="KEY=INT",
+                        help="index_params overrides, e.g. nbits=8 (the code size of a big gallery)")
     parser.add_argument("--tiny", action="store_true", help="CI size: 20 queries, 120 gallery images")
     parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     args = parser.parse_args()
@@ -79,7 +81,8 @@ def main() -> None:
     for kind in args.kinds:
         runs = []
         for seed in args.seeds if kind != "flat" else args.seeds[:1]:  # exact search has nothing random
-            index = build_index(gf, gallery, index_type=kind, seed=seed)
+            overrides = {key: int(value) for key, value in (p.split("=", 1) for p in args.param)}
+            index = build_index(gf, gallery, index_type=kind, seed=seed, ivfpq_params=overrides)
             metrics = evaluate(ranked_distances(index, qf, len(gallery)), *ids)
             ivf = faiss.try_extract_index_ivf(index.index)
             codes = ivf.code_size if ivf is not None else faiss.downcast_index(index.index.index).code_size
@@ -87,6 +90,7 @@ def main() -> None:
                          len(faiss.serialize_index(index.index)) / len(gallery), codes + 8))
         runs = np.asarray(runs)
         record = {"bench": "gallery_map", "kind": kind, "factory": index.meta["factory"], "seeds": len(runs),
+                  "params": index.meta["params"],
                   "num_query": len(query), "num_gallery": len(gallery), "dim": int(gf.shape[1]),
                   "mAP": round(float(runs[:, 0].mean()), 2), "mAP_std": round(float(runs[:, 0].std()), 2),
                   "rank1": round(float(runs[:, 1].mean()), 2), "rank1_std": round(float(runs[:, 1].std()), 2),

@@ -102,7 +102,9 @@ def run(args) -> dict:
 
     t, cpu = time.perf_counter(), time.process_time()
     gen_before, gen_cpu_before = stream.gen_s, stream.gen_cpu_s
-    train_rows = builder.train(f for _, f in stream.chunks(builder.params["train_rows"])) if builder.needs_training else 0
+    train_rows = 0
+    if builder.needs_training:
+        train_rows = builder.train(f for _, f in stream.chunks(builder.params["train_rows"]))
     train_s = time.perf_counter() - t - (stream.gen_s - gen_before)
     train_cpu_s = time.process_time() - cpu - (stream.gen_cpu_s - gen_cpu_before)
     add_s = add_cpu_s = exact_s = 0.0

@@ -15,5 +15,6 @@ from .index_folder import IndexLoadError, load_index, save_index
 from .metrics import evaluate, evaluate_features, retrieval_options, summarize
 from .rerank import re_ranking
 
-__all__ = ["INDEX_KINDS", "GalleryIndex", "IndexBuilder", "IndexLoadError", "build_index", "save_index", "load_index",
-           "distance_matrix", "rank_gallery", "search", "evaluate", "evaluate_features", "retrieval_options", "summarize", "re_ranking"]
+__all__ = ["INDEX_KINDS", "GalleryIndex", "IndexBuilder", "IndexLoadError", "build_index", "save_index",
+           "load_index", "distance_matrix", "rank_gallery", "search", "evaluate", "evaluate_features",
+           "retrieval_options", "summarize", "re_ranking"]

@@ -275,7 +275,8 @@ class GalleryIndex:
             new.append(i)
         return new, duplicates, changed
 
-    def add(self, vectors, records: Sequence, sha256s: Sequence[str | None], builder: IndexBuilder | None = None) -> None:
+    def add(self, vectors, records: Sequence, sha256s: Sequence[str | None],
+            builder: IndexBuilder | None = None) -> None:
         """Append features [n, F] of ``records`` (``.path``, ``.pid``, ``.camid``) as new rows."""
         vecs = _features(vectors, "features")
         if vecs.shape[0] != len(records) or len(records) != len(sha256s):
@@ -326,8 +327,8 @@ def build_index(gallery_feats, records: Sequence, *, index_type: str = "flat", m
     records: G records with ``.path``, ``.pid``, ``.camid``, row-aligned; index_type: a kind of
     ``INDEX_KINDS`` (parameters from ``index_params``, ``ivfpq_params`` overrides); model_id /
     config_hash / feature_kind: what ``load_index`` checks. Kinds that learn train on a random sample
-    (``seed``, also the k-means seed); for all but flat, ``meta["recall_at_10"]`` is the recall@10 against exact search on up to
-    1,000 gallery vectors used as queries.
+    (``seed``, also the k-means seed); for all but flat, ``meta["recall_at_10"]`` is the recall@10
+    against exact search on up to 1,000 gallery vectors used as queries.
     """
     feats = _features(gallery_feats, "gallery_feats").cpu()
     if len(records) != feats.shape[0]:

@@ -26,7 +26,8 @@ from ..io import atomic_path, atomic_write, claim_output_dir, sha256_file
 from .gallery_index import META_FORMAT, GalleryIndex
 from .index import _faiss, _faiss_has_gpu
 
-__all__ = ["IndexLoadError", "check_built_with", "check_index_output", "load_index", "save_index", "is_index_folder", "INDEX_FILE",
+__all__ = ["IndexLoadError", "check_built_with", "check_index_output", "load_index", "save_index",
+           "is_index_folder", "INDEX_FILE",
            "META_FILE", "MANIFEST_FILE"]
 
 INDEX_FILE, META_FILE, MANIFEST_FILE = "index.faiss", "meta.json", "manifest.json"
