@@ -44,7 +44,7 @@ from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.keypoints import NUM_KEYPOINTS
 from .precision import eval_dtype
-from .retrieval.gallery_index import GalleryIndex, new_gallery_index
+from .retrieval.gallery_index import MAX_TRAIN_BYTES, GalleryIndex, new_gallery_index
 from .retrieval.index_folder import META_FILE, IndexLoadError, check_built_with, load_index, save_index
 from .retrieval.metrics import retrieval_options
 
@@ -94,13 +94,38 @@ def _keypoint_rows(keypoints, records: Sequence[ImageRecord]) -> np.ndarray | No
 
 
 def _embed_chunks(model, records: Sequence[ImageRecord], keypoints, rows: np.ndarray, chunk_size: int,
-                  progress: bool):
-    """(rows [n], features [n, F]) of `records[rows]`, `chunk_size` images at a time: never all features at once."""
+                  progress: bool, known: dict | None = None):
+    """(rows [n], features [n, F]) of `records[rows]`, `chunk_size` images at a time: never all features at once.
+    `known`: row -> feature already embedded (taken out of it as used)."""
+    known = {} if known is None else known
     for start in range(0, len(rows), chunk_size):
         part = rows[start:start + chunk_size]
-        feats = model.embed([records[i].path for i in part], None if keypoints is None else keypoints[part],
-                            camids=[records[i].camid for i in part], progress=progress)
-        yield part, feats
+        todo = np.asarray([i for i in part.tolist() if i not in known], np.int64)
+        if len(todo):
+            feats = model.embed([records[i].path for i in todo], None if keypoints is None else keypoints[todo],
+                                camids=[records[i].camid for i in todo], progress=progress)
+            known.update(zip(todo.tolist(), feats))
+        yield part, np.stack([known.pop(i) for i in part.tolist()])
+
+
+def _train(builder, model, records: Sequence[ImageRecord], keypoints, chunk_size: int, progress: bool,
+           seed: int) -> tuple[np.ndarray, dict]:
+    """Train `builder` on a random sample of the gallery; returns (up to RECALL_PROBES of the sample's
+    features, row -> feature of the sample when it fits in MAX_TRAIN_BYTES: not embedded twice)."""
+    sample = np.sort(np.random.default_rng(seed).permutation(len(records))[:builder.params["train_rows"]])
+    keep = len(sample) * model.feature_dim * 4 <= MAX_TRAIN_BYTES
+    chunks = _embed_chunks(model, records, keypoints, sample, chunk_size, progress)
+    first = next(chunks)
+    known = {}
+
+    def training_chunks():
+        for rows, feats in itertools.chain([first], chunks):
+            if keep:
+                known.update(zip(rows.tolist(), feats))
+            yield feats
+
+    builder.train(training_chunks())
+    return first[1][:RECALL_PROBES].copy(), known
 
 
 def _image_items(images) -> list[str | Image.Image]:
@@ -317,14 +342,10 @@ class Gallery:
         gallery_index, builder = new_gallery_index(
             index, model.feature_dim, len(records), model.normalize, params, model_id=model.model_id,
             config_hash=model.config_hash, feature_kind=model.cfg.MODEL.FEAT_KIND)
-        probes = None
+        probes, known = None, {}
         if builder.needs_training:
-            sample = np.sort(np.random.default_rng(seed).permutation(len(records))[:builder.params["train_rows"]])
-            chunks = _embed_chunks(model, records, kps, sample, chunk_size, progress)
-            first = next(chunks)[1]
-            probes = first[:RECALL_PROBES].copy()
-            builder.train(itertools.chain([first], (feats for _, feats in chunks)))
-        for rows, feats in _embed_chunks(model, records, kps, np.arange(len(records)), chunk_size, progress):
+            probes, known = _train(builder, model, records, kps, chunk_size, progress, seed)
+        for rows, feats in _embed_chunks(model, records, kps, np.arange(len(records)), chunk_size, progress, known):
             if probes is None and index != "flat":
                 probes = feats[:RECALL_PROBES].copy()
             if probes is not None and builder.recall_probes is None:

@@ -289,7 +289,8 @@ def image_folder(root, n, start=0):
 def test_gallery_add_embeds_only_new_images_and_remove_forgets(tmp_path):
     images = image_folder(tmp_path / "g", 40)
     model = FakeModel()
-    Gallery.build(model, images, index="ivfpq").save(tmp_path / "idx")
+    Gallery.build(model, images, index="ivfpq", chunk_size=16).save(tmp_path / "idx")
+    assert sorted(model.embedded) == sorted(map(str, images.iterdir()))  # the training sample: not embedded twice
     image_folder(images, 8, start=40)
     model.embedded = []
     gallery = Gallery.load(tmp_path / "idx", model)
