@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(PY) train.py --replace --config $(DEMO_CFG) $(DEMO_OPTS)
 	$(PY) test.py --config $(DEMO_CFG) DATASETS.ROOT_DIR $(DEMO_DIR)/data MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache OUTPUT_DIR $(DEMO_DIR)/eval TEST.WEIGHT $(DEMO_DIR)/run/last.pth
 	$(PY) query.py index --config $(DEMO_CFG) --weights $(DEMO_DIR)/run/last.pth \
-		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index $(DEMO_OPTS)
+		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index --replace $(DEMO_OPTS)
 	$(PY) query.py search --index $(DEMO_DIR)/index --image "$$(ls $(DEMO_DIR)/data/synthetic/query/*.jpg | head -n 1)" --topk 10 --out $(DEMO_DIR)/search.png
 
 clean:

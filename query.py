@@ -1,17 +1,20 @@
 """Retrieval from the command line: build a FAISS index of a folder, then look a person up in it.
 
-    python query.py index --config CFG --weights W.pth --gallery DIR --out INDEX_DIR [--index-type flat|ivfpq]
+    python query.py index --config CFG --weights W.pth --gallery DIR --out INDEX_DIR
+                          [--index-type flat|flat-fp16|ivfpq|pca+ivfpq|opq+ivfpq] [--replace | --append]
     python query.py search --index INDEX_DIR --image person.jpg [--topk 10] [--config CFG --weights W.pth]
 
 `index` reads every image under DIR (recursively; ids and cameras parsed from Market-1501 style
-names, else -1) and stores the index with a metadata table. `search` computes the query's pose and
-feature, prints the ranked list and saves a picture of it; it refuses an index built by another
-model or config.
+names, else -1) and stores the index with a metadata table; `--append` adds a folder's new images to
+an existing index, `--replace` builds anew over one (without either, an existing index is refused).
+`search` computes the query's pose and feature, prints the ranked list and saves a picture of it; it
+refuses an index built by another model or config.
 """
 import argparse
 
 from pfd.errors import add_debug_argument, user_errors
 from pfd.query import build_gallery_index, search_image
+from pfd.retrieval.gallery_index import INDEX_KINDS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,8 +26,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     index.add_argument("--weights", required=True, help="checkpoint (ours or a reference PFD one)")
     index.add_argument("--gallery", required=True, help="folder of person images (searched recursively)")
     index.add_argument("--out", required=True, help="index folder to write")
-    index.add_argument("--index-type", choices=("flat", "ivfpq"), default="flat",
-                       help="flat: exact search; ivfpq: compressed approximate search for big galleries")
+    index.add_argument("--index-type", choices=tuple(INDEX_KINDS), default="flat",
+                       help="flat: exact search; flat-fp16: exact up to rounding, half the memory; ivfpq, pca+ivfpq, "
+                            "opq+ivfpq: compressed approximate search for big galleries (the last two reduce the "
+                            "feature first: the choice for a million images)")
+    index.add_argument("--replace", action="store_true", help="replace the index already in --out")
+    index.add_argument("--append", action="store_true",
+                       help="add the gallery's images that are not in the index at --out yet (same path and "
+                            "content are skipped); --index-type is then the existing index's")
     add_debug_argument(index)
     index.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
 
@@ -45,7 +54,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors(args.debug):  # a bad option, file or index: one line, exit status 2
         if args.command == "index":
-            build_gallery_index(args.config, args.weights, args.gallery, args.out, args.index_type, args.opts)
+            build_gallery_index(args.config, args.weights, args.gallery, args.out, args.index_type, args.opts,
+                                replace=args.replace, append=args.append)
         else:
             search_image(args.index, args.image, args.topk, args.config, args.weights, args.out, args.opts)
 

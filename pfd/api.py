@@ -5,16 +5,19 @@
     model = ReIDModel.from_checkpoint("logs/occluded_duke_pfd/best.pth")   # our checkpoints carry their config
     feats = model.embed(["a.jpg", "b.jpg"])            # [2, F] float32, L2-normalized like evaluation
     gallery = Gallery.build(model, "gallery_folder/")  # FAISS index + metadata, as `query.py index` writes it
-    gallery.save("my_index")
+    gallery.save("my_index")                           # replace=True to replace an existing index
     for match in Gallery.load("my_index", model).search("person.jpg", k=5):
         print(match.path, match.id, match.camera, match.distance)
 
 `ReIDModel` wraps the evaluation model of pfd.engine (checkpoint loading from tester.py, the forward
 loop of evaluator.py), so `embed` returns the features test.py computes for the same images. A
-`Gallery` folder is the one `query.py` reads and writes (pfd.retrieval.index): each reads the other's.
+`Gallery` folder is the one `query.py` reads and writes (pfd.retrieval.index_folder): each reads the
+other's. A saved gallery grows and shrinks: `Gallery.load(...).add(folder)` embeds only the new images,
+`.remove(paths)` takes images out, `.save(folder)` writes the new version (a kill leaves the old one).
 """
 from __future__ import annotations
 
+import itertools
 import os
 from functools import cached_property
 from pathlib import Path
@@ -42,10 +45,14 @@ from .pose.base import PATH_BACKENDS
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.keypoints import NUM_KEYPOINTS, check_keypoint_values
 from .precision import eval_dtype
-from .retrieval.index import META_FILE, GalleryIndex, IndexLoadError, build_index, check_built_with, load_index
+from .retrieval.gallery_index import MAX_TRAIN_BYTES, GalleryIndex, new_gallery_index
+from .retrieval.index_folder import META_FILE, IndexLoadError, check_built_with, load_index, save_index
 from .retrieval.metrics import retrieval_options
 
 __all__ = ["ReIDModel", "Gallery", "Match", "folder_records", "parse_name"]
+
+CHUNK_SIZE = 1024  # images embedded and indexed at a time by Gallery.build / add (memory: CHUNK_SIZE features)
+RECALL_PROBES = 1000  # gallery features whose exact top-10 measures a compressed index's recall@10
 
 
 def parse_name(path: str | os.PathLike) -> tuple[int, int]:
@@ -62,6 +69,62 @@ def folder_records(folder: str | os.PathLike) -> list[ImageRecord]:
         raise InvalidInputError(f"gallery folder {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found under it")
     check_image_files(paths, f"gallery folder {root}")  # before any pose estimation or embedding
     return [ImageRecord(str(p), *parse_name(p)) for p in paths]
+
+
+def _gallery_records(folder_or_paths) -> tuple[Path | None, list[ImageRecord]]:
+    """(the folder or None, its image records) of a gallery folder or a list of image paths."""
+    if isinstance(folder_or_paths, (str, os.PathLike)):
+        folder = Path(folder_or_paths).resolve()
+        return folder, folder_records(folder)
+    paths = [os.path.abspath(p) for p in folder_or_paths]
+    if not paths:
+        raise InvalidInputError("gallery: got an empty list of image paths")
+    for path in paths:
+        check_image_file(path)
+    return None, [ImageRecord(p, *parse_name(p)) for p in paths]
+
+
+def _keypoint_rows(keypoints, records: Sequence[ImageRecord]) -> np.ndarray | None:
+    """Keypoints [N, 17, 3] in record order from an array or a mapping path -> [17, 3] (missing = not visible)."""
+    if isinstance(keypoints, Mapping):
+        none = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+        return np.stack([np.asarray(keypoints.get(r.path, none), np.float32) for r in records])
+    return keypoints
+
+
+def _embed_chunks(model, records: Sequence[ImageRecord], keypoints, rows: np.ndarray, chunk_size: int,
+                  progress: bool, known: dict | None = None):
+    """(rows [n], features [n, F]) of `records[rows]`, `chunk_size` images at a time: never all features at once.
+    `known`: row -> feature already embedded (taken out of it as used)."""
+    known = {} if known is None else known
+    for start in range(0, len(rows), chunk_size):
+        part = rows[start:start + chunk_size]
+        todo = np.asarray([i for i in part.tolist() if i not in known], np.int64)
+        if len(todo):
+            feats = model.embed([records[i].path for i in todo], None if keypoints is None else keypoints[todo],
+                                camids=[records[i].camid for i in todo], progress=progress)
+            known.update(zip(todo.tolist(), feats))
+        yield part, np.stack([known.pop(i) for i in part.tolist()])
+
+
+def _train(builder, model, records: Sequence[ImageRecord], keypoints, chunk_size: int, progress: bool,
+           seed: int) -> tuple[np.ndarray, dict]:
+    """Train `builder` on a random sample of the gallery; returns (up to RECALL_PROBES of the sample's
+    features, row -> feature of the sample when it fits in MAX_TRAIN_BYTES: not embedded twice)."""
+    sample = np.sort(np.random.default_rng(seed).permutation(len(records))[:builder.params["train_rows"]])
+    keep = len(sample) * model.feature_dim * 4 <= MAX_TRAIN_BYTES
+    chunks = _embed_chunks(model, records, keypoints, sample, chunk_size, progress)
+    first = next(chunks)
+    known = {}
+
+    def training_chunks():
+        for rows, feats in itertools.chain([first], chunks):
+            if keep:
+                known.update(zip(rows.tolist(), feats))
+            yield feats
+
+    builder.train(training_chunks())
+    return first[1][:RECALL_PROBES].copy(), known
 
 
 def _image_items(images) -> list[str | Image.Image]:
@@ -285,30 +348,59 @@ class Gallery:
 
     @classmethod
     def build(cls, model: ReIDModel, folder_or_paths, index: str = "flat",
-              keypoints: np.ndarray | Mapping[str, np.ndarray] | None = None, progress: bool = False) -> "Gallery":
-        """Embed every image of a folder (recursive) or a list of paths and index them ("flat" exact, "ivfpq"
-        compressed approximate). Identities and cameras come from Market-1501 style names (else -1).
+              keypoints: np.ndarray | Mapping[str, np.ndarray] | None = None, progress: bool = False,
+              chunk_size: int = CHUNK_SIZE, params: dict | None = None, seed: int = 0) -> "Gallery":
+        """Embed every image of a folder (recursive) or a list of paths and index them, chunk by chunk.
 
-        keypoints: [N, 17, 3] in record order, or a mapping absolute path -> [17, 3] (missing = not visible);
-        None = the model's pose backend.
+        index: a kind of pfd.retrieval.INDEX_KINDS ("flat" exact, "flat-fp16", "ivfpq", "pca+ivfpq",
+        "opq+ivfpq" compressed approximate). Identities and cameras come from Market-1501 style names
+        (else -1). keypoints: [N, 17, 3] in record order, or a mapping absolute path -> [17, 3] (missing
+        = not visible); None = the model's pose backend. Memory: `chunk_size` features at a time (kinds
+        that learn first embed a random training sample of `params["train_rows"]` images, `seed`).
         """
-        if isinstance(folder_or_paths, (str, os.PathLike)):
-            folder = Path(folder_or_paths).resolve()
-            records = folder_records(folder)
-        else:
-            folder = None
-            records = [ImageRecord(os.path.abspath(p), *parse_name(p)) for p in folder_or_paths]
-        if isinstance(keypoints, Mapping):
-            none = np.zeros((NUM_KEYPOINTS, 3), np.float32)
-            keypoints = np.stack([np.asarray(keypoints.get(r.path, none), np.float32) for r in records])
-        feats = model.embed([r.path for r in records], keypoints, camids=[r.camid for r in records],
-                            progress=progress)
-        gallery_index = build_index(feats, records, index_type=index, model_id=model.model_id,
-                                    config_hash=model.config_hash, feature_kind=model.cfg.MODEL.FEAT_KIND,
-                                    normalize=model.normalize)
+        folder, records = _gallery_records(folder_or_paths)
+        kps = _keypoint_rows(keypoints, records)
+        checksums = [sha256_file(r.path) for r in records]
+        gallery_index, builder = new_gallery_index(
+            index, model.feature_dim, len(records), model.normalize, params, model_id=model.model_id,
+            config_hash=model.config_hash, feature_kind=model.cfg.MODEL.FEAT_KIND)
+        probes, known = None, {}
+        if builder.needs_training:
+            probes, known = _train(builder, model, records, kps, chunk_size, progress, seed)
+        for rows, feats in _embed_chunks(model, records, kps, np.arange(len(records)), chunk_size, progress, known):
+            if probes is None and index != "flat":
+                probes = feats[:RECALL_PROBES].copy()
+            if probes is not None and builder.recall_probes is None:
+                builder.track_recall(probes)
+            gallery_index.add(feats, [records[i] for i in rows], [checksums[i] for i in rows], builder)
+        gallery_index.meta["recall_at_10"] = builder.recall_at_10()
         gallery_index.meta.update(config=model.cfg.dump(), weights=str(model.checkpoint),
                                   model_name=model.cfg.MODEL.NAME, gallery=None if folder is None else str(folder))
         return cls(gallery_index, model)
+
+    def add(self, folder_or_paths, keypoints: np.ndarray | Mapping[str, np.ndarray] | None = None,
+            progress: bool = False, chunk_size: int = CHUNK_SIZE) -> dict:
+        """Embed and index the images of a folder or list of paths that are not in the gallery yet.
+
+        An image already here (same path and SHA-256) is skipped and counted; one whose file changed
+        replaces its old entry. Queries' model (`model`) embeds them, so it must be the gallery's.
+        Returns {"added", "duplicates", "replaced"}; `save` writes the grown gallery.
+        """
+        model = self.model
+        _, records = _gallery_records(folder_or_paths)
+        kps = _keypoint_rows(keypoints, records)
+        checksums = [sha256_file(r.path) for r in records]
+        new, duplicates, changed = self.index.plan_add([r.path for r in records], checksums)
+        self.index.remove(changed)
+        for rows, feats in _embed_chunks(model, records, kps, np.asarray(new, np.int64), chunk_size, progress):
+            self.index.add(feats, [records[i] for i in rows], [checksums[i] for i in rows])
+        return {"added": len(new) - len(changed), "duplicates": duplicates, "replaced": len(changed)}
+
+    def remove(self, paths) -> int:
+        """Take these images (paths, as given or absolute) out of the gallery; returns how many were in it.
+        Search never returns them again; `save` writes the change."""
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        return self.index.remove(os.path.abspath(p) for p in paths)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, model: ReIDModel | None = None) -> "Gallery":
@@ -319,14 +411,18 @@ class Gallery:
             gallery.use_model(model)
         return gallery
 
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write `index.faiss` and `meta.json` into `folder` (atomically)."""
-        self.folder = self.index.save(folder)
+    def save(self, folder: str | os.PathLike, replace: bool = False) -> Path:
+        """Write the gallery into `folder` as a new version, switched to atomically (pfd.retrieval.index_folder).
+
+        Refused: a folder that is not empty and not an index of ours, and one holding an index unless
+        `replace` or it is the folder this gallery was loaded from (saving back an add or remove).
+        """
+        self.folder = save_index(self.index, folder, replace=replace)
         return self.folder
 
     def use_model(self, model: ReIDModel) -> None:
         """Embed queries with `model`; IndexLoadError when the gallery was built with another config or checkpoint."""
-        where = self.folder / META_FILE if self.folder is not None else "the gallery's metadata"
+        where = self._meta_where
         check_built_with(self.meta, where, config_hash=model.config_hash, model_id=model.model_id)
         self._model = model
 
@@ -334,12 +430,18 @@ class Gallery:
     def meta(self) -> dict:
         return self.index.meta
 
+    @property
+    def _meta_where(self) -> str:
+        """The metadata file it was loaded from or saved to, for messages."""
+        saved = self.index.saved_as
+        return str(saved[0] / saved[1] / META_FILE) if saved else "the gallery's metadata"
+
     def __len__(self) -> int:
         return len(self.index)
 
     def stored_config(self, opts: Sequence[str] = ()) -> CN:
         """The config the gallery was built with (from its metadata), with `opts` overrides."""
-        where = self.folder / META_FILE if self.folder is not None else "the gallery's metadata"
+        where = self._meta_where
         if not self.meta.get("config"):
             raise IndexLoadError(f"{where} stores no config (key 'config'); pass a config, or rebuild the index "
                                  f"with `python query.py index ...`")

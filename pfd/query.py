@@ -25,7 +25,7 @@ from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.formats import FileEstimator
 from .retrieval import plots
-from .retrieval.index import META_FILE, check_built_with
+from .retrieval.index_folder import check_built_with, check_index_output
 
 __all__ = ["build_gallery_index", "query_keypoints", "search_image", "format_ranking"]
 
@@ -33,21 +33,35 @@ logger = logging.getLogger("pfd")
 
 
 def build_gallery_index(config: str, weights: str, gallery: str, out: str, index_type: str = "flat",
-                        opts: Sequence[str] = ()) -> dict:
+                        opts: Sequence[str] = (), replace: bool = False, append: bool = False) -> dict:
     """Embed every image under `gallery` and save a FAISS index to `out`; returns its metadata.
 
-    Poses come from the per-dataset pose cache (pfd.pose.cache), as for test.py, so a folder indexed
-    twice is pose-estimated once.
+    `append`: add the images not in the index at `out` yet (same path and content = skipped) to it;
+    `replace`: build anew over an index already at `out` (else refused before any work). Poses come
+    from the per-dataset pose cache (pfd.pose.cache), as for test.py, so a folder indexed twice is
+    pose-estimated once.
     """
+    if replace and append:
+        raise InvalidInputError("--replace and --append exclude each other: build anew, or add to the index")
     cfg = load_config(config, opts)
     setup_logger(None)
     require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
+    existing = Gallery.load(out) if append else None  # before any work: the index must be whole
+    if not append:
+        check_index_output(out, replace)
     records = folder_records(gallery)
     name = "gallery_" + hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:10]
     keypoints = load_keypoints(cfg, records, name)  # None with MODEL.POSE_ONLINE
     model = ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE)
+    if existing is not None:
+        existing.use_model(model)  # refuses another model or config
+        counts = existing.add(gallery, keypoints=keypoints, progress=True)
+        existing.save(out)
+        logger.info("added %d images to %s (%d already there, %d changed files replaced); %d in all", counts["added"],
+                    out, counts["duplicates"], counts["replaced"], len(existing))
+        return existing.meta
     built = Gallery.build(model, gallery, index_type, keypoints=keypoints, progress=True)
-    built.save(out)
+    built.save(out, replace=replace)
     meta = built.meta
     recall = meta["recall_at_10"]
     logger.info("indexed %d images (%s, dim %d) into %s%s", len(built), index_type, meta["feature_dim"], out,
@@ -118,7 +132,7 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     if not weights:
         raise InvalidInputError("--weights is needed (the index does not name its checkpoint)")
     require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
-    check_built_with(gallery.meta, index_dir / META_FILE, config_hash=config_hash(cfg))  # before the pose pass
+    check_built_with(gallery.meta, index_dir, config_hash=config_hash(cfg))  # before the pose pass
     keypoints = query_keypoints(cfg, image_path)  # [17, 3], before the model loads: a photo without any fails fast
     gallery.use_model(ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE))
 

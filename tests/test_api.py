@@ -1,6 +1,5 @@
 """pfd.api on a tiny synthetic set and an untrained checkpoint: embed equals evaluation, galleries are
 interchangeable with query.py's, bad input is named, and README's "Query a gallery" Python example runs."""
-import json
 import re
 import shutil
 import subprocess
@@ -137,7 +136,7 @@ def test_query_py_and_the_api_read_each_others_indexes(setup, capsys, tmp_path):
                        "--gallery", str(setup["gallery_dir"]), "--out", str(tmp_path / "cli_index"),
                        *tiny_opts(root, root / "run")])
     cli = Gallery.load(tmp_path / "cli_index", setup["model"])
-    api = json.loads((setup["index"] / "meta.json").read_text())
+    api = Gallery.load(setup["index"]).meta
     for key in ("paths", "pids", "camids", "config_hash", "model_id", "feature_kind", "feature_dim", "weights"):
         assert cli.meta[key] == api[key], key
     assert [m.path for m in cli.search(image, k=5)] == [m.path for m in Gallery.load(setup["index"]).search(image, k=5)]
@@ -249,7 +248,7 @@ def test_readme_python_example_runs(setup, tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("(4, ") and len(lines) == 1 + 5  # the shape line, then 5 matches
     assert all(line.split()[-1].startswith(str(tmp_path)) for line in lines[1:])
-    assert (tmp_path / "demo_output" / "my_index" / "index.faiss").is_file()
+    assert (tmp_path / "demo_output" / "my_index" / "manifest.json").is_file()
 
 
 def test_embed_names_a_lazily_opened_image_that_fails_to_decode(setup, tmp_path):

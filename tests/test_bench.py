@@ -45,3 +45,31 @@ def test_pose_cache_bench_on_shared_queries(cuhk03_root):
     result = run_bench("bench/pose_cache.py", "--tiny", "--root", str(cuhk03_root.parent), "--dataset", "cuhk03")
     assert result["images"] == 200
     assert result["detection_rate"] >= 0.85
+
+
+def test_gallery_scale_bench_reports_each_figure():
+    result = run_bench("bench/gallery_scale.py", "--tiny")
+    assert (result["size"], result["dim"], result["kind"]) == (3000, 64, "pca+ivfpq")
+    assert result["factory"].startswith("PCA64,IVF") and result["train_rows"] == result["params"]["train_rows"]
+    assert result["build_s"] == pytest.approx(result["train_s"] + result["add_s"], abs=0.02)
+    assert 0 < result["index_bytes_per_image"] < result["raw_bytes_per_image"]
+    assert 0 < result["one_query_ms_median"] <= result["one_query_ms_p95"]
+    assert 0 < result["batch100_ms_median"] <= result["batch100_ms_p95"] and result["peak_rss_gib"] > 0
+    assert 0.3 < result["recall_at_10"] <= 1.0  # far above chance (10 / 3,000)
+    exact = run_bench("bench/gallery_scale.py", "--tiny", "--kind", "flat")
+    assert exact["recall_at_10"] == 1.0  # the brute-force ground truth agrees with FAISS's exact search
+
+
+def test_gallery_map_bench_compares_kinds_with_exact_search(tmp_path):
+    from engine_tiny import make_data, tiny_config
+    from pfd.engine.trainer import Trainer
+    root = make_data(tmp_path)
+    Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false")).save(0, improved=False)
+    proc = subprocess.run([sys.executable, "bench/gallery_map.py", "--weights", str(root / "run" / "last.pth"),
+                           "--root", str(root), "--kinds", "flat", "flat-fp16", "ivfpq", "--seeds", "0", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    flat, fp16, ivfpq = (json.loads(line) for line in proc.stdout.splitlines() if line.strip())
+    assert flat["kind"] == "flat" and flat["mAP_minus_exact"] == 0 and 0 < flat["mAP"] <= 100
+    assert abs(fp16["mAP_minus_exact"]) < 0.5 and fp16["code_bytes_per_image"] == 2 * flat["dim"] + 8
+    assert ivfpq["seeds"] == 2 and ivfpq["code_vs_raw"] < 0.01 and ivfpq["num_query"] == 24

@@ -13,8 +13,10 @@ from pfd.engine.tester import read_eval_checkpoint
 from pfd.engine.trainer import Trainer
 from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
 from pfd.errors import InvalidInputError
+from pfd.io import sha256_file
 from pfd.query import query_keypoints
-from pfd.retrieval import IndexLoadError
+from pfd.retrieval import IndexLoadError, load_index
+from pfd.retrieval.index_folder import MANIFEST_FILE, META_FILE
 
 query_script = load_script("query")
 
@@ -33,8 +35,21 @@ def setup(tmp_path_factory):
     return {"root": root, "weights": weights, "opts": opts, "gallery": gallery, "index": root / "index"}
 
 
+def meta_path(index):
+    return index / json.loads((index / MANIFEST_FILE).read_text())["version"] / META_FILE
+
+
+def rewrite_meta(index, text: str) -> None:
+    """Put `text` in the index's meta.json with a matching checksum in its manifest (an index written
+    that way by another program, not a damaged one)."""
+    meta_path(index).write_text(text)
+    manifest = json.loads((index / MANIFEST_FILE).read_text())
+    manifest["files"][META_FILE] = sha256_file(meta_path(index))
+    (index / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
 def test_index_metadata(setup):
-    meta = json.loads((setup["index"] / "meta.json").read_text())
+    meta = load_index(setup["index"]).meta
     images = sorted(setup["gallery"].glob("*.jpg"))
     assert meta["num_items"] == len(images) == 79
     assert meta["paths"] == [str(p.resolve()) for p in images]
@@ -76,12 +91,35 @@ def test_search_refuses_another_config_or_model(setup, tmp_path):
         query_script.main(["search", "--debug", "--index", str(setup["index"]), "--image", str(tmp_path / "nobody.jpg")])
 
 
-def test_ivfpq_index_reports_recall(setup):
-    query_script.main(["index", "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]),
-                       "--gallery", str(setup["gallery"]), "--out", str(setup["root"] / "ivfpq"),
-                       "--index-type", "ivfpq", *setup["opts"]])
-    meta = json.loads((setup["root"] / "ivfpq" / "meta.json").read_text())
-    assert meta["index_type"] == "ivfpq" and 0.0 <= meta["recall_at_10"] <= 1.0
+def test_existing_index_is_replaced_or_grown_only_when_asked(setup, capsys, tmp_path):
+    index = tmp_path / "idx"
+    shutil.copytree(setup["index"], index)
+    argv = ["index", "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]), "--gallery",
+            str(setup["gallery"]), "--out", str(index), *setup["opts"]]
+    err = _user_error(capsys, argv[:1] + ["--index-type", "ivfpq"] + argv[1:])
+    assert f"{index} already holds a gallery index" in err and "--replace" in err and "--append" in err
+    err = _user_error(capsys, argv[:1] + ["--replace", "--append"] + argv[1:])
+    assert "--replace and --append exclude each other" in err
+    # --append of the same folder: every image is already there (same path and content): nothing embedded.
+    query_script.main(argv[:1] + ["--append"] + argv[1:])
+    assert json.loads((index / MANIFEST_FILE).read_text())["version"] == "v0002"
+    assert load_index(index).meta["paths"] == load_index(setup["index"]).meta["paths"]
+
+    query_script.main(argv[:1] + ["--index-type", "ivfpq", "--replace"] + argv[1:])
+    meta = load_index(index).meta
+    assert meta["index_type"] == "ivfpq" and 0.0 <= meta["recall_at_10"] <= 1.0 and meta["num_items"] == 79
+    assert sorted(p.name for p in index.iterdir()) == [".pfd-output.json", MANIFEST_FILE, "v0003"]
+
+
+def test_index_into_a_users_folder_is_refused(setup, capsys, tmp_path):
+    """Issue 23 BAD 3: a folder of the user's holding a meta.json is never written into."""
+    user = tmp_path / "notes"
+    user.mkdir()
+    (user / "meta.json").write_text("my own notes")
+    err = _user_error(capsys, ["index", "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]),
+                               "--gallery", str(setup["gallery"]), "--out", str(user), *setup["opts"]])
+    assert f"{user} is not empty and was not made by pfd" in err
+    assert [p.name for p in user.iterdir()] == ["meta.json"] and (user / "meta.json").read_text() == "my own notes"
 
 
 def test_search_with_config_takes_weights_from_the_index(setup, capsys):
@@ -95,9 +133,9 @@ def test_search_with_config_takes_weights_from_the_index(setup, capsys):
 def test_search_refuses_an_index_without_its_config(setup, tmp_path):
     index = tmp_path / "no_config"
     shutil.copytree(setup["index"], index)
-    meta = json.loads((index / "meta.json").read_text())
+    meta = json.loads(meta_path(index).read_text())
     del meta["config"]
-    (index / "meta.json").write_text(json.dumps(meta))
+    rewrite_meta(index, json.dumps(meta))
     image = sorted(setup["gallery"].glob("*.jpg"))[0]
     with pytest.raises(ValueError, match=r"meta\.json stores no config"):
         query_script.main(["search", "--debug", "--index", str(index), "--image", str(image)])
@@ -121,11 +159,11 @@ def test_search_errors_are_one_line_and_exit_2(setup, capsys, tmp_path):
     assert "--topk must be at least 1" in err and "got 0" in err
     index = tmp_path / "truncated"
     shutil.copytree(setup["index"], index)
-    text = (index / "meta.json").read_text()
-    (index / "meta.json").write_text(text[: len(text) // 2])  # a copy cut short
+    text = meta_path(index).read_text()
+    meta_path(index).write_text(text[: len(text) // 2])  # a copy cut short
     err = _user_error(capsys, ["search", "--index", str(index), "--image", image])
-    assert str(index / "meta.json") in err and "not readable JSON" in err
-    with pytest.raises(IndexLoadError, match="not readable JSON"):  # --debug: the exception itself
+    assert str(meta_path(index)) in err and "does not match its checksum" in err
+    with pytest.raises(IndexLoadError, match="does not match its checksum"):  # --debug: the exception itself
         query_script.main(["search", "--debug", "--index", str(index), "--image", image])
 
 

@@ -1,4 +1,5 @@
-"""Ranking equals a full sort; saved index round trip, IVF-PQ recall, and clear load errors."""
+"""Ranking equals a full sort; saved index round trip, IVF-PQ recall, and clear load errors.
+(Index kinds, adds, removals, the folder guard and kills during a save: test_gallery_growth.py.)"""
 import json
 from types import SimpleNamespace
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pfd.retrieval.index import (INDEX_FILE, META_FILE, IndexLoadError, build_index, distance_matrix, load_index,
-                                 rank_gallery)
+from pfd.retrieval import build_index, distance_matrix, load_index, rank_gallery, save_index
+from pfd.retrieval.index_folder import INDEX_FILE, MANIFEST_FILE, META_FILE, IndexLoadError
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +59,9 @@ def test_flat_index_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     gallery = features(rng, 120)
     index = build_index(gallery, records(120), model_id="ckpt-sha", config_hash="abc123", feature_kind="full")
-    folder = index.save(tmp_path / "idx")
-    assert sorted(p.name for p in folder.iterdir()) == [INDEX_FILE, META_FILE]  # no temp files left
+    folder = save_index(index, tmp_path / "idx")
+    assert sorted(p.name for p in folder.iterdir()) == [".pfd-output.json", MANIFEST_FILE, "v0001"]
+    assert sorted(p.name for p in (folder / "v0001").iterdir()) == [INDEX_FILE, META_FILE]  # no temp files left
     loaded = load_index(folder, config_hash="abc123", model_id="ckpt-sha")
     meta = loaded.meta
     assert (meta["index_type"], meta["feature_dim"], meta["num_items"], meta["feature_kind"]) == ("flat", 32, 120,
@@ -80,10 +82,10 @@ def test_ivfpq_builds_and_reports_recall(tmp_path):
     centers = features(rng, 100, dim=32)  # ~10 images per identity, as in re-ID galleries
     gallery = (centers[rng.integers(0, 100, 1000)] + 0.3 * features(rng, 1000, dim=32)).astype(np.float32)
     index = build_index(gallery, records(1000), index_type="ivfpq", config_hash="h")
-    params, recall = index.meta["ivfpq"], index.meta["recall_at_10"]
+    params, recall = index.meta["params"], index.meta["recall_at_10"]
     assert 32 % params["m"] == 0 and 1 <= params["nprobe"] <= params["nlist"] <= 1000 // 39
     assert 2 ** params["nbits"] <= 1000
-    loaded = load_index(index.save(tmp_path), config_hash="h")
+    loaded = load_index(save_index(index, tmp_path / "i"), config_hash="h")
     assert loaded.meta["index_type"] == "ivfpq" and loaded.meta["recall_at_10"] == recall
     # The reported recall is the overlap with the exact top-10 (all 1,000 gallery vectors as probes).
     _, rows = loaded.search(gallery, topk=10)
@@ -95,26 +97,26 @@ def test_ivfpq_builds_and_reports_recall(tmp_path):
 
 def test_load_errors_name_file_and_mismatch(tmp_path):
     rng = np.random.default_rng(4)
-    folder = build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1").save(tmp_path / "i")
+    folder = save_index(build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1"), tmp_path / "i")
     with pytest.raises(IndexLoadError, match=r"config_hash='cfg1' but the caller has config_hash='cfg2'"):
         load_index(folder, config_hash="cfg2")
     with pytest.raises(IndexLoadError, match="model_id='m1'"):
         load_index(folder, model_id="m2")
-    with pytest.raises(IndexLoadError, match=f"{tmp_path / 'empty' / META_FILE} is missing"):
+    with pytest.raises(IndexLoadError, match=f"{tmp_path / 'empty' / MANIFEST_FILE} is missing"):
         load_index(tmp_path / "empty")
     with pytest.raises(IndexLoadError, match=r"python query\.py index"):
         load_index(tmp_path / "empty")
 
-    # A crash between the two os.replace calls: new index.faiss, old meta.json -> refused.
-    other = build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1").save(tmp_path / "j")
-    (folder / INDEX_FILE).write_bytes((other / INDEX_FILE).read_bytes())
-    with pytest.raises(IndexLoadError, match="does not match the checksum"):
+    # Files of another index put in place of this one's: refused by the manifest's checksums.
+    other = save_index(build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1"), tmp_path / "j")
+    (folder / "v0001" / INDEX_FILE).write_bytes((other / "v0001" / INDEX_FILE).read_bytes())
+    with pytest.raises(IndexLoadError, match="does not match its checksum"):
         load_index(folder)
-    (folder / INDEX_FILE).unlink()
+    (folder / "v0001" / INDEX_FILE).unlink()
     with pytest.raises(IndexLoadError, match=f"{INDEX_FILE} is missing"):
         load_index(folder)
-    (other / META_FILE).write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(IndexLoadError, match="not a pfd-index-v1"):
+    (other / MANIFEST_FILE).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(IndexLoadError, match="not a readable pfd-index-v2 manifest"):
         load_index(other)
 
 

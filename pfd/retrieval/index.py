@@ -9,36 +9,19 @@ Backends of ``rank_gallery`` (``backend="auto"``): FAISS on the GPU when ``faiss
 and CUDA is present; otherwise torch matmul + top-k on CUDA when a GPU is present; otherwise
 FAISS on the CPU (exact ``IndexFlatIP`` on normalized features, ``IndexFlatL2`` otherwise).
 
-Saved index (``build_index`` -> ``GalleryIndex.save(dir)`` -> ``load_index(dir, ...)``): the folder
-holds ``index.faiss`` (the FAISS index) and ``meta.json`` (paths, ids, cameras, model id, config
-hash, feature kind and dim, index type, the index file's SHA-256). Both are written to temp files
-and ``os.replace``d, index first; the checksum makes a pair left mixed by a crash fail to load.
+A gallery's saved index: ``gallery_index`` (kinds, streaming build, adds and removals) and
+``index_folder`` (the folder layout a kill cannot break).
 """
 from __future__ import annotations
-
-import json
-import math
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..device import resolve_device
-from ..errors import UserError
-from ..io import atomic_path, atomic_write, sha256_file
 
-__all__ = ["distance_matrix", "rank_gallery", "GalleryIndex", "IndexLoadError", "build_index",
-           "check_built_with", "load_index", "INDEX_FILE", "META_FILE"]
+__all__ = ["distance_matrix", "rank_gallery"]
 
-INDEX_FILE = "index.faiss"
-META_FILE = "meta.json"
-META_FORMAT = "pfd-index-v1"
 _CHUNK_ELEMENTS = 1 << 26  # max entries of one query-block x gallery similarity matrix (256 MB float32)
-
-
-class IndexLoadError(UserError, ValueError):
-    """A saved index that is missing, damaged, or built for another model/config."""
 
 
 def _features(x, name: str, device=None) -> torch.Tensor:
@@ -158,179 +141,3 @@ def rank_gallery(query_feats, gallery_feats, topk: int, normalize: bool = True, 
     return _to_distance(scores, normalize).astype(np.float32), rows.astype(np.int64)
 
 
-# ----------------------------------------------------------------------------- saved gallery index
-def _ivfpq_params(num_items: int, dim: int) -> dict:
-    """nlist ~ 4 sqrt(N) with >= 39 training points per list; m = largest divisor of dim <= min(64, dim/4)
-    (64-byte codes for ViT-B's 27,648 values: 432 values per sub-quantizer); nbits = 8 from
-    N >= 39 * 256 on, fewer below (FAISS wants 39 training points per code, and needs >= 2^nbits)."""
-    nlist = max(1, min(int(4 * math.sqrt(num_items)), num_items // 39))
-    cap = max(1, min(64, dim // 4))
-    m = max(d for d in range(1, cap + 1) if dim % d == 0)
-    nbits = min(8, max(4, int(math.log2(max(1, num_items // 39)))), int(math.log2(max(2, num_items))))
-    nprobe = min(nlist, max(8, nlist // 8))  # lists visited per search
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": nprobe}
-
-
-def _recall_at_10(faiss, approx, vectors: np.ndarray, normalize: bool, num_probe: int = 1000) -> float:
-    """Mean |top-10(approx) & top-10(exact)| / 10 over up to ``num_probe`` evenly spaced gallery vectors."""
-    exact = _flat_index(faiss, vectors.shape[1], normalize)
-    exact.add(vectors)
-    probes = vectors[np.linspace(0, len(vectors) - 1, min(num_probe, len(vectors))).astype(np.int64)]
-    k = min(10, len(vectors))
-    _, truth = exact.search(probes, k)
-    _, found = approx.search(probes, k)
-    hits = (found[:, :, None] == truth[:, None, :]).any(-1).sum(1)  # [probes]
-    return float(hits.mean() / k)
-
-
-class GalleryIndex:
-    """A FAISS index over gallery features plus its metadata (``meta`` dict, see ``build_index``).
-
-    ``search(query_feats, topk) -> (distances [Q, k] float32, rows [Q, k] int64)``: rows index
-    ``meta["paths"]``, ``meta["pids"]``, ``meta["camids"]``; distances follow the module's convention
-    (approximate for ivfpq). ``save(index_dir)`` writes atomically. ``index`` is the CPU index;
-    ``to_gpu()`` makes searches run on a faiss-gpu copy of a flat index.
-    """
-
-    def __init__(self, index, meta: dict):
-        self.index = index
-        self.meta = meta
-        self._search_index = index
-        self._gpu_resources = None
-
-    def __len__(self) -> int:
-        return self.meta["num_items"]
-
-    def to_gpu(self) -> "GalleryIndex":
-        faiss = _faiss()
-        if not _faiss_has_gpu(faiss):
-            raise RuntimeError("GalleryIndex.to_gpu needs faiss-gpu and a CUDA device")
-        self._gpu_resources = faiss.StandardGpuResources()
-        self._search_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
-        return self
-
-    def search(self, query_feats, topk: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        q = _features(query_feats, "query_feats").cpu()
-        if q.shape[1] != self.meta["feature_dim"]:
-            raise ValueError(f"query features have dim {q.shape[1]} but the index holds dim "
-                             f"{self.meta['feature_dim']} features ({self.meta['feature_kind']!r})")
-        if self.meta["normalized"]:
-            q = _l2_normalize(q)
-        scores, rows = self._search_index.search(np.ascontiguousarray(q.numpy()), min(topk, len(self)))
-        return _to_distance(scores, self.meta["normalized"]).astype(np.float32), rows.astype(np.int64)
-
-    def save(self, index_dir) -> Path:
-        """Write ``index.faiss`` and ``meta.json`` into ``index_dir`` (created) via temp files + os.replace.
-
-        The index is replaced first; a crash before the metadata follows leaves a checksum mismatch
-        that ``load_index`` reports, never a silently mixed pair.
-        """
-        faiss = _faiss()
-        folder = Path(index_dir)
-        with atomic_path(folder / INDEX_FILE) as tmp_index:
-            faiss.write_index(self.index, str(tmp_index))
-            meta = dict(self.meta, index_sha256=sha256_file(tmp_index))
-        atomic_write(folder / META_FILE, lambda f: f.write(json.dumps(meta).encode()))
-        self.meta = meta
-        return folder
-
-
-def build_index(gallery_feats, records: Sequence, *, index_type: str = "flat", model_id: str = "",
-                config_hash: str = "", feature_kind: str = "", normalize: bool = True,
-                ivfpq_params: dict | None = None) -> GalleryIndex:
-    """Index gallery features [G, F] for ``query.py``.
-
-    Args:
-        records: G gallery records with ``.path``, ``.pid``, ``.camid`` (``ImageRecord``), row-aligned.
-        index_type: "flat" (exact inner product / L2) or "ivfpq" (approximate, trained on the gallery;
-            parameters from ``_ivfpq_params`` unless ``ivfpq_params`` overrides nlist/m/nbits/nprobe).
-        model_id: identifies the weights (e.g. the checkpoint's SHA-256); config_hash:
-            ``pfd.config.config_hash(cfg)``; feature_kind: MODEL.FEAT_KIND. ``load_index`` checks these.
-        normalize: L2-normalize features (TEST.FEAT_NORM); inner product then ranks like 2 - 2 cos.
-
-    Returns the in-memory ``GalleryIndex``; for ivfpq ``meta["recall_at_10"]`` is its recall@10
-    against the exact index on up to 1,000 gallery vectors used as queries.
-    """
-    if index_type not in {"flat", "ivfpq"}:
-        raise ValueError(f"index_type must be flat or ivfpq, got {index_type!r}")
-    feats = _features(gallery_feats, "gallery_feats").cpu()
-    if len(records) != feats.shape[0]:
-        raise ValueError(f"{len(records)} gallery records but {feats.shape[0]} feature rows; they must align")
-    if feats.shape[0] == 0:
-        raise ValueError("cannot index an empty gallery")
-    if normalize:
-        feats = _l2_normalize(feats)
-    vectors = np.ascontiguousarray(feats.numpy())
-    num_items, dim = vectors.shape
-    faiss = _faiss()
-    meta = {"format": META_FORMAT, "index_type": index_type, "normalized": bool(normalize),
-            "metric": "inner_product" if normalize else "l2", "feature_dim": dim, "num_items": num_items,
-            "feature_kind": feature_kind, "model_id": model_id, "config_hash": config_hash,
-            "faiss_version": faiss.__version__, "recall_at_10": None,
-            "paths": [str(r.path) for r in records], "pids": [int(r.pid) for r in records],
-            "camids": [int(r.camid) for r in records]}
-    if index_type == "flat":
-        index = _flat_index(faiss, dim, normalize)
-        index.add(vectors)
-    else:
-        params = dict(_ivfpq_params(num_items, dim), **(ivfpq_params or {}))
-        if dim % params["m"]:
-            raise ValueError(f"ivfpq m={params['m']} must divide the feature dim {dim}")
-        metric = faiss.METRIC_INNER_PRODUCT if normalize else faiss.METRIC_L2
-        quantizer = _flat_index(faiss, dim, normalize)
-        index = faiss.IndexIVFPQ(quantizer, dim, params["nlist"], params["m"], params["nbits"], metric)
-        index.train(vectors)
-        index.add(vectors)
-        index.nprobe = params["nprobe"]
-        meta["ivfpq"] = params
-        meta["recall_at_10"] = _recall_at_10(faiss, index, vectors, normalize)
-    return GalleryIndex(index, meta)
-
-
-def check_built_with(meta: dict, meta_path, *, config_hash: str | None = None, model_id: str | None = None) -> None:
-    """Raise ``IndexLoadError`` naming ``meta_path`` when the index metadata ``meta`` was built with another
-    config hash or model id than the given ones (None = not checked)."""
-    for key, expected in (("config_hash", config_hash), ("model_id", model_id)):
-        if expected is not None and meta.get(key) != expected:
-            raise IndexLoadError(f"{meta_path} was built with {key}={meta.get(key)!r} but the caller has "
-                                 f"{key}={expected!r}: the index belongs to another model/config; rebuild it")
-
-
-def load_index(index_dir, *, config_hash: str | None = None, model_id: str | None = None,
-               use_gpu: bool | None = None) -> GalleryIndex:
-    """Load and validate an index saved by ``GalleryIndex.save``.
-
-    ``config_hash`` / ``model_id``: when given, must equal what the index was built with.
-    ``use_gpu``: search a flat index on the GPU (default: when faiss-gpu and a GPU are present).
-    Raises ``IndexLoadError`` naming the file and the problem (missing file, damaged or mixed-up
-    files, other model/config, inconsistent metadata).
-    """
-    folder = Path(index_dir)
-    index_path, meta_path = folder / INDEX_FILE, folder / META_FILE
-    for path in (meta_path, index_path):
-        if not path.is_file():
-            raise IndexLoadError(f"{path} is missing; build the index first (`python query.py index ...`) "
-                                 f"or point to the folder that holds {INDEX_FILE} and {META_FILE}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise IndexLoadError(f"{meta_path} is not readable JSON ({err}); rebuild the index with "
-                             "`python query.py index ...`") from err
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        raise IndexLoadError(f"{meta_path} is not a {META_FORMAT} metadata file (format="
-                             f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r})")
-    check_built_with(meta, meta_path, config_hash=config_hash, model_id=model_id)
-    if sha256_file(index_path) != meta.get("index_sha256"):
-        raise IndexLoadError(f"{index_path} does not match the checksum in {meta_path} (an interrupted or "
-                             "mixed-up save?); rebuild the index")
-    faiss = _faiss()
-    index = faiss.read_index(str(index_path))
-    num = meta.get("num_items")
-    if index.ntotal != num or index.d != meta.get("feature_dim") or not all(
-            len(meta.get(k, ())) == num for k in ("paths", "pids", "camids")):
-        raise IndexLoadError(f"{meta_path} describes {num} items of dim {meta.get('feature_dim')} but "
-                             f"{index_path} holds {index.ntotal} of dim {index.d} (or the tables differ in length)")
-    if use_gpu is None:
-        use_gpu = torch.cuda.is_available() and _faiss_has_gpu(faiss)
-    loaded = GalleryIndex(index, meta)
-    return loaded.to_gpu() if use_gpu and meta["index_type"] == "flat" else loaded
