@@ -36,6 +36,7 @@ demo: $(STAMP)
 	$(PY) query.py index --config $(DEMO_CFG) --weights $(DEMO_DIR)/run/last.pth \
 		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index --replace $(DEMO_OPTS)
 	$(PY) query.py search --index $(DEMO_DIR)/index --image "$$(ls $(DEMO_DIR)/data/synthetic/query/*.jpg | head -n 1)" --topk 10 --out $(DEMO_DIR)/search.png
+	@echo "Look people up in a browser: $(PY) -m pfd.serve --index $(DEMO_DIR)/index  (then open http://127.0.0.1:8000/)"
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

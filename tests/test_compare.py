@@ -42,6 +42,10 @@ def test_compare_trains_both_alike_and_reuses_finished_runs(tmp_path, capsys):
         test_metrics = json.loads((out / name / "test" / "metrics.json").read_text())
         assert test_metrics["mAP"] == saved["metrics"][name]["mAP"] and test_metrics["buckets"]["rows"]
     assert "training vit_baseline" in (out / "vit_baseline" / "log.txt").read_text()
+    page = (out / "report.html").read_text()  # the variants side by side, each linking its own report
+    for name in saved["metrics"]:
+        assert f'href="{name}/test/report.html"' in page and (out / name / "test" / "report.html").is_file()
+        assert f'src="{name}/test/cmc.png"' in page
     pfd_mtime = (out / "pfd" / "last.pth").stat().st_mtime_ns
 
     # --reuse evaluates the finished runs again without retraining them; same weights, same figures.

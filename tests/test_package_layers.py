@@ -17,7 +17,7 @@ LAYERS = (
     ("data", "model"),  # both build on pose's keypoints; neither imports the other
     ("engine",),
     ("api", "compare"),  # the Python API; `python -m pfd.compare` (drives the engine)
-    ("query", "export"),  # query.py's work and the export, both on top of the API
+    ("query", "export", "serve"),  # query.py's work, the export and the search service, all on top of the API
 )
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

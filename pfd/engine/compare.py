@@ -4,7 +4,9 @@ budget and seed, evaluate each with test.py's own code, and print one table by o
 Every variant is the given config plus its own overrides (`MODEL.NAME vit_baseline`, `MODEL.PFA false`, ...);
 everything else (data, epochs, batch, seed, input size) is shared. Variant NAME trains into OUT/NAME
 (checkpoints, log, curves) and is evaluated into OUT/NAME/test (metrics.json with its per-bucket
-block, plots). OUT/compare.json gathers the metrics; the table is printed on stdout.
+block, plots, report.html). OUT/compare.json gathers the metrics; the table is printed on stdout, and
+OUT/report.html shows the variants side by side (metrics, differences to the baseline, curves) with
+links to each variant's own report.
 """
 from __future__ import annotations
 
@@ -12,16 +14,18 @@ import json
 import logging
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote
 
 from ..config import load_config
 from ..errors import OutputExistsError
 from ..io import atomic_write, claim_output_dir
+from . import report
 from .checkpoint import load_checkpoint
 from .rundir import existing_run
 from .tester import run_test
 from .trainer import train
 
-__all__ = ["DEFAULT_VARIANTS", "run_compare", "compare_table"]
+__all__ = ["DEFAULT_VARIANTS", "run_compare", "compare_table", "compare_page"]
 
 logger = logging.getLogger("pfd")
 BASELINE = "vit_baseline"
@@ -80,7 +84,14 @@ def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants:
         results[name] = next(iter(rows.values()))
     payload = {"config": str(config), "overrides": list(opts), "variants": variants, "metrics": results}
     atomic_write(out / "compare.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
+    report.write_page(out / report.REPORT_FILE, compare_page(results, out))
     return results
+
+
+def _groups(record: dict) -> list[str]:
+    """The column groups of `_cells`: all queries, then each visibility bucket, with their query counts."""
+    return [f"all ({record['num_query']})"] + [f"{r['visible']} vis ({r['num_query']})"
+                                               for r in (record.get("buckets") or {}).get("rows", [])]
 
 
 def _cells(record: dict) -> list[float | None]:
@@ -96,9 +107,7 @@ def compare_table(results: dict[str, dict], baseline: str = BASELINE) -> str:
 
     Columns: mAP and Rank-1 over all queries, then per visibility bucket (with its query count).
     """
-    first = next(iter(results.values()))
-    groups = [f"all ({first['num_query']})"]
-    groups += [f"{r['visible']} vis ({r['num_query']})" for r in (first.get("buckets") or {}).get("rows", [])]
+    groups = _groups(next(iter(results.values())))
     width = max(len(n) for n in results) + len(f" - {baseline}")
     head1 = f"{'':<{width}}" + "".join(f" {g:>15}" for g in groups)
     head2 = f"{'variant':<{width}}" + " " + " ".join(f"{'mAP':>7} {'R-1':>7}" for _ in groups)
@@ -116,3 +125,31 @@ def compare_table(results: dict[str, dict], baseline: str = BASELINE) -> str:
                 diff = [None if a is None or b is None else a - b for a, b in zip(_cells(rec), base)]
                 lines.append(line(f"{name} - {baseline}", diff, True))
     return "\n".join(lines)
+
+
+def compare_page(results: dict[str, dict], out: Path, baseline: str = BASELINE) -> str:
+    """OUT/report.html: one row per metric (mAP and Rank-1, all queries and per bucket, in %), one column
+    per variant, then each variant minus the baseline (points; green up, red down); each variant's CMC
+    and training curves side by side; links to each variant's own report (OUT/NAME/test/report.html)."""
+    names = list(results)
+    labels = [f"{group} {metric}" for group in _groups(results[names[0]]) for metric in ("mAP", "R-1")]
+    cells = {name: _cells(rec) for name, rec in results.items()}
+    others = [n for n in names if n != baseline] if baseline in results else []
+
+    def diff(a, b):
+        if a is None or b is None:
+            return "-"
+        return (report.percent(a - b, signed=True), "up" if a > b else "down" if a < b else "")
+
+    rows = [[label, *(report.percent(cells[n][i]) for n in names), *(diff(cells[n][i], cells[baseline][i])
+                                                                     for n in others)]
+            for i, label in enumerate(labels)]
+    header = ["", *names, *(f"{n} - {baseline}" for n in others)]
+    sections = ["<h2>Metrics (%), differences in points</h2>" + report.table(header, rows)]
+    for title, file in (("CMC", "test/cmc.png"), ("Training curves", "training_curves.png")):
+        shown = [report.figure(f"{quote(n)}/{file}", n, width=480) for n in names if (out / n / file).is_file()]
+        if shown:
+            sections.append(f"<h2>{title}</h2>" + "".join(shown))
+    links = "".join(f"<li><a href=\"{quote(n)}/test/{report.REPORT_FILE}\">{report.esc(n)}</a></li>" for n in names)
+    sections.append(f"<h2>Each variant's evaluation</h2><ul>{links}</ul>")
+    return report.page("Comparison: " + ", ".join(names), sections)

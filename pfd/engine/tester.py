@@ -3,8 +3,9 @@
 Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several; OUTPUT_DIR is new, an
 evaluation folder or a training run of ours: rundir.claim_eval_dir): `metrics.json`
 (the numbers, "buckets" by visible keypoints, and "provenance": see pfd.engine.provenance),
-`cmc.png` (CMC curve) and `ranked_lists.png` (TEST.NUM_VIS queries with their top 10, picked by
-TEST.VIS_ORDER; none when 0).
+`cmc.png` (CMC curve), `ranked_lists.png` (TEST.NUM_VIS queries with their top 10, picked by
+TEST.VIS_ORDER; none when 0) and `report.html` (pfd.engine.report: all of it on one page, with the
+run's training curves and the best and worst queries of each visibility bucket, its pictures beside it).
 Evaluation runs in TEST.AMP precision (float32 by default, as the reference).
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from ..retrieval import plots
 from ..retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
 from ..state_dict import unwrap_state_dict
 from ..errors import InvalidInputError
-from .checkpoint import config_differences, format_differences, is_own_checkpoint, load_checkpoint, misfit_error
+from . import report
+from .checkpoint import atomic_copy, config_differences, format_differences, is_own_checkpoint, load_checkpoint, misfit_error
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
@@ -34,9 +36,10 @@ from ..io import atomic_write, sha256_file
 from ..precision import dtype_name, eval_dtype
 from .provenance import provenance
 from .rundir import claim_eval_dir
+from .trainer import CURVES_FILE
 
 __all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "trained_config_warning",
-           "run_test", "write_json", "summary_table", "visibility_buckets"]
+           "run_test", "write_json", "write_report", "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
@@ -147,13 +150,18 @@ def metrics_record(metrics: dict, query: FeatureSet, gallery: FeatureSet) -> dic
     }
 
 
+def query_visible_counts(cfg, keypoints, query: FeatureSet) -> np.ndarray:
+    """[Nq] visible keypoints of each query (confidence >= MODEL.SKT_THRES, the model's visibility rule)."""
+    return visible_counts(np.stack([keypoints[r.path] for r in query.records]), cfg.MODEL.SKT_THRES)
+
+
 def visibility_buckets(cfg, keypoints, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor) -> dict | None:
     """metrics.json's "buckets" block: mAP / Rank-1 of the queries grouped by visible keypoints
-    (confidence >= MODEL.SKT_THRES, the model's visibility rule; TEST.VIS_BUCKETS). None without a
-    keypoint table (MODEL.POSE_ONLINE computes poses inside the model)."""
+    (`query_visible_counts`; TEST.VIS_BUCKETS). None without a keypoint table (MODEL.POSE_ONLINE
+    computes poses inside the model)."""
     if keypoints is None:
         return None
-    counts = visible_counts(np.stack([keypoints[r.path] for r in query.records]), cfg.MODEL.SKT_THRES)  # [Nq]
+    counts = query_visible_counts(cfg, keypoints, query)  # [Nq]
     rows = evaluate_by_visibility(distmat, query.pids, gallery.pids, query.camids, gallery.camids, counts,
                                   cfg.TEST.VIS_BUCKETS)
     return {"keypoint_threshold": float(cfg.MODEL.SKT_THRES), "rows": rows}
@@ -176,16 +184,36 @@ def protocol_ranking(distmat: torch.Tensor, query: FeatureSet, gallery: FeatureS
 
 
 def write_ranked_lists(cfg, test_set: TestSet, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor,
-                       query_ap: np.ndarray, path: Path) -> None:
-    """The ranked-list picture: TEST.NUM_VIS queries picked by TEST.VIS_ORDER, with their keypoints
-    and their top TOPK_SHOWN under the evaluation protocol."""
-    shown = plots.shown_queries(query_ap, cfg.TEST.NUM_VIS, cfg.TEST.VIS_ORDER)
+                       shown: np.ndarray, path: Path) -> None:
+    """A ranked-list picture of the queries `shown` (indices), with their keypoints and their top
+    TOPK_SHOWN under the evaluation protocol."""
     plots.plot_ranked_lists([query.records[i].path for i in shown], query.pids[shown],
                             [r.path for r in gallery.records], gallery.pids,
                             protocol_ranking(distmat, query, gallery, shown), path,
                             topk=TOPK_SHOWN, image_hw=tuple(cfg.INPUT.SIZE_TEST),
                             query_keypoints=shown_keypoints(test_set.keypoints, query, shown),
                             keypoint_threshold=cfg.MODEL.SKT_THRES)
+
+
+def write_report(cfg, test_set: TestSet, query: FeatureSet, gallery: FeatureSet, distmat: torch.Tensor,
+                 query_ap: np.ndarray, record: dict, out_dir: Path) -> Path:
+    """report.html in `out_dir` beside metrics.json and cmc.png: with the training curves of the
+    checkpoint's run folder (copied here, when it has them) and one ranked-list picture per best / worst
+    list of each visibility bucket (none without a keypoint table)."""
+    figures = [("cmc.png", f"CMC, {test_set.name}")]
+    curves = Path(cfg.TEST.WEIGHT).parent / CURVES_FILE
+    if curves.is_file():
+        if curves.resolve() != (out_dir / CURVES_FILE).resolve():
+            atomic_copy(curves, out_dir / CURVES_FILE)
+        figures.append((CURVES_FILE, "training: loss parts and evaluation mAP by epoch"))
+    ranked = []
+    if test_set.keypoints is not None:
+        counts = query_visible_counts(cfg, test_set.keypoints, query)  # [Nq]
+        for item in report.bucket_extremes(query_ap, counts, cfg.TEST.VIS_BUCKETS):
+            file = f"ranked_{item['bucket']}_{item['which']}.png"
+            write_ranked_lists(cfg, test_set, query, gallery, distmat, item["rows"], out_dir / file)
+            ranked.append(dict(item, file=file, ap=query_ap[item["rows"]]))
+    return report.write_page(out_dir / report.REPORT_FILE, report.evaluation_page(record, figures, ranked))
 
 
 def summary_table(rows: dict[str, dict]) -> str:
@@ -225,8 +253,9 @@ def run_test(cfg) -> dict[str, dict]:
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
         if cfg.TEST.NUM_VIS > 0:
-            write_ranked_lists(cfg, test_set, query, gallery, distmat, metrics["query_ap"],
-                               out_dir / "ranked_lists.png")
+            shown = plots.shown_queries(metrics["query_ap"], cfg.TEST.NUM_VIS, cfg.TEST.VIS_ORDER)
+            write_ranked_lists(cfg, test_set, query, gallery, distmat, shown, out_dir / "ranked_lists.png")
+        write_report(cfg, test_set, query, gallery, distmat, metrics["query_ap"], record, out_dir)
         rows[test_set.name] = record
 
     evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),

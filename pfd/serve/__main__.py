@@ -1,0 +1,61 @@
+"""Serve a saved gallery (`query.py index` / `Gallery.save`) to a browser and over HTTP.
+
+    python -m pfd.serve --index demo_output/index [--host 127.0.0.1] [--port 8000] [--device auto]
+
+Open http://127.0.0.1:8000/ for the page; the JSON API is under /api (see pfd/serve/app.py). The model
+is the one the index was built with (its stored config and checkpoint), loaded once. There is no
+authentication: the server binds to 127.0.0.1 unless --host says otherwise; put it behind a proxy that
+authenticates before exposing it.
+"""
+import argparse
+import logging
+
+from pfd.errors import InvalidInputError, add_debug_argument, user_errors
+
+POSE_BACKENDS = ("hrnet", "mediapipe")  # backends that read pixels, so can pose an uploaded photo
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pfd.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True, help="index folder (index.faiss + meta.json)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--pose-backend", choices=POSE_BACKENDS, default=None,
+                        help="pose estimator for uploaded photos sent without keypoints (default: the model's "
+                             "own when it reads pixels, else mediapipe)")
+    parser.add_argument("--max-upload-mb", type=float, default=8.0, help="largest upload in MiB (default 8)")
+    parser.add_argument("--max-pixels", type=int, default=16_000_000,
+                        help="largest photo in width x height pixels (default 16,000,000)")
+    parser.add_argument("--max-k", type=int, default=100, help="most matches per request (default 100)")
+    add_debug_argument(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    with user_errors(args.debug):  # a missing or damaged index, a bad flag: one line, exit status 2
+        if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.max_k <= 0:
+            raise InvalidInputError("--max-upload-mb, --max-pixels and --max-k must be positive")
+        import uvicorn
+
+        from pfd.api import Gallery, ReIDModel
+        from pfd.serve import Limits, create_app
+
+        gallery = Gallery.load(args.index)
+        if not gallery.meta.get("weights"):
+            raise InvalidInputError(f"{args.index}: the index names no checkpoint (meta.json key 'weights'); "
+                                    "rebuild it with `python query.py index ...`")
+        gallery.use_model(ReIDModel.from_checkpoint(gallery.meta["weights"], gallery.stored_config(),
+                                                    device=args.device))
+        limits = Limits(max_bytes=int(args.max_upload_mb * 2 ** 20), max_pixels=args.max_pixels, max_k=args.max_k)
+        app = create_app(gallery, limits, args.pose_backend)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    print(f"serving {len(gallery)} gallery images of {args.index} on http://{args.host}:{args.port}/ "
+          "(no authentication; Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The search service: a FastAPI app over one loaded `Gallery` (its index and its model).
+
+    GET  /                     the page (static/index.html: plain HTML, CSS and JavaScript)
+    GET  /api/health           model, config hash, gallery size, device, limits
+    POST /api/search           multipart: `image` (a file) or `gallery` (an index number), optional `k`,
+                               `keypoints` (JSON [17, 3]), `camera` (0-based) -> the top k matches
+    GET  /api/gallery/{n}      gallery image number n: the file named by the index's own list, never a
+                               path taken from the request
+
+Errors are `{"error": "<one line>"}` with a 4xx status (5xx for a bug, logged with its traceback); a
+failing request never stops the server.
+
+Concurrency: the endpoints are plain `def`, so FastAPI runs them in its worker thread pool. The model
+is shared read-only (eval mode, features under torch.inference_mode); a FAISS index is safe to search
+from several threads at once (only `add`/`train` are not, and the service never calls them). The pose
+estimators (mediapipe graphs, a lazily built keypoint table) are not thread safe: one lock serializes
+keypoint estimation, which is short next to the forward pass.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from ..api import FILE_BACKENDS, Gallery, parse_name
+from ..errors import UserError
+from ..image import image_size
+from ..pose import build_estimator
+from ..pose.estimator import resolve_backend
+from ..retrieval.occlusion import visible_counts
+from .inputs import (
+    Limits,
+    RequestError,
+    check_camera,
+    check_k,
+    decode_upload,
+    parse_keypoints,
+)
+
+__all__ = ["create_app", "upload_pose_backend"]
+
+logger = logging.getLogger("pfd.serve")
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def upload_pose_backend(cfg, requested: str | None = None) -> str:
+    """The pose backend for uploaded photos sent without keypoints: `requested`, else the model's own
+    when it reads pixels (hrnet, mediapipe), else mediapipe: a file-based backend (synthetic, file) looks
+    keypoints up by file name and knows no uploaded photo."""
+    if requested:
+        return requested
+    own = resolve_backend(cfg)
+    return "mediapipe" if own in FILE_BACKENDS else own
+
+
+def relative_paths(meta: dict) -> list[str]:
+    """Each gallery path relative to the folder the index was built from (its file name when outside it)."""
+    root = meta.get("gallery")
+    out = []
+    for path in meta["paths"]:
+        inside = root and os.path.commonpath([root, path]) == os.path.normpath(root)
+        out.append(os.path.relpath(path, root) if inside else os.path.basename(path))
+    return out
+
+
+class _Searcher:
+    """The shared state of every request: the gallery, its model and the pose lock."""
+
+    def __init__(self, gallery: Gallery, limits: Limits, pose_backend: str | None):
+        self.gallery, self.limits = gallery, limits
+        self.model = gallery.model
+        self.cfg = self.model.cfg
+        self.threshold = float(self.cfg.MODEL.SKT_THRES)
+        self.upload_backend = upload_pose_backend(self.cfg, pose_backend)
+        self.paths = relative_paths(gallery.meta)
+        self.row_of = {p: i for i, p in enumerate(gallery.meta["paths"])}  # Match.path -> index number
+        self._pose_lock = threading.Lock()
+        self._upload_estimator = None
+
+    def health(self) -> dict:
+        meta, model = self.gallery.meta, self.model
+        return {"status": "ok", "model": self.cfg.MODEL.NAME, "weights": model.checkpoint.name,
+                "model_id": model.model_id[:12], "config_hash": model.config_hash, "gallery_size": len(self.gallery),
+                "index_type": meta["index_type"], "feature_kind": meta["feature_kind"], "device": str(model.device),
+                "num_cameras": model.num_cameras, "keypoint_threshold": self.threshold,
+                "upload_pose_backend": self.upload_backend, "max_k": min(self.limits.max_k, len(self.gallery)),
+                "max_upload_bytes": self.limits.max_bytes, "max_pixels": self.limits.max_pixels}
+
+    def gallery_file(self, number: int) -> Path:
+        """The file of gallery image `number`, from the index's list only; 404 when out of range or gone."""
+        if not 0 <= number < len(self.paths):
+            raise RequestError(f"gallery image {number}: no such image (the gallery holds {len(self.paths)}, "
+                               f"numbered 0 to {len(self.paths) - 1})", 404)
+        path = Path(self.gallery.meta["paths"][number])
+        if not path.is_file():
+            raise RequestError(f"gallery image {number} ({self.paths[number]}) is missing from the disk", 404)
+        return path
+
+    def _upload_keypoints(self, image) -> np.ndarray:
+        with self._pose_lock:
+            if self._upload_estimator is None:
+                self._upload_estimator = build_estimator(self.cfg, self.upload_backend)
+            return self._upload_estimator.predict([image])[0]  # [17, 3]
+
+    def _gallery_keypoints(self, path: str) -> np.ndarray:
+        with self._pose_lock:
+            return self.model.keypoints(path)[0]  # [17, 3], the model's own backend (e.g. the synthetic table)
+
+    def search(self, *, image, name: str, keypoints_text: str | None, k: int, camera: int | None,
+               source: str) -> dict:
+        """Match one query (`image`: an RGB PIL image or a gallery file path) and describe the answer."""
+        start = time.perf_counter()
+        k = check_k(k, len(self.gallery), self.limits)
+        camera = check_camera(camera, self.model.num_cameras)
+        pid, name_camera = parse_name(name)
+        camera = name_camera if camera is None and name_camera >= 0 else camera
+        width, height = image_size(image) if isinstance(image, str) else image.size
+        if self.cfg.MODEL.POSE_ONLINE:  # HRNet runs inside the model; keypoints are not an input
+            kps, pose = None, "online"
+        elif keypoints_text:
+            kps, pose = parse_keypoints(keypoints_text), "request"
+        elif isinstance(image, str):
+            kps, pose = self._gallery_keypoints(image), resolve_backend(self.cfg, None, [image])
+        else:
+            kps, pose = self._upload_keypoints(image), self.upload_backend
+        with torch.inference_mode():
+            matches = self.gallery.search(image, k, keypoints=kps, camid=camera)
+        return {
+            "k": k,
+            "query": {"source": source, "name": name, "id": pid, "camera": -1 if camera is None else camera,
+                      "width": width, "height": height, "pose": pose, "keypoint_threshold": self.threshold,
+                      "keypoints": None if kps is None else np.asarray(kps).round(2).tolist(),
+                      "visible_keypoints": None if kps is None else int(visible_counts(kps[None], self.threshold)[0])},
+            "matches": [{"rank": rank, "index": self.row_of[m.path], "path": self.paths[self.row_of[m.path]],
+                         "id": m.id, "camera": m.camera, "distance": round(m.distance, 6),
+                         "url": f"/api/gallery/{self.row_of[m.path]}"} for rank, m in enumerate(matches, 1)],
+            "elapsed_ms": round(1000 * (time.perf_counter() - start), 1),
+        }
+
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)  # one line
+
+
+def _validation_message(err: RequestValidationError) -> str:
+    """FastAPI's list of field errors as one line: `k: Input should be a valid integer (got 'x')`."""
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e.get("loc", ())[1:]) or "request"
+        parts.append(f"{field}: {e.get('msg', 'invalid')}" + (f" (got {e['input']!r})" if "input" in e and
+                                                                isinstance(e["input"], (str, int, float)) else ""))
+    return "; ".join(parts)
+
+
+def create_app(gallery: Gallery, limits: Limits | None = None, pose_backend: str | None = None) -> FastAPI:
+    """The service over `gallery` (loaded, with its model: `Gallery.load(folder, model)`).
+
+    pose_backend: the estimator for uploaded photos sent without keypoints (default: see
+    `upload_pose_backend`); built on the first such upload. limits: default `Limits()`.
+    """
+    limits = limits or Limits()
+    searcher = _Searcher(gallery, limits, pose_backend)
+    app = FastAPI(title="pfd search", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.searcher = searcher
+
+    @app.exception_handler(RequestError)
+    def request_error(_: Request, err: RequestError) -> JSONResponse:
+        return _error(err.status, str(err))
+
+    @app.exception_handler(UserError)
+    def user_error(_: Request, err: UserError) -> JSONResponse:  # e.g. an image the model's reader refuses
+        return _error(400, str(err))
+
+    @app.exception_handler(RequestValidationError)
+    def validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(err))
+
+    @app.exception_handler(HTTPException)
+    def http_error(_: Request, err: HTTPException) -> JSONResponse:  # unknown routes (404), wrong methods (405)
+        return _error(err.status_code, err.detail)
+
+    @app.exception_handler(Exception)
+    def bug(request: Request, err: Exception) -> JSONResponse:
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error ({type(err).__name__}); the server log has the traceback")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return searcher.health()
+
+    @app.get("/api/gallery/{number}")
+    def gallery_image(number: int) -> FileResponse:
+        return FileResponse(searcher.gallery_file(number))
+
+    @app.post("/api/search")
+    def search(image: Annotated[UploadFile | None, File()] = None, gallery: Annotated[int | None, Form()] = None,
+               k: Annotated[int, Form()] = 10, keypoints: Annotated[str | None, Form()] = None,
+               camera: Annotated[int | None, Form()] = None) -> dict:
+        if (image is None) == (gallery is None):
+            raise RequestError("send either an image file (field `image`) or a gallery image number (field "
+                               "`gallery`), not both or neither")
+        if gallery is not None:
+            path = str(searcher.gallery_file(gallery))
+            return searcher.search(image=path, name=Path(path).name, keypoints_text=keypoints, k=k, camera=camera,
+                                   source="gallery")
+        name = image.filename or "upload"
+        data = image.file.read(limits.max_bytes + 1)  # one byte more than allowed tells "over the limit"
+        return searcher.search(image=decode_upload(data, name, limits), name=name, keypoints_text=keypoints, k=k,
+                               camera=camera, source="upload")
+
+    return app
