@@ -25,6 +25,9 @@ DATASETS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "partial_reid": partial_reid,
     "partial_ilids": partial_ilids,
     "cuhk03": market_benchmark("cuhk03", ("cuhk03",)),
+    "cuhk03_occ": market_benchmark(
+        "cuhk03_occ", ("cuhk03_occ",),
+        hint=" (make it with `python -m pfd.data.occlude --dataset cuhk03 --root ROOT_DIR --out ROOT_DIR/cuhk03_occ`)"),
     "synthetic": market_benchmark(
         "synthetic", ("synthetic",), hint=" (make it with `python -m pfd.data.synthetic --out ROOT_DIR/synthetic`)"),
 }
