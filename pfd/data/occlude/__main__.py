@@ -11,13 +11,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m pfd.data.occlude",
         description="Write an occluded copy of a Market-layout dataset: occluded queries, the original gallery "
                     "and training images, per-query occluder masks and a manifest (occlusion.json).")
-    parser.add_argument("--dataset", required=True, help="source dataset: a registered name under --root, or folder:PATH")
+    parser.add_argument("--dataset", required=True,
+                        help="source dataset: a registered name under --root, or folder:PATH")
     parser.add_argument("--root", default=".", help="DATASETS.ROOT_DIR the name is looked up under (default .)")
     parser.add_argument("--out", required=True, help="dataset folder to create (e.g. ROOT/cuhk03_occ)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help=f"occluder kinds to mix, comma-separated subset of {','.join(KINDS)} (default all)")
-    parser.add_argument("--coverage", default="0.2,0.6", help="MIN,MAX share of the person box covered (default 0.2,0.6)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default 0)")
+    parser.add_argument("--coverage", default="0.2,0.6",
+                        help="MIN,MAX share of the person box covered (default 0.2,0.6)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed; the same seed gives the same bytes (default 0)")
     parser.add_argument("--force", action="store_true", help="replace an --out folder made by this command "
                                                              "(other folders are never replaced)")
     add_debug_argument(parser)
