@@ -236,9 +236,28 @@ def _check_conv_stem(cfg: CN, origins: dict[str, str]) -> None:
                           "them, or MODEL.PRETRAIN_CHOICE none to train from scratch")
 
 
+OCCLUDER_KINDS = ("person", "object", "patch")  # INPUT.OCCLUDE_KINDS, pfd.data.occlude's kinds
+
+
+def _check_occlude(cfg: CN, origins: dict[str, str]) -> None:
+    """INPUT.OCCLUDE_PROB in [0, 1], OCCLUDE_KINDS a non-empty subset of OCCLUDER_KINDS, OCCLUDE_COVERAGE a range."""
+    def fail(key: str, expected: str) -> None:
+        raise ConfigError(f"{origins.get(key, 'defaults')}: {key} must be {expected}, got {_value(cfg, key)!r}")
+
+    if not 0.0 <= cfg.INPUT.OCCLUDE_PROB <= 1.0:
+        fail("INPUT.OCCLUDE_PROB", "in [0, 1]")
+    kinds = cfg.INPUT.OCCLUDE_KINDS
+    if not kinds or any(k not in OCCLUDER_KINDS for k in kinds):
+        fail("INPUT.OCCLUDE_KINDS", f"a non-empty list of {', '.join(OCCLUDER_KINDS)}")
+    cover = cfg.INPUT.OCCLUDE_COVERAGE
+    if len(cover) != 2 or not 0.05 <= cover[0] < cover[1] <= 0.95 or cover[1] - cover[0] < 0.05:
+        fail("INPUT.OCCLUDE_COVERAGE", "[MIN, MAX] with 0.05 <= MIN, MIN + 0.05 <= MAX <= 0.95")
+
+
 def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
     _check_values(cfg, origins)
+    _check_occlude(cfg, origins)
     if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
         raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
                           "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")

@@ -84,6 +84,15 @@ _C.INPUT.PADDING = 10
 _C.INPUT.PIXEL_MEAN = [0.5, 0.5, 0.5]
 _C.INPUT.PIXEL_STD = [0.5, 0.5, 0.5]
 _C.INPUT.HEATMAP_SIGMA = 2.0  # new: Gaussian sigma in heatmap pixels (heatmaps are H/4 x W/4)
+# new (beyond the paper): occluder augmentation of training batches (pfd.data.occlude.augment). With
+# probability OCCLUDE_PROB a training image gets an occluder of one of OCCLUDE_KINDS (person: a slice of
+# another identity of the batch from a side; object: a synthetic car, boxes, bush, tree or sign; patch: a
+# plain or noise rectangle from the bottom or a side) covering a share of the image drawn in
+# OCCLUDE_COVERAGE, and the keypoints it covers get confidence 0 before the heatmaps are drawn.
+# 0 = off (the reference). Evaluation images are never occluded.
+_C.INPUT.OCCLUDE_PROB = 0.0
+_C.INPUT.OCCLUDE_KINDS = ["person", "object", "patch"]
+_C.INPUT.OCCLUDE_COVERAGE = [0.2, 0.6]
 
 # ----------------------------------------------------------------------------- DATASETS
 _C.DATASETS = CN()

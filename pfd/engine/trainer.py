@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..config import config_hash
 from ..data.datasets import build_dataset
 from ..data.loader import build_train_loader
+from ..data.occlude.augment import build_batch_occluder
 from ..data.validation import hold_out_validation
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
@@ -97,6 +98,9 @@ class Trainer:
         self.model = build_model(cfg, self.num_classes, self.num_cameras).to(self.device)
         self.loss_fn = build_loss(cfg)
         self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TRAIN).to(self.device)
+        self.occluder = build_batch_occluder(cfg)  # INPUT.OCCLUDE_PROB; None = off (the reference)
+        if self.occluder is not None:
+            self.occluder.to(self.device)
         self.eval_heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
@@ -257,9 +261,9 @@ class Trainer:
     def train_step(self, batch: dict, totals: dict[str, torch.Tensor]) -> int:
         """One optimization step on a loader batch; returns its number of images.
 
-        Device copy, heatmaps, forward + loss under autocast, scaled backward, optional clipping,
-        optimizer step. The detached loss parts and the count of correct identity predictions
-        ("correct") are added to `totals`, and the losses shown to the non-finite watch, on the
+        Device copy, occluders (INPUT.OCCLUDE_PROB), heatmaps, forward + loss under autocast, scaled
+        backward, optional clipping, optimizer step. The detached loss parts and the count of correct
+        identity predictions ("correct") are added to `totals`, and the losses shown to the non-finite watch, on the
         device: the step never waits for the GPU. bench/train_step.py times this very method.
         """
         device = self.device
@@ -267,6 +271,8 @@ class Trainer:
         keypoints = batch["keypoints"].to(device, non_blocking=True)  # [B, 17, 3]
         pids = batch["pid"].to(device, non_blocking=True)
         camids = batch["camid"].to(device, non_blocking=True)
+        if self.occluder is not None:  # training only: covered keypoints get confidence 0 before the heatmaps
+            images, keypoints = self.occluder(images, keypoints, pids)
         heatmaps = self.heatmaps(images, keypoints)  # [B, 17, H/4, W/4]
         with autocast(device, self.amp_dtype):
             outputs = self.train_model(images, heatmaps, camids)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ...config import OCCLUDER_KINDS as KINDS
 from ..synthetic.scene import OBJECTS, occlude
 
-KINDS = ("person", "object", "patch")
 SIDES = ("left", "right")
 OBJECT_PLACEMENT = {"vehicle": "bottom", "bush": "bottom", "boxes": "bottom", "tree": "side", "pole_sign": "middle"}
 
