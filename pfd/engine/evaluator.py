@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.datasets import ImageRecord, ReIDDataset, build_dataset, split_names
+from ..data.datasets import DatasetError, ImageRecord, ReIDDataset, build_dataset, pool_training, split_names
 from ..data.loader import build_test_loader
-from ..pose.cache import load_or_build
+from ..pose.cache import KeypointTable, load_or_build
 from ..pose.heatmaps import render_heatmaps
 from ..pose.keypoints import flip_keypoints
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate, retrieval_options
@@ -24,6 +24,7 @@ from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_
 from ..precision import autocast
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
+           "load_training_set",
            "loader_features", "extract_features", "evaluate_features", "evaluate_test_sets"]
 
 
@@ -87,11 +88,27 @@ def load_keypoints(cfg, records: Sequence[ImageRecord], dataset_name: str):
     return table
 
 
+def load_training_set(cfg) -> tuple[ReIDDataset, Mapping[str, np.ndarray] | None]:
+    """DATASETS.NAMES and its training keypoints. Several comma-separated names pool their training splits
+    (identities and cameras kept apart, `pool_training`); each dataset's poses come from its own cache."""
+    names = split_names(cfg.DATASETS.NAMES)
+    datasets = [build_dataset(name, cfg.DATASETS.ROOT_DIR) for name in names]
+    tables = [load_keypoints(cfg, ds.train, name) for name, ds in zip(names, datasets)]
+    if len(datasets) == 1:
+        return datasets[0], tables[0]
+    keypoints = None if tables[0] is None else KeypointTable(
+        [p for t in tables for p in t.paths], np.concatenate([t.keypoints for t in tables]), tables[0].backend)
+    return pool_training(datasets), keypoints
+
+
 def prepare_test_sets(cfg) -> list[TestSet]:
     """Every evaluation dataset with the keypoints of its query and gallery images."""
     sets = []
     for name in test_dataset_names(cfg):
         dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
+        if not dataset.query:
+            raise DatasetError(f"dataset {name} has no query or gallery (a training-only set) and cannot be "
+                               "evaluated; list the evaluation datasets in DATASETS.TEST_NAMES")
         keypoints = load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name)
         sets.append(TestSet(name, dataset, keypoints))
     return sets

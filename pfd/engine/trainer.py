@@ -23,7 +23,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import config_hash
-from ..data.datasets import build_dataset
 from ..data.loader import build_train_loader
 from ..data.occlude.augment import build_batch_occluder
 from ..data.validation import hold_out_validation
@@ -33,7 +32,8 @@ from ..errors import InvalidInputError
 from .checkpoint import (FORMAT, atomic_copy, config_differences, describe_checkpoint, format_differences,
                          load_checkpoint, resolve_resume, resume_blockers, rng_state, set_rng_state, unwrap_model)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
-from .evaluator import HeatmapMaker, TestSet, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
+from .evaluator import (HeatmapMaker, TestSet, evaluate_test_sets, load_training_set, prepare_test_sets,
+                        ranks_reported)
 from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, refuse_existing_run
@@ -83,8 +83,7 @@ class Trainer:
         self.epoch_hooks = list(epoch_hooks)
         self.loss_watch = LossWatch()
 
-        self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
-        keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
+        self.dataset, keypoints = load_training_set(cfg)
         self.val_sets: list[TestSet] = []  # best.pth is selected on this split, never on a test set
         if cfg.DATASETS.VAL_IDS > 0:
             self.dataset, val = hold_out_validation(self.dataset, cfg.DATASETS.VAL_IDS, cfg.SOLVER.SEED,

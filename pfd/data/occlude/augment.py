@@ -37,7 +37,8 @@ def render_sprites(size: tuple[int, int], coverage: tuple[float, float], count: 
     return torch.from_numpy(np.stack(layers)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def box_masks(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def box_masks(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor,
+              size: Sequence[int]) -> torch.Tensor:
     """[B, H, W] bool masks of per-sample boxes (each [B], integer pixel bounds, ends exclusive)."""
     h, w = size
     ys = torch.arange(h, device=x0.device).view(1, h, 1)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ...config import OCCLUDER_KINDS as KINDS
+from ...config import OCCLUDER_KINDS
 from ..synthetic.scene import OBJECTS, occlude
 
+KINDS = OCCLUDER_KINDS  # person, object, patch (the config checks INPUT.OCCLUDE_KINDS against the same tuple)
 SIDES = ("left", "right")
 OBJECT_PLACEMENT = {"vehicle": "bottom", "bush": "bottom", "boxes": "bottom", "tree": "side", "pole_sign": "middle"}
 
