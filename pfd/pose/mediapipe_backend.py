@@ -29,17 +29,19 @@ CANVAS_GRAY = (128, 128, 128)
 _MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 
 
-def prepare_crop(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Paste the upscaled crop at the centre of the canvas.
+def prepare_crop(image: Image.Image, canvas_side: int = CANVAS,
+                 person_height: int = PERSON_HEIGHT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste the crop, upscaled to `person_height`, at the centre of a square canvas of `canvas_side`.
 
-    Returns (canvas uint8 [CANVAS, CANVAS, 3], scale [2], offset [2]): measured from the images'
-    top-left corners, canvas point (u, v) is crop point ((u, v) - offset) / scale.
+    Returns (canvas uint8 [side, side, 3], scale [2], offset [2]): measured from the images'
+    top-left corners, canvas point (u, v) is crop point ((u, v) - offset) / scale. The defaults are
+    the estimator's; bench/mediapipe_crops.py measures others.
     """
     w, h = image.size
-    scale = min(PERSON_HEIGHT / h, CANVAS / w)
+    scale = min(person_height / h, canvas_side / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    left, top = (CANVAS - size[0]) // 2, (CANVAS - size[1]) // 2
-    canvas = Image.new("RGB", (CANVAS, CANVAS), CANVAS_GRAY)
+    left, top = (canvas_side - size[0]) // 2, (canvas_side - size[1]) // 2
+    canvas = Image.new("RGB", (canvas_side, canvas_side), CANVAS_GRAY)
     canvas.paste(image.convert("RGB").resize(size, Image.BICUBIC), (left, top))
     scale = np.array([size[0] / w, size[1] / h], np.float32)  # canvas pixels per crop pixel, per axis
     return np.asarray(canvas), scale, np.array([left, top], np.float32)
@@ -86,18 +88,26 @@ class MediapipeEstimator(PoseEstimator):
         )
         self.identity = mediapipe_identity(model_complexity, min_detection_confidence)
 
+    def landmarks(self, image: Image.Image, canvas_side: int = CANVAS,
+                  person_height: int = PERSON_HEIGHT) -> np.ndarray | None:
+        """All 33 BlazePose landmarks [33, 3] (x, y in the crop's pixels, visibility), None when no person
+        is found; `canvas_side` and `person_height` as in `prepare_crop`."""
+        canvas, scale, offset = prepare_crop(image, canvas_side, person_height)
+        result = self._pose.process(canvas)
+        if result.pose_landmarks is None:
+            return None
+        points = np.array([(m.x, m.y, m.visibility) for m in result.pose_landmarks.landmark], np.float32)
+        # normalized [0, 1] edge-to-edge -> crop pixels with pixel i centred at i (pfd.pose.heatmaps convention)
+        points[:, :2] = (points[:, :2] * canvas_side - offset) / scale - 0.5
+        return points
+
     def predict_one(self, image: Image.Image) -> np.ndarray:
         """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found."""
-        canvas, scale, offset = prepare_crop(image)
-        result = self._pose.process(canvas)
-        out = np.zeros((17, 3), np.float32)
-        if result.pose_landmarks is None:
-            return out
-        marks = result.pose_landmarks.landmark
-        points = np.array([(marks[i].x, marks[i].y, marks[i].visibility) for i in BLAZEPOSE_TO_COCO], np.float32)
-        # normalized [0, 1] edge-to-edge -> crop pixels with pixel i centred at i (pfd.pose.heatmaps convention)
-        out[:, :2] = (points[:, :2] * CANVAS - offset) / scale - 0.5
-        out[:, 2] = np.clip(points[:, 2], 0.0, 1.0)
+        points = self.landmarks(image)
+        if points is None:
+            return np.zeros((17, 3), np.float32)
+        out = points[list(BLAZEPOSE_TO_COCO)]
+        out[:, 2] = np.clip(out[:, 2], 0.0, 1.0)
         return out
 
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
