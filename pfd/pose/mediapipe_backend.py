@@ -5,9 +5,11 @@ model_complexity 1, in 0.10.21), so nothing is downloaded; other complexities ar
 rather than letting mediapipe fetch them.
 
 Re-ID crops are small (128x64) and tightly cropped, which BlazePose's person detector handles
-badly. Each crop is therefore upscaled (bicubic) to 192 px high and centred on a 384x384 mid-gray canvas
-(on CUHK03's 200 query images: a person in 177, against 89 when upscaled to 256 px on a 256x256
-black square). Landmarks are mapped back to the crop's own pixels.
+badly: it needs context around the person more than pixels. Each crop is therefore scaled (bicubic)
+to 128 px high, i.e. kept at a 128x64 crop's own size, and centred on a 384x384 mid-gray canvas: on
+CUHK03's 200 queries a person is found in 91.5% (cuhk03_occ: 69.5%), against 88.5% (68.5%) upscaled to
+192 px on the same canvas, 70.5% (54.5%) at 256 px and 67.5% (52.5%) at 192 px on a 256 canvas
+(bench/mediapipe_crops.py, docs/EXPERIMENTS.md). Landmarks are mapped back to the crop's own pixels.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ __all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe
 # BlazePose landmark index of each COCO-17 keypoint (both use the person's own left/right).
 BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 CANVAS = 384  # side of the square canvas the crop is pasted on
-PERSON_HEIGHT = 192  # the crop's height on the canvas
+PERSON_HEIGHT = 128  # the crop's height on the canvas (measured best of 96-320 px, module docstring)
 CANVAS_GRAY = (128, 128, 128)
 _MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 
