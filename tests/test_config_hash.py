@@ -86,6 +86,7 @@ CHANGES = {
     "INPUT.PIXEL_MEAN": ("[0.4, 0.45, 0.5]", ()),
     "INPUT.PIXEL_STD": ("[0.25, 0.25, 0.25]", ()),
     "INPUT.HEATMAP_SIGMA": ("2.0", ()),
+    "TEST.NO_POSE": ("prior", ()),
     "INPUT.OCCLUDE_PROB": ("0.5", ()),
     "INPUT.OCCLUDE_KINDS": ("['patch']", ()),
     "INPUT.OCCLUDE_COVERAGE": ("[0.3, 0.5]", ()),

@@ -33,6 +33,7 @@ FEATURE_KEYS = (
     "MODEL.SIE_CAMERA", "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER",
     "MODEL.NUM_HEAD", "MODEL.DECODER_FFN_DIM", "MODEL.PVM_MODE", "MODEL.DECODER_FFN_RESIDUAL", "MODEL.FEAT_KIND",
     "MODEL.HEAT_WEIGHT", "MODEL.PFA", "MODEL.PVM", "MODEL.DISENTANGLE", "TEST.NECK_FEAT", "TEST.FLIP_FEATS",
+    "TEST.NO_POSE",
     # the heatmaps: which pose estimator, cached or online, how they are drawn or fed
     "MODEL.POSE_BACKEND", "MODEL.POSE_ARCH", "MODEL.POSE_WEIGHT", "MODEL.POSE_FILE", "MODEL.POSE_ONLINE",
     "MODEL.POSE_INPUT_NORM", "INPUT.HEATMAP_SIGMA",
@@ -69,6 +70,7 @@ CHOICES = {
     "TEST.NECK_FEAT": ("before", "after"),
     "TEST.FEAT_NORM": ("yes", "no"),
     "TEST.VIS_ORDER": ("ap", "list"),  # pfd.retrieval.plots.VIS_ORDERS
+    "TEST.NO_POSE": ("invisible", "prior"),
 }
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # MODEL.DEVICE
 # Smallest value of numeric keys (lists: of each element); periods below 1 mean "off" and are free.

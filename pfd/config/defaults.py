@@ -154,6 +154,10 @@ _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
 _C.TEST.AMP = "fp32"  # new: evaluation precision: fp32 (the reference) | bf16 | fp16 | auto (as SOLVER.AMP)
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture (0: no picture)
 _C.TEST.VIS_ORDER = "ap"  # new: its rows: ap (one per equal share of the queries sorted by AP, best first) | list (evenly spaced in the query list)
+# new: the heatmaps of an evaluation image where the pose estimator found no person: invisible (every
+# keypoint at confidence 0, as the reference's HRNet zeros) | prior (a whole-body prior: an upright
+# person filling the crop, every keypoint at confidence 1). Training images are never changed.
+_C.TEST.NO_POSE = "invisible"
 _C.TEST.VIS_BUCKETS = [0, 6, 12]  # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17)
 
 _C.OUTPUT_DIR = "logs"  # checkpoints, logs, metrics

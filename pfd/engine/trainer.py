@@ -100,7 +100,7 @@ class Trainer:
         self.occluder = build_batch_occluder(cfg)  # INPUT.OCCLUDE_PROB; None = off (the reference)
         if self.occluder is not None:
             self.occluder.to(self.device)
-        self.eval_heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(self.device)
+        self.eval_heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, self.device)
