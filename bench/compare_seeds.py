@@ -25,7 +25,7 @@ def records(out: Path, variant: str) -> dict[str, dict]:
 def cells(record: dict) -> list[float]:
     values = [record["mAP"], record["rank1"]]
     for row in (record.get("buckets") or {}).get("rows", []):
-        values += [row["mAP"] if row["mAP"] is not None else np.nan, row["rank1"] if row["rank1"] is not None else np.nan]
+        values += [np.nan if row[key] is None else row[key] for key in ("mAP", "rank1")]
     return values
 
 

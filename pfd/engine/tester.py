@@ -227,8 +227,8 @@ def run_test(cfg) -> dict[str, dict]:
                                out_dir / "ranked_lists.png")
         rows[test_set.name] = record
 
-    evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(device),
-                       amp_dtype, on_result=write_outputs)
+    heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(device)
+    evaluate_test_sets(model, cfg, test_sets, device, heatmaps, amp_dtype, on_result=write_outputs)
     if is_main_process():
         print(summary_table(rows), flush=True)
         for name, record in rows.items():
