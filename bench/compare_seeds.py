@@ -29,11 +29,12 @@ def cells(record: dict) -> list[float]:
     return values
 
 
-def fmt(values: np.ndarray) -> str:
+def fmt(values: np.ndarray, signed: bool = False) -> str:
     values = 100 * values[~np.isnan(values)]
     if len(values) == 0:
         return "-"
-    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+    mean = f"{values.mean():+.1f}" if signed else f"{values.mean():.1f}"
+    return f"{mean} ± {values.std(ddof=1):.1f}" if len(values) > 1 else mean
 
 
 def main() -> None:
@@ -56,7 +57,8 @@ def main() -> None:
             for v, arr in table.items():
                 if v != "vit_baseline":
                     diff = arr - table["vit_baseline"]
-                    print(f"| {v} - vit_baseline | " + " | ".join(fmt(diff[:, i]) for i in range(diff.shape[1])) + " |")
+                    row = " | ".join(fmt(diff[:, i], signed=True) for i in range(diff.shape[1]))
+                    print(f"| {v} - vit_baseline | {row} |")
 
 
 if __name__ == "__main__":
