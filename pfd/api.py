@@ -210,7 +210,7 @@ class ReIDModel:
         self.checkpoint = Path(checkpoint).resolve()
         self.num_cameras = num_cameras
         self.transform = build_transforms(cfg, is_train=False)
-        self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device)
+        self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(device)
         self.amp_dtype = eval_dtype(cfg, device)  # TEST.AMP, as every evaluation
         self.normalize = retrieval_options(cfg)["normalize"]
         self._estimator, self._estimator_key = None, None

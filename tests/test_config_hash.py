@@ -86,6 +86,10 @@ CHANGES = {
     "INPUT.PIXEL_MEAN": ("[0.4, 0.45, 0.5]", ()),
     "INPUT.PIXEL_STD": ("[0.25, 0.25, 0.25]", ()),
     "INPUT.HEATMAP_SIGMA": ("2.0", ()),
+    "TEST.NO_POSE": ("prior", ()),
+    "INPUT.OCCLUDE_PROB": ("0.5", ()),
+    "INPUT.OCCLUDE_KINDS": ("['patch']", ()),
+    "INPUT.OCCLUDE_COVERAGE": ("[0.3, 0.5]", ()),
     "TEST.EVAL": ("false", ()),
     "TEST.IMS_PER_BATCH": ("3", ()),
     "TEST.RE_RANKING": ("true", ()),
@@ -201,4 +205,5 @@ def test_a_changed_feature_always_changes_the_hash(setup):
     assert not missed, f"these keys change the evaluation feature but not config_hash: {missed}"
     assert SHOWN_TO_CHANGE <= set(changed), SHOWN_TO_CHANGE - set(changed)
     # ... and training-only keys do not (so the comparison is not merely noisy).
-    assert not {"MODEL.DROP_PATH", "MODEL.PUSH_LOSS", "TEST.IMS_PER_BATCH", "INPUT.RE_PROB"} & set(changed)
+    assert not {"MODEL.DROP_PATH", "MODEL.PUSH_LOSS", "TEST.IMS_PER_BATCH", "INPUT.RE_PROB",
+                "INPUT.OCCLUDE_PROB"} & set(changed)

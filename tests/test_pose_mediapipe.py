@@ -48,7 +48,8 @@ def test_front_facing_synthetic_people_keep_left_and_right(estimator):
 def test_prepare_crop_maps_back_to_crop_pixels():
     crop = Image.new("RGB", (64, 128), (0, 0, 0))
     crop.putpixel((10, 100), (255, 255, 255))
-    canvas, scale, offset = prepare_crop(crop)
+    np.testing.assert_allclose(prepare_crop(crop)[1], [1.0, 1.0])  # the default keeps a 128x64 crop's size
+    canvas, scale, offset = prepare_crop(crop, 384, 192)
     assert canvas.shape == (384, 384, 3)
     assert tuple(canvas[0, 0]) == (128, 128, 128)  # mid-gray border
     np.testing.assert_allclose(scale, [1.5, 1.5])  # 128 px high -> 192 px

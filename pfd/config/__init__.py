@@ -33,6 +33,7 @@ FEATURE_KEYS = (
     "MODEL.SIE_CAMERA", "MODEL.SIE_COE", "MODEL.SKT_THRES", "MODEL.QUERY_NUM", "MODEL.NUM_DECODER_LAYER",
     "MODEL.NUM_HEAD", "MODEL.DECODER_FFN_DIM", "MODEL.PVM_MODE", "MODEL.DECODER_FFN_RESIDUAL", "MODEL.FEAT_KIND",
     "MODEL.HEAT_WEIGHT", "MODEL.PFA", "MODEL.PVM", "MODEL.DISENTANGLE", "TEST.NECK_FEAT", "TEST.FLIP_FEATS",
+    "TEST.NO_POSE",
     # the heatmaps: which pose estimator, cached or online, how they are drawn or fed
     "MODEL.POSE_BACKEND", "MODEL.POSE_ARCH", "MODEL.POSE_WEIGHT", "MODEL.POSE_FILE", "MODEL.POSE_ONLINE",
     "MODEL.POSE_INPUT_NORM", "INPUT.HEATMAP_SIGMA",
@@ -72,6 +73,7 @@ CHOICES = {
     "TEST.NECK_FEAT": ("before", "after"),
     "TEST.FEAT_NORM": ("yes", "no"),
     "TEST.VIS_ORDER": ("ap", "list"),  # pfd.retrieval.plots.VIS_ORDERS
+    "TEST.NO_POSE": ("invisible", "prior"),
 }
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # MODEL.DEVICE
 # Smallest value of numeric keys (lists: of each element); periods below 1 mean "off" and are free.
@@ -259,12 +261,29 @@ def _check_combinations(cfg: CN, origins: dict[str, str]) -> None:
         raise ConfigError(f"{where}: SOLVER.IMS_PER_BATCH {batch} must be a multiple of DATALOADER.NUM_INSTANCE "
                           f"{instances} (a PK batch holds P identities x {instances} images each); e.g. "
                           f"SOLVER.IMS_PER_BATCH {max(instances, batch - batch % instances)}")
+OCCLUDER_KINDS = ("person", "object", "patch")  # INPUT.OCCLUDE_KINDS, pfd.data.occlude's kinds
+
+
+def _check_occlude(cfg: CN, origins: dict[str, str]) -> None:
+    """INPUT.OCCLUDE_PROB in [0, 1], OCCLUDE_KINDS a non-empty subset of OCCLUDER_KINDS, OCCLUDE_COVERAGE a range."""
+    def fail(key: str, expected: str) -> None:
+        raise ConfigError(f"{origins.get(key, 'defaults')}: {key} must be {expected}, got {_value(cfg, key)!r}")
+
+    if not 0.0 <= cfg.INPUT.OCCLUDE_PROB <= 1.0:
+        fail("INPUT.OCCLUDE_PROB", "in [0, 1]")
+    kinds = cfg.INPUT.OCCLUDE_KINDS
+    if not kinds or any(k not in OCCLUDER_KINDS for k in kinds):
+        fail("INPUT.OCCLUDE_KINDS", f"a non-empty list of {', '.join(OCCLUDER_KINDS)}")
+    cover = cfg.INPUT.OCCLUDE_COVERAGE
+    if len(cover) != 2 or not 0.05 <= cover[0] < cover[1] <= 0.95 or cover[1] - cover[0] < 0.05:
+        fail("INPUT.OCCLUDE_COVERAGE", "[MIN, MAX] with 0.05 <= MIN, MIN + 0.05 <= MAX <= 0.95")
 
 
 def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
     _check_values(cfg, origins)
     _check_combinations(cfg, origins)
+    _check_occlude(cfg, origins)
     if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
         raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
                           "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")

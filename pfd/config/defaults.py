@@ -84,6 +84,15 @@ _C.INPUT.PADDING = 10
 _C.INPUT.PIXEL_MEAN = [0.5, 0.5, 0.5]
 _C.INPUT.PIXEL_STD = [0.5, 0.5, 0.5]
 _C.INPUT.HEATMAP_SIGMA = 2.0  # new: Gaussian sigma in heatmap pixels (heatmaps are H/4 x W/4)
+# new (beyond the paper): occluder augmentation of training batches (pfd.data.occlude.augment). With
+# probability OCCLUDE_PROB a training image gets an occluder of one of OCCLUDE_KINDS (person: a slice of
+# another identity of the batch from a side; object: a synthetic car, boxes, bush, tree or sign; patch: a
+# plain or noise rectangle from the bottom or a side) covering a share of the image drawn in
+# OCCLUDE_COVERAGE, and the keypoints it covers get confidence 0 before the heatmaps are drawn.
+# 0 = off (the reference). Evaluation images are never occluded.
+_C.INPUT.OCCLUDE_PROB = 0.0
+_C.INPUT.OCCLUDE_KINDS = ["person", "object", "patch"]
+_C.INPUT.OCCLUDE_COVERAGE = [0.2, 0.6]
 
 # ----------------------------------------------------------------------------- DATASETS
 _C.DATASETS = CN()
@@ -145,6 +154,10 @@ _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
 _C.TEST.AMP = "fp32"  # new: evaluation precision: fp32 (the reference) | bf16 | fp16 | auto (as SOLVER.AMP)
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture (0: no picture)
 _C.TEST.VIS_ORDER = "ap"  # new: its rows: ap (one per equal share of the queries sorted by AP, best first) | list (evenly spaced in the query list)
+# new: the heatmaps of an evaluation image where the pose estimator found no person: invisible (every
+# keypoint at confidence 0, as the reference's HRNet zeros) | prior (a whole-body prior: an upright
+# person filling the crop, every keypoint at confidence 1). Training images are never changed.
+_C.TEST.NO_POSE = "invisible"
 _C.TEST.VIS_BUCKETS = [0, 6, 12]  # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17)
 
 _C.OUTPUT_DIR = "logs"  # checkpoints, logs, metrics

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.datasets import ImageRecord, ReIDDataset, build_dataset, split_names
-from ..data.loader import build_test_loader
-from ..pose.cache import load_or_build
+from ..data.datasets import DatasetError, ImageRecord, ReIDDataset, build_dataset, pool_training, split_names
+from ..data.loader import build_test_loader, check_train_split
+from ..pose.cache import KeypointTable, load_or_build
 from ..pose.heatmaps import render_heatmaps
 from ..pose.keypoints import flip_keypoints
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate, retrieval_options
@@ -24,7 +24,18 @@ from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_
 from ..precision import autocast
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
+           "load_training_set",
            "loader_features", "extract_features", "evaluate_features", "evaluate_test_sets"]
+
+
+# TEST.NO_POSE prior: a person standing upright filling the crop, seen from the front (their left on the
+# image's right), COCO-17 order; x, y as shares of (width - 1, height - 1), then the confidence.
+WHOLE_BODY_PRIOR = (
+    (0.50, 0.10, 1.0), (0.53, 0.085, 1.0), (0.47, 0.085, 1.0), (0.57, 0.095, 1.0), (0.43, 0.095, 1.0),
+    (0.66, 0.22, 1.0), (0.34, 0.22, 1.0), (0.72, 0.37, 1.0), (0.28, 0.37, 1.0), (0.72, 0.50, 1.0),
+    (0.28, 0.50, 1.0), (0.60, 0.52, 1.0), (0.40, 0.52, 1.0), (0.60, 0.72, 1.0), (0.40, 0.72, 1.0),
+    (0.60, 0.92, 1.0), (0.40, 0.92, 1.0),
+)
 
 
 @dataclass
@@ -52,7 +63,7 @@ class TestSet:
 class HeatmapMaker(nn.Module):
     """Heatmaps for a batch on its device: rendered from the loader's keypoints, or online HRNet."""
 
-    def __init__(self, cfg, input_hw: Sequence[int]):
+    def __init__(self, cfg, input_hw: Sequence[int], evaluation: bool = False):
         super().__init__()
         self.input_hw = tuple(input_hw)
         self.sigma = cfg.INPUT.HEATMAP_SIGMA
@@ -61,12 +72,19 @@ class HeatmapMaker(nn.Module):
             from ..pose.online import OnlineHeatmaps
 
             self.online = OnlineHeatmaps(cfg).eval()
+        prior = evaluation and cfg.TEST.NO_POSE == "prior"
+        h, w = self.input_hw
+        self.register_buffer("prior", torch.tensor(WHOLE_BODY_PRIOR) * torch.tensor([w - 1, h - 1, 1.0])
+                             if prior else None, persistent=False)  # [17, 3] input pixels, confidence 1
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
         # images [B, 3, H, W] normalized; keypoints [B, 17, 3] in input pixels -> [B, 17, H/4, W/4]
         if self.online is not None:
             return self.online(images)
+        if self.prior is not None:  # TEST.NO_POSE prior: images without a person get the whole-body prior
+            no_pose = keypoints[..., 2].amax(1) <= 0  # [B]
+            keypoints = torch.where(no_pose.view(-1, 1, 1), self.prior.to(keypoints.dtype), keypoints)
         return render_heatmaps(keypoints, self.input_hw, self.sigma)
 
 
@@ -87,11 +105,30 @@ def load_keypoints(cfg, records: Sequence[ImageRecord], dataset_name: str):
     return table
 
 
+def load_training_set(cfg, world_size: int = 1) -> tuple[ReIDDataset, Mapping[str, np.ndarray] | None]:
+    """DATASETS.NAMES and its training keypoints. Several comma-separated names pool their training splits
+    (identities and cameras kept apart, `pool_training`); each dataset's poses come from its own cache.
+    A training split too small for the configured batches is refused before the pose pass."""
+    names = split_names(cfg.DATASETS.NAMES)
+    datasets = [build_dataset(name, cfg.DATASETS.ROOT_DIR) for name in names]
+    dataset = datasets[0] if len(datasets) == 1 else pool_training(datasets)
+    check_train_split(cfg, dataset, world_size)
+    tables = [load_keypoints(cfg, ds.train, name) for name, ds in zip(names, datasets)]
+    if len(datasets) == 1:
+        return dataset, tables[0]
+    keypoints = None if tables[0] is None else KeypointTable(
+        [p for t in tables for p in t.paths], np.concatenate([t.keypoints for t in tables]), tables[0].backend)
+    return dataset, keypoints
+
+
 def prepare_test_sets(cfg) -> list[TestSet]:
     """Every evaluation dataset with the keypoints of its query and gallery images."""
     sets = []
     for name in test_dataset_names(cfg):
         dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
+        if not dataset.query:
+            raise DatasetError(f"dataset {name} has no query or gallery (a training-only set) and cannot be "
+                               "evaluated; list the evaluation datasets in DATASETS.TEST_NAMES")
         keypoints = load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name)
         sets.append(TestSet(name, dataset, keypoints))
     return sets

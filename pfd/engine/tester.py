@@ -258,8 +258,8 @@ def run_test(cfg) -> dict[str, dict]:
         write_report(cfg, test_set, query, gallery, distmat, metrics["query_ap"], record, out_dir)
         rows[test_set.name] = record
 
-    evaluate_test_sets(model, cfg, test_sets, device, HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(device),
-                       amp_dtype, on_result=write_outputs)
+    heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(device)
+    evaluate_test_sets(model, cfg, test_sets, device, heatmaps, amp_dtype, on_result=write_outputs)
     if is_main_process():
         print(summary_table(rows), flush=True)
         for name, record in rows.items():

@@ -26,8 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import config_hash
-from ..data.datasets import build_dataset
-from ..data.loader import build_train_loader, check_train_split
+from ..data.loader import build_train_loader
+from ..data.occlude.augment import build_batch_occluder
 from ..data.validation import hold_out_validation
 from ..model import build_loss, build_model
 from ..retrieval.plots import plot_training_curves
@@ -35,7 +35,8 @@ from ..errors import InvalidInputError
 from .checkpoint import (FORMAT, atomic_copy, config_differences, describe_checkpoint, format_differences,
                          load_checkpoint, resolve_resume, resume_blockers, rng_state, set_rng_state, unwrap_model)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
-from .evaluator import HeatmapMaker, TestSet, evaluate_test_sets, load_keypoints, prepare_test_sets, ranks_reported
+from .evaluator import (HeatmapMaker, TestSet, evaluate_test_sets, load_training_set, prepare_test_sets,
+                        ranks_reported)
 from .divergence import LossWatch, check_finite_weights
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, claim_run_dir, refuse_existing_run, refuse_foreign_files, replace_run
@@ -95,9 +96,7 @@ class Trainer:
         self.epoch_hooks = list(epoch_hooks)
         self.loss_watch = LossWatch()
 
-        self.dataset = build_dataset(cfg.DATASETS.NAMES, cfg.DATASETS.ROOT_DIR)
-        check_train_split(cfg, self.dataset, self.dist.world_size)  # before the pose pass and the model
-        keypoints = load_keypoints(cfg, self.dataset.train, cfg.DATASETS.NAMES)
+        self.dataset, keypoints = load_training_set(cfg, self.dist.world_size)
         self.val_sets: list[TestSet] = []  # best.pth is selected on this split, never on a test set
         if cfg.DATASETS.VAL_IDS > 0:
             self.dataset, val = hold_out_validation(self.dataset, cfg.DATASETS.VAL_IDS, cfg.SOLVER.SEED,
@@ -111,7 +110,10 @@ class Trainer:
         self.model = build_model(cfg, self.num_classes, self.num_cameras).to(self.device)
         self.loss_fn = build_loss(cfg)
         self.heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TRAIN).to(self.device)
-        self.eval_heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST).to(self.device)
+        self.occluder = build_batch_occluder(cfg)  # INPUT.OCCLUDE_PROB; None = off (the reference)
+        if self.occluder is not None:
+            self.occluder.to(self.device)
+        self.eval_heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.amp_dtype = autocast_dtype(cfg.SOLVER.AMP, self.device)
@@ -285,9 +287,9 @@ class Trainer:
     def train_step(self, batch: dict, totals: dict[str, torch.Tensor]) -> int:
         """One optimization step on a loader batch; returns its number of images.
 
-        Device copy, heatmaps, forward + loss under autocast, scaled backward, optional clipping,
-        optimizer step. The detached loss parts and the count of correct identity predictions
-        ("correct") are added to `totals`, and the losses shown to the non-finite watch, on the
+        Device copy, occluders (INPUT.OCCLUDE_PROB), heatmaps, forward + loss under autocast, scaled
+        backward, optional clipping, optimizer step. The detached loss parts and the count of correct
+        identity predictions ("correct") are added to `totals`, and the losses shown to the non-finite watch, on the
         device: the step never waits for the GPU. bench/train_step.py times this very method.
         """
         device = self.device
@@ -295,6 +297,8 @@ class Trainer:
         keypoints = batch["keypoints"].to(device, non_blocking=True)  # [B, 17, 3]
         pids = batch["pid"].to(device, non_blocking=True)
         camids = batch["camid"].to(device, non_blocking=True)
+        if self.occluder is not None:  # training only: covered keypoints get confidence 0 before the heatmaps
+            images, keypoints = self.occluder(images, keypoints, pids)
         heatmaps = self.heatmaps(images, keypoints)  # [B, 17, H/4, W/4]
         with autocast(device, self.amp_dtype):
             outputs = self.train_model(images, heatmaps, camids)

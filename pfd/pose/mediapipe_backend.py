@@ -5,9 +5,11 @@ model_complexity 1, in 0.10.21), so nothing is downloaded; other complexities ar
 rather than letting mediapipe fetch them.
 
 Re-ID crops are small (128x64) and tightly cropped, which BlazePose's person detector handles
-badly. Each crop is therefore upscaled (bicubic) to 192 px high and centred on a 384x384 mid-gray canvas
-(on CUHK03's 200 query images: a person in 177, against 89 when upscaled to 256 px on a 256x256
-black square). Landmarks are mapped back to the crop's own pixels.
+badly: it needs context around the person more than pixels. Each crop is therefore scaled (bicubic)
+to 128 px high, i.e. kept at a 128x64 crop's own size, and centred on a 384x384 mid-gray canvas: on
+CUHK03's 200 queries a person is found in 91.5% (cuhk03_occ: 69.5%), against 88.5% (68.5%) upscaled to
+192 px on the same canvas, 70.5% (54.5%) at 256 px and 67.5% (52.5%) at 192 px on a 256 canvas
+(bench/mediapipe_crops.py, docs/EXPERIMENTS.md). Landmarks are mapped back to the crop's own pixels.
 
 mediapipe's C++ graph logs a few fixed lines to the process's stderr (file descriptor 2) when a graph
 starts and on every image (`inference_feedback_manager.cc ... Feedback manager requires ...`,
@@ -34,7 +36,7 @@ __all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe
 # BlazePose landmark index of each COCO-17 keypoint (both use the person's own left/right).
 BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 CANVAS = 384  # side of the square canvas the crop is pasted on
-PERSON_HEIGHT = 192  # the crop's height on the canvas
+PERSON_HEIGHT = 128  # the crop's height on the canvas (measured best of 96-320 px, module docstring)
 CANVAS_GRAY = (128, 128, 128)
 _MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 # Substrings of the native log lines dropped from stderr (every other line written meanwhile is kept).
@@ -63,17 +65,19 @@ def _native_noise_filtered() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-def prepare_crop(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Paste the upscaled crop at the centre of the canvas.
+def prepare_crop(image: Image.Image, canvas_side: int = CANVAS,
+                 person_height: int = PERSON_HEIGHT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste the crop, upscaled to `person_height`, at the centre of a square canvas of `canvas_side`.
 
-    Returns (canvas uint8 [CANVAS, CANVAS, 3], scale [2], offset [2]): measured from the images'
-    top-left corners, canvas point (u, v) is crop point ((u, v) - offset) / scale.
+    Returns (canvas uint8 [side, side, 3], scale [2], offset [2]): measured from the images'
+    top-left corners, canvas point (u, v) is crop point ((u, v) - offset) / scale. The defaults are
+    the estimator's; bench/mediapipe_crops.py measures others.
     """
     w, h = image.size
-    scale = min(PERSON_HEIGHT / h, CANVAS / w)
+    scale = min(person_height / h, canvas_side / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    left, top = (CANVAS - size[0]) // 2, (CANVAS - size[1]) // 2
-    canvas = Image.new("RGB", (CANVAS, CANVAS), CANVAS_GRAY)
+    left, top = (canvas_side - size[0]) // 2, (canvas_side - size[1]) // 2
+    canvas = Image.new("RGB", (canvas_side, canvas_side), CANVAS_GRAY)
     canvas.paste(to_rgb(image).resize(size, Image.BICUBIC), (left, top))
     scale = np.array([size[0] / w, size[1] / h], np.float32)  # canvas pixels per crop pixel, per axis
     return np.asarray(canvas), scale, np.array([left, top], np.float32)
@@ -121,19 +125,27 @@ class MediapipeEstimator(PoseEstimator):
             )
         self.identity = mediapipe_identity(model_complexity, min_detection_confidence)
 
-    def predict_one(self, image: Image.Image) -> np.ndarray:
-        """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found."""
-        canvas, scale, offset = prepare_crop(image)
+    def landmarks(self, image: Image.Image, canvas_side: int = CANVAS,
+                  person_height: int = PERSON_HEIGHT) -> np.ndarray | None:
+        """All 33 BlazePose landmarks [33, 3] (x, y in the crop's pixels, visibility), None when no person
+        is found; `canvas_side` and `person_height` as in `prepare_crop`."""
+        canvas, scale, offset = prepare_crop(image, canvas_side, person_height)
         with _native_noise_filtered():
             result = self._pose.process(canvas)
-        out = np.zeros((17, 3), np.float32)
         if result.pose_landmarks is None:
-            return out
-        marks = result.pose_landmarks.landmark
-        points = np.array([(marks[i].x, marks[i].y, marks[i].visibility) for i in BLAZEPOSE_TO_COCO], np.float32)
+            return None
+        points = np.array([(m.x, m.y, m.visibility) for m in result.pose_landmarks.landmark], np.float32)
         # normalized [0, 1] edge-to-edge -> crop pixels with pixel i centred at i (pfd.pose.heatmaps convention)
-        out[:, :2] = (points[:, :2] * CANVAS - offset) / scale - 0.5
-        out[:, 2] = np.clip(points[:, 2], 0.0, 1.0)
+        points[:, :2] = (points[:, :2] * canvas_side - offset) / scale - 0.5
+        return points
+
+    def predict_one(self, image: Image.Image) -> np.ndarray:
+        """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found."""
+        points = self.landmarks(image)
+        if points is None:
+            return np.zeros((17, 3), np.float32)
+        out = points[list(BLAZEPOSE_TO_COCO)]
+        out[:, 2] = np.clip(out[:, 2], 0.0, 1.0)
         return out
 
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:

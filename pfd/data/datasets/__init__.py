@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .base import DatasetError, ImageRecord, ReIDDataset
-from .market import folder_dataset, market_benchmark
+from .base import DatasetError, ImageRecord, ReIDDataset, pool_training
+from .market import folder_dataset, market_benchmark, train_only_benchmark
 from .msmt17 import msmt17
 from .occluded import occluded_reid, partial_ilids, partial_reid
 
 __all__ = ["DATASETS", "ALIASES", "DatasetError", "ImageRecord", "ReIDDataset", "build_dataset", "canonical_name",
-           "split_names"]
+           "pool_training", "split_names"]
 
 DATASETS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "market1501": market_benchmark("market1501", ("Market-1501", "Market-1501-v15.09.15")),
@@ -25,6 +25,10 @@ DATASETS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "partial_reid": partial_reid,
     "partial_ilids": partial_ilids,
     "cuhk03": market_benchmark("cuhk03", ("cuhk03",)),
+    "cuhk03_occ": market_benchmark(
+        "cuhk03_occ", ("cuhk03_occ",),
+        hint=" (make it with `python -m pfd.data.occlude --dataset cuhk03 --root ROOT_DIR --out ROOT_DIR/cuhk03_occ`)"),
+    "cuhk01": train_only_benchmark("cuhk01", ("cuhk01",)),  # extra training identities: no query or gallery
     "synthetic": market_benchmark(
         "synthetic", ("synthetic",), hint=" (make it with `python -m pfd.data.synthetic --out ROOT_DIR/synthetic`)"),
 }

@@ -101,16 +101,18 @@ def relabel(records: Sequence[ImageRecord]) -> list[ImageRecord]:
 
 
 def finalize(name: str, root: Path, train: list[ImageRecord], query: list[ImageRecord],
-             gallery: list[ImageRecord], sources: dict[str, str], test_only: bool = False) -> ReIDDataset:
+             gallery: list[ImageRecord], sources: dict[str, str], test_only: bool = False,
+             train_only: bool = False) -> ReIDDataset:
     """Validate the splits, relabel the training ids and build the `ReIDDataset`.
 
     Every image is checked cheaply (pfd.image.check_image_files: its header and last bytes, no decoding),
     so a damaged file fails here rather than at the end of the first epoch's evaluation.
     `sources` maps each split to where its images came from (for the error message);
-    `test_only` datasets (Occluded-REID, Partial-*) have no training split.
+    `test_only` datasets (Occluded-REID, Partial-*) have no training split, `train_only` ones
+    (CUHK01, extra training identities) no query or gallery.
     """
     for split, records in (("train", train), ("query", query), ("gallery", gallery)):
-        if not records and not (split == "train" and test_only):
+        if not records and not (test_only if split == "train" else train_only):
             raise DatasetError(f"dataset {name}: the {split} split is empty (no usable images in {sources[split]})")
     check_image_files((r.path for r in (*train, *query, *gallery)), f"dataset {name}")  # header + end bytes
     gallery_pids = {r.pid for r in gallery}
@@ -119,3 +121,15 @@ def finalize(name: str, root: Path, train: list[ImageRecord], query: list[ImageR
         warnings.warn(f"dataset {name}: {unmatched} of {len(query)} queries have no image of their identity in the "
                       "gallery; they are ignored by the evaluation", stacklevel=3)
     return ReIDDataset(name=name, root=str(root), train=relabel(train), query=query, gallery=gallery)
+
+
+def pool_training(datasets: Sequence[ReIDDataset]) -> ReIDDataset:
+    """One dataset whose training split is all of `datasets`' training splits, identities and cameras of
+    each kept apart (offset past the previous ones'); query and gallery are the first dataset's."""
+    train, pid_offset, cam_offset = [], 0, 0
+    for ds in datasets:
+        train += [r._replace(pid=r.pid + pid_offset, camid=r.camid + cam_offset) for r in ds.train]
+        pid_offset, cam_offset = pid_offset + ds.num_train_pids, cam_offset + ds.num_cameras
+    first = datasets[0]
+    return ReIDDataset(name=",".join(ds.name for ds in datasets), root=first.root, train=train,
+                       query=first.query, gallery=first.gallery)

@@ -46,6 +46,24 @@ def parse_market_folder(name: str, root: Path) -> ReIDDataset:
     return finalize(name, root, splits["train"], splits["query"], splits["gallery"], sources)
 
 
+def parse_train_folder(name: str, root: Path) -> ReIDDataset:
+    """A training-only set (e.g. CUHK01): ROOT/bounding_box_train alone; empty query and gallery."""
+    layout = "a folder with bounding_box_train/ holding images named PPPP_cC*.jpg (a training-only set)"
+    require_dirs(root, (SPLIT_DIRS["train"],), layout)
+    return finalize(name, root, parse_split(root / SPLIT_DIRS["train"]), [], [],
+                    {"train": str(root / SPLIT_DIRS["train"])}, train_only=True)
+
+
+def train_only_benchmark(name: str, folder_names: tuple[str, ...]):
+    """A registry builder for a training-only set stored as `ROOT_DIR/<one of folder_names>/bounding_box_train`."""
+
+    def build(root_dir: str | Path) -> ReIDDataset:
+        return parse_train_folder(name, find_root(root_dir, folder_names, "a folder with bounding_box_train/"))
+
+    build.__doc__ = f"{name}: ROOT_DIR/{' or '.join(folder_names)}/bounding_box_train (training only)."
+    return build
+
+
 def market_benchmark(name: str, folder_names: tuple[str, ...], hint: str = ""):
     """A registry builder for a benchmark stored as `ROOT_DIR/<one of folder_names>`."""
 

@@ -4,7 +4,7 @@ Every occluder kind is a "painter": built once from the image's RNG (colours, si
 called with an extent t in [0, 1] that grows the area it covers. `occlude` searches t so that the
 occluder hides a target fraction of the person's pixels.
 """
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ from pfd.data.synthetic.person import VIEWS, draw_person, sample_pose
 MARGIN = 12  # px of background around the image, for a random crop per image
 BACKGROUNDS = ("street", "park", "indoor", "plaza")
 OCCLUDERS = ("vehicle", "pole_sign", "bush", "tree", "boxes", "pedestrian")
+OBJECTS = OCCLUDERS[:-1]  # the kinds that need no identity (pfd.data.occlude pastes them on real photos)
 Painter = Callable[[ImageDraw.ImageDraw, float], None]
 
 
@@ -216,17 +217,18 @@ class Occlusion:
     fraction: float  # share of the person's pixels hidden
 
 
-def occlude(person_mask: np.ndarray, rng: np.random.Generator, other: Identity, height: float,
-            fraction_range: tuple[float, float] = (0.2, 0.6)) -> Occlusion:
+def occlude(person_mask: np.ndarray, rng: np.random.Generator, other: Identity | None, height: float,
+            fraction_range: tuple[float, float] = (0.2, 0.6), kinds: Sequence[str] = OCCLUDERS) -> Occlusion:
     """An occluder hiding a random fraction (within fraction_range) of the person's pixels.
 
     Tries the kinds in random order, bisecting each painter's extent t towards the target; a
     full-width stack of boxes, which can cover everything, is the last resort.
-    other: the identity an occluding pedestrian wears; height: the target's height in px.
+    other: the identity an occluding pedestrian wears (None when `kinds` has no "pedestrian");
+    height: the target's height in px; kinds: the occluder kinds to try (a subset of OCCLUDERS).
     """
     size, low, high = person_mask.shape, *fraction_range
     target = rng.uniform(low + 0.02, high - 0.02)
-    kinds = [OCCLUDERS[i] for i in rng.permutation(len(OCCLUDERS))]
+    kinds = [kinds[i] for i in rng.permutation(len(kinds))]
     painters = [(k, _painter(k, rng, size, other, height)) for k in kinds]
     painters.append(("boxes", _boxes(rng, size, full_width=True)))
     for kind, painter in painters:
