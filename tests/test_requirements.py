@@ -52,7 +52,7 @@ def test_gpu_install_is_the_cpu_install_with_faiss_gpu():
 
 def test_make_install_tracks_every_included_file():
     _, files = read_requirements(REPO / "requirements.txt")
-    reqs_line = re.search(r"^REQS\s*:=(.*)$", (REPO / "Makefile").read_text(), re.M)
+    reqs_line = re.search(r"^REQS\s*:=(.*)$", (REPO / "Makefile").read_text(), re.MULTILINE)
     assert reqs_line, "the Makefile has no REQS list (the files whose checksum names the install stamp)"
     assert set(reqs_line.group(1).split()) == {f.relative_to(REPO).as_posix() for f in files}
 

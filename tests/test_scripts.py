@@ -61,14 +61,15 @@ def _package_command_cases(tmp: Path) -> dict[str, tuple[list[str], type, str]]:
                        "missing.pth"),
         "pfd.model.convert": ([str(foreign), str(tmp / "out.pth")], InvalidInputError,
                               "layout 'unknown' is not a reference checkpoint"),
+        "pfd.serve": (["--index", str(tmp / "no_index")], UserError, "meta.json is missing"),
     }
 
 
 @pytest.mark.parametrize("command", ["pfd.pose", "pfd.data.synthetic", "pfd.compare", "pfd.export",
-                                     "pfd.model.convert"])
+                                     "pfd.model.convert", "pfd.serve"])
 def test_package_commands_report_expected_errors_like_the_scripts(command, tmp_path, capsys):
     argv, error, words = _package_command_cases(tmp_path)[command]
-    package_main = command in ("pfd.pose", "pfd.data.synthetic")  # a package runs its __main__ module
+    package_main = command in ("pfd.pose", "pfd.data.synthetic", "pfd.serve")  # a package runs its __main__ module
     main = importlib.import_module(command + ".__main__" if package_main else command).main
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
