@@ -33,10 +33,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from ..api import FILE_BACKENDS, Gallery, parse_name
+from ..api import Gallery, parse_name
 from ..errors import UserError
 from ..image import image_size
 from ..pose import build_estimator
+from ..pose.base import PATH_BACKENDS
 from ..pose.estimator import resolve_backend
 from ..retrieval.occlusion import visible_counts
 from .inputs import (
@@ -61,7 +62,7 @@ def upload_pose_backend(cfg, requested: str | None = None) -> str:
     if requested:
         return requested
     own = resolve_backend(cfg)
-    return "mediapipe" if own in FILE_BACKENDS else own
+    return "mediapipe" if own in PATH_BACKENDS else own
 
 
 def relative_paths(meta: dict) -> list[str]:
