@@ -272,6 +272,24 @@ def test_replace_refuses_a_users_file_in_a_run_folder_and_deletes_nothing(data_r
         Trainer(tiny_config(data_root, run, "MODEL.RESUME", "auto"), replace=True)
 
 
+def test_replace_starts_over_in_a_run_folder_of_ours(data_root, tmp_path):
+    """What `make demo` does on a rerun: the earlier run's files go, under the lock, before the new log starts."""
+    from engine_tiny import tiny_config
+
+    from pfd.engine.rundir import LOCK_FILE
+    from pfd.engine.trainer import Trainer
+
+    run = claim_output_dir(tmp_path / "run", "run")
+    for name in ("last.pth", "epoch_013.pth", "metrics.jsonl", "log.txt", "training_curves.png"):
+        (run / name).write_bytes(b"earlier")
+    trainer = Trainer(tiny_config(data_root, run), replace=True)
+    try:
+        assert sorted(p.name for p in run.iterdir()) == sorted([OUTPUT_MARKER, LOCK_FILE, "log.txt"])
+        assert b"earlier" not in (run / "log.txt").read_bytes()
+    finally:
+        trainer.close()
+
+
 def test_replace_run_deletes_only_what_a_run_wrote(tmp_path):
     from pfd.engine.rundir import LOCK_FILE, replace_run
 
