@@ -160,22 +160,14 @@ class IndexBuilder:
                 pending.append(rows)
                 if used < min(want, self.params["transform_rows"]):
                     continue
-                sample = np.concatenate(pending)
-                for vt in transforms:  # each learns from the previous one's output
-                    vt.train(sample)
-                    sample = vt.apply(sample)
+                kept.append(self._fit_transforms(transforms, np.concatenate(pending)))
                 pending, rows = [], None
-                kept.append(sample)
             if rows is not None:
                 kept.append(self._reduce(rows, transforms))
             if used >= want:
                 break
         if pending:  # fewer rows than transform_rows: train the transforms on what there is
-            sample = np.concatenate(pending)
-            for vt in transforms:
-                vt.train(sample)
-                sample = vt.apply(sample)
-            kept.append(sample)
+            kept.append(self._fit_transforms(transforms, np.concatenate(pending)))
         if used == 0:
             raise ValueError("no training vectors given")
         sample = np.ascontiguousarray(np.concatenate(kept))
@@ -183,6 +175,15 @@ class IndexBuilder:
         inner.train(sample)
         index.is_trained = True
         return used
+
+    def _fit_transforms(self, transforms, sample: np.ndarray) -> np.ndarray:
+        """Train the chain on the first ``transform_rows`` of ``sample`` (each on the previous one's output);
+        returns the whole sample reduced."""
+        fit = sample[:self.params["transform_rows"]]
+        for vt in transforms:
+            vt.train(fit)
+            fit = vt.apply(fit)
+        return self._reduce(sample, transforms)
 
     @staticmethod
     def _reduce(rows: np.ndarray, transforms) -> np.ndarray:
