@@ -68,7 +68,8 @@ def index_params(kind: str, num_items: int, dim: int, overrides: dict | None = N
     # FAISS's advice: 39..256 training points per centroid; 64 of them per list and per PQ code, in memory budget.
     budget = MAX_TRAIN_BYTES // (4 * params["d_out"])
     params.setdefault("train_rows", min(num_items, budget, max(64 * params["nlist"], 64 * 2 ** params["nbits"])))
-    params.setdefault("transform_rows", min(params["train_rows"], 4 * params["d_out"]))  # PCA: an O(n^3) eig
+    # PCA on n < d rows is an O(n^3) eigendecomposition; OPQ trains its own 256-code PQ on these rows.
+    params.setdefault("transform_rows", min(params["train_rows"], max(4 * params["d_out"], 1024)))
     if kind in ("ivfpq", "pca+ivfpq", "opq+ivfpq") and params["d_out"] % params["m"]:
         raise ValueError(f"{kind}: m={params['m']} must divide the {params['d_out']} values it codes")
     return params
