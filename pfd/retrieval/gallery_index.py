@@ -68,7 +68,8 @@ def index_params(kind: str, num_items: int, dim: int, overrides: dict | None = N
     # FAISS's advice: 39..256 training points per centroid; 64 of them per list and per PQ code, in memory budget.
     budget = MAX_TRAIN_BYTES // (4 * params["d_out"])
     params.setdefault("train_rows", min(num_items, budget, max(64 * params["nlist"], 64 * 2 ** params["nbits"])))
-    params.setdefault("transform_rows", min(params["train_rows"], 16 * params["d_out"]))
+    # PCA on n < d rows is an O(n^3) eigendecomposition; OPQ trains its own 256-code PQ on these rows.
+    params.setdefault("transform_rows", min(params["train_rows"], max(4 * params["d_out"], 1024)))
     if kind in ("ivfpq", "pca+ivfpq", "opq+ivfpq") and params["d_out"] % params["m"]:
         raise ValueError(f"{kind}: m={params['m']} must divide the {params['d_out']} values it codes")
     return params
@@ -160,22 +161,14 @@ class IndexBuilder:
                 pending.append(rows)
                 if used < min(want, self.params["transform_rows"]):
                     continue
-                sample = np.concatenate(pending)
-                for vt in transforms:  # each learns from the previous one's output
-                    vt.train(sample)
-                    sample = vt.apply(sample)
+                kept.append(self._fit_transforms(transforms, np.concatenate(pending)))
                 pending, rows = [], None
-                kept.append(sample)
             if rows is not None:
                 kept.append(self._reduce(rows, transforms))
             if used >= want:
                 break
         if pending:  # fewer rows than transform_rows: train the transforms on what there is
-            sample = np.concatenate(pending)
-            for vt in transforms:
-                vt.train(sample)
-                sample = vt.apply(sample)
-            kept.append(sample)
+            kept.append(self._fit_transforms(transforms, np.concatenate(pending)))
         if used == 0:
             raise ValueError("no training vectors given")
         sample = np.ascontiguousarray(np.concatenate(kept))
@@ -183,6 +176,15 @@ class IndexBuilder:
         inner.train(sample)
         index.is_trained = True
         return used
+
+    def _fit_transforms(self, transforms, sample: np.ndarray) -> np.ndarray:
+        """Train the chain on the first ``transform_rows`` of ``sample`` (each on the previous one's output);
+        returns the whole sample reduced."""
+        fit = sample[:self.params["transform_rows"]]
+        for vt in transforms:
+            vt.train(fit)
+            fit = vt.apply(fit)
+        return self._reduce(sample, transforms)
 
     @staticmethod
     def _reduce(rows: np.ndarray, transforms) -> np.ndarray:
