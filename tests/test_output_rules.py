@@ -37,7 +37,7 @@ from pfd.pose import __main__ as pose_command
 
 SMALL_SYNTHETIC = ["--ids-train", "4", "--ids-test", "2", "--images-per-id", "4", "--distractors", "1",
                    "--junk", "1", "--quiet", "--workers", "1"]
-DIR_COMMANDS = ("train", "test", "pose", "synthetic", "compare")  # their output is a folder
+DIR_COMMANDS = ("train", "test", "pose", "synthetic", "compare", "index")  # their output is a folder
 FILE_COMMANDS = ("export", "search", "convert")  # their output is one file
 COMMANDS = DIR_COMMANDS + FILE_COMMANDS
 
@@ -60,6 +60,9 @@ def command(name: str, data_root: Path, out: Path) -> tuple:
         "synthetic": (synthetic_command.main, ["--out", str(out), *SMALL_SYNTHETIC]),
         "compare": (compare_command.main, ["--config", str(DEMO_CONFIG), "--out", str(out), *opts]),
         "export": (export_command.main, ["--weights", str(data_root / "absent.pth"), "--out", str(out)]),
+        "index": (load_script("query").main, ["index", "--config", str(DEMO_CONFIG), "--weights",
+                                              str(data_root / "absent.pth"), "--gallery",
+                                              str(data_root / "synthetic" / "bounding_box_test"), "--out", str(out)]),
         "search": (load_script("query").main, ["search", "--index", str(data_root / "absent_index"),
                                                "--image", str(query), "--out", str(out)]),
         "convert": (convert_command.main, [str(data_root / "absent.pth"), str(out)]),
