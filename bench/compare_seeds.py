@@ -4,7 +4,8 @@
 
 Each OUT is a `pfd.compare --out` folder (one per SOLVER.SEED); the metrics are read from
 OUT/VARIANT/test[/SET]/metrics.json. Cells are mean +- sample standard deviation in %, overall and
-per visible-keypoint bucket (with the bucket's query count), then each variant minus vit_baseline.
+per visible-keypoint bucket (with the bucket's query count), then each variant minus vit_baseline
+(or the --pairs A:B given, e.g. pfd_occ:pfd).
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outs", nargs="+", type=Path)
     parser.add_argument("--variants", nargs="+", default=["pfd", "vit_baseline"])
+    parser.add_argument("--pairs", nargs="+", default=[], metavar="A:B",
+                        help="differences to print (default: each variant minus vit_baseline)")
     args = parser.parse_args()
     data = {v: [records(out, v) for out in args.outs] for v in args.variants}
     first = data[args.variants[0]][0]
@@ -53,12 +56,11 @@ def main() -> None:
         table = {v: np.array([cells(runs[name]) for runs in data[v]]) for v in args.variants}
         for v, arr in table.items():
             print(f"| {v} | " + " | ".join(fmt(arr[:, i]) for i in range(arr.shape[1])) + " |")
-        if "vit_baseline" in table:
-            for v, arr in table.items():
-                if v != "vit_baseline":
-                    diff = arr - table["vit_baseline"]
-                    row = " | ".join(fmt(diff[:, i], signed=True) for i in range(diff.shape[1]))
-                    print(f"| {v} - vit_baseline | {row} |")
+        pairs = [p.split(":") for p in args.pairs] or [(v, "vit_baseline") for v in table if v != "vit_baseline"]
+        for a, b in pairs:
+            if a in table and b in table:
+                row = " | ".join(fmt((table[a] - table[b])[:, i], signed=True) for i in range(table[a].shape[1]))
+                print(f"| {a} - {b} | {row} |")
 
 
 if __name__ == "__main__":
