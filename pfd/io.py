@@ -39,7 +39,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 from .errors import OutputExistsError, UserError
 
 __all__ = ["DiskFullError", "OUTPUT_MARKER", "atomic_write", "atomic_path", "atomic_save", "claim_output_dir",
-           "check_writable", "claim_output_file", "disk_full_reported", "foreign_entries", "output_kind", "sha256_file"]
+           "check_writable", "claim_output_file", "disk_full_reported", "foreign_entries", "output_kind",
+           "replace_folder", "sha256_file"]
 
 OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
 
@@ -265,3 +266,16 @@ def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], 
     check_writable(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
+
+
+def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move the finished folder `tmp` to `out` (a folder of ours, already checked), replacing it: the old
+    one is renamed aside first and removed last, so a kill leaves `out` old or new, or the old one aside."""
+    tmp, out = Path(tmp), Path(out)
+    old = None
+    if out.exists():
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old)

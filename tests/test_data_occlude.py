@@ -100,7 +100,7 @@ def test_refuses_a_folder_it_did_not_make_and_replaces_its_own_only_with_force(s
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(OutputExistsError, match="not made by pfd.data.occlude"):
+    with pytest.raises(OutputExistsError, match="not made by pfd"):
         build_occluded(f"folder:{source}", ".", foreign)
     assert (foreign / "notes.txt").read_text() == "keep me" and len(list(foreign.iterdir())) == 1
     ours = tmp_path / "ours"
@@ -110,6 +110,11 @@ def test_refuses_a_folder_it_did_not_make_and_replaces_its_own_only_with_force(s
     build_occluded(f"folder:{source}", ".", ours, OccludeConfig(seed=2), force=True)
     assert json.loads((ours / MANIFEST_FILE).read_text())["config"]["seed"] == 2
     assert not list(tmp_path.glob("*.tmp-*"))  # no temp folder left behind
+    (ours / "query" / "notes.txt").write_text("mine")  # a user's file inside our folder: --force refuses
+    with pytest.raises(OutputExistsError, match=r"query/notes\.txt"):
+        build_occluded(f"folder:{source}", ".", ours, OccludeConfig(seed=3), force=True)
+    assert (ours / "query" / "notes.txt").read_text() == "mine"
+    assert json.loads((ours / MANIFEST_FILE).read_text())["config"]["seed"] == 2
 
 
 def test_bad_settings_are_user_errors_with_exit_status_2(source, tmp_path, capsys):

@@ -6,7 +6,7 @@ are kept); OUT/bounding_box_test and OUT/bounding_box_train are hard links to th
 (`cuhk03_occ`). OUT/occlusion_masks/<query>.png is each occluder's mask (white = covered) and
 OUT/occlusion.json the manifest: per query the occluder kind, its source (the other identity's
 image for a person occluder), placement, box [x0, y0, x1, y1] and the covered share of the person
-box (the whole crop). OUT/.pfd-occlude marks the folder as ours.
+box (the whole crop). The folder carries the output guard's marker (pfd.io, kind `occluded`).
 
 Deterministic: query i (in file-name order) draws everything from RNG(seed, i), and images are
 written with fixed JPEG settings, so the same source and seed give the same bytes.
@@ -26,6 +26,7 @@ from PIL import Image
 
 from ...errors import InvalidInputError, OutputExistsError
 from ...image import read_image
+from ...io import OUTPUT_MARKER, claim_output_dir, foreign_entries, output_kind, replace_folder
 from ..datasets import build_dataset
 from ..datasets.base import ImageRecord, list_images
 from ..datasets.market import NAME_PATTERN, SPLIT_DIRS
@@ -33,8 +34,10 @@ from .occluders import KINDS, Occluder, object_occluder, patch_occluder, person_
 
 MANIFEST_FILE = "occlusion.json"
 MASK_DIR = "occlusion_masks"
-MARKER_FILE = ".pfd-occlude"  # this folder was made by pfd.data.occlude
+KIND = "occluded"  # the output guard's kind for this command's folders
+LEGACY_MARKER = ".pfd-occlude"  # the marker of earlier versions, still recognized
 JPEG_QUALITY = 95
+OWNED = [f"{d}/*" for d in SPLIT_DIRS.values()] + [f"{MASK_DIR}/*", MANIFEST_FILE, LEGACY_MARKER]
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,18 @@ class OccludeConfig:
 
 
 def claim_output(out: Path, force: bool) -> None:
-    """The one place the output folder is checked: new, or (with `force`) one this command made."""
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER_FILE).is_file():
-            raise OutputExistsError(f"{out} is not empty and was not made by pfd.data.occlude; nothing was written: "
-                                    "choose another --out")
-        if not force:
-            raise OutputExistsError(f"{out} holds an occluded dataset already; pass --force to replace it")
+    """The one place the output folder is checked (pfd.io's guard, kind `occluded`): new or empty, or
+    (with `force`) one this command made that holds nothing a user put there."""
+    hint = "choose another --out"
+    if not ((out / LEGACY_MARKER).is_file() and output_kind(out) is None):  # else made by an earlier version
+        claim_output_dir(out, KIND, hint=hint)
+    foreign = foreign_entries(out, OWNED)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(f"{out} holds files pfd.data.occlude did not write ({shown}); nothing was "
+                                f"replaced: move them out, or {hint}")
+    if any(p.name not in (OUTPUT_MARKER, LEGACY_MARKER) for p in out.iterdir()) and not force:
+        raise OutputExistsError(f"{out} holds an occluded dataset already; pass --force to replace it")
 
 
 def _original_pid(record: ImageRecord) -> int:
@@ -123,7 +129,7 @@ def build_occluded(source: str, root_dir: str | os.PathLike, out_dir: str | os.P
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
-        (tmp / MARKER_FILE).write_text("made by `python -m pfd.data.occlude`; --force may replace this folder\n")
+        claim_output_dir(tmp, KIND)  # marks the (empty) temp folder as ours
         for split in ("train", "gallery"):
             _link_split(root / SPLIT_DIRS[split], tmp / SPLIT_DIRS[split])
         (tmp / SPLIT_DIRS["query"]).mkdir()
@@ -141,9 +147,7 @@ def build_occluded(source: str, root_dir: str | os.PathLike, out_dir: str | os.P
                 "mask": f"{MASK_DIR}/{Path(name).stem}.png"}
         manifest = {"format": "pfd-occlusion-v1", "source": source, "config": asdict(cfg), "queries": entries}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if out.exists():  # ours (claim_output checked), replaced with --force
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)  # ours (claim_output checked), replaced with --force
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -45,6 +45,7 @@ from pfd.io import (
     disk_full_reported,
     foreign_entries,
     output_kind,
+    replace_folder,
 )
 
 KEYPOINTS_FILE = "keypoints.json"
@@ -268,17 +269,6 @@ def _check_target(out: Path, force: bool) -> None:
                                 "pass --force to replace it, or choose another --out")
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished temp folder to out, replacing whatever was there."""
-    old = None
-    if out.exists():
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, separators=(",", ":")))
 
@@ -303,7 +293,7 @@ def _render(out: Path, cfg: SyntheticConfig, specs: list[ImageSpec], identities:
                 keypoints[spec.path], infos[spec.path] = kps, info
         _write_json(tmp / META_FILE, {"format": "pfd-synthetic-meta-v1", "config": asdict(cfg), "images": infos})
         _write_json(tmp / KEYPOINTS_FILE, {"format": "pfd-keypoints-v1", "root": ".", "keypoints": keypoints})
-        _publish(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
