@@ -28,7 +28,7 @@ from ...errors import InvalidInputError, OutputExistsError
 from ...image import read_image
 from ...io import OUTPUT_MARKER, claim_output_dir, foreign_entries, output_kind, replace_folder
 from ..datasets import build_dataset
-from ..datasets.base import ImageRecord, list_images
+from ..datasets.base import IMAGE_EXTENSIONS, ImageRecord, list_images
 from ..datasets.market import NAME_PATTERN, SPLIT_DIRS
 from .occluders import KINDS, Occluder, object_occluder, patch_occluder, person_occluder
 
@@ -37,7 +37,9 @@ MASK_DIR = "occlusion_masks"
 KIND = "occluded"  # the output guard's kind for this command's folders
 LEGACY_MARKER = ".pfd-occlude"  # the marker of earlier versions, still recognized
 JPEG_QUALITY = 95
-OWNED = [f"{d}/*" for d in SPLIT_DIRS.values()] + [f"{MASK_DIR}/*", MANIFEST_FILE, LEGACY_MARKER]
+# What this command writes: the splits' images, the masks, the manifest (a user's notes.txt anywhere is not).
+OWNED = [f"{d}/*{ext}" for d in SPLIT_DIRS.values() for ext in IMAGE_EXTENSIONS] + [f"{MASK_DIR}/*.png",
+                                                                                   MANIFEST_FILE, LEGACY_MARKER]
 
 
 @dataclass(frozen=True)
