@@ -11,16 +11,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 import pfd
 from pfd.api import Gallery, Match, ReIDModel
 from pfd.data.datasets import build_dataset
-from pfd.image import ImageReadError
 from pfd.engine.evaluator import HeatmapMaker, extract_features, load_keypoints
 from pfd.engine.trainer import Trainer
+from pfd.image import ImageReadError
 from pfd.pose.keypoints import FLIP_INDEX
 from pfd.retrieval import IndexLoadError
+
+from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 query_script = load_script("query")
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import CUHK03, REPO
+from conftest import REPO
 
 
 def run_bench(*args: str) -> dict:

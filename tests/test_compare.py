@@ -2,11 +2,12 @@
 import json
 
 import pytest
-from engine_tiny import DEMO_CONFIG, exit_status, make_data, tiny_opts
 
 from pfd import compare
 from pfd.engine.compare import compare_table
 from pfd.errors import OutputExistsError
+
+from engine_tiny import DEMO_CONFIG, exit_status, make_data, tiny_opts
 
 
 def record(m_ap, rank1, buckets):

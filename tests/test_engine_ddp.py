@@ -6,6 +6,7 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
+
 from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
 test_script = load_script("test")

@@ -3,12 +3,13 @@ import json
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, load_script, make_data, reference_layout, tiny_config, tiny_opts
 
 from pfd.engine.tester import protocol_warning
 from pfd.engine.trainer import Trainer
 from pfd.model import build_model
 from pfd.pose.hrnet import build_hrnet
+
+from engine_tiny import DEMO_CONFIG, load_script, make_data, reference_layout, tiny_config, tiny_opts
 
 RESTORING_KEYS = ("MODEL.POSE_ONLINE true", "MODEL.POSE_WEIGHT", "MODEL.POSE_ARCH hrnet_w48",
                   "MODEL.POSE_INPUT_NORM reference")

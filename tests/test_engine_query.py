@@ -5,12 +5,13 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
 from pfd.engine.evaluator import ranks_reported
 from pfd.engine.trainer import Trainer
-from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
 from pfd.retrieval import IndexLoadError
+from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
+
+from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
 query_script = load_script("query")
 
@@ -60,7 +61,8 @@ def test_search_refuses_another_config_or_model(setup, tmp_path):
     image = sorted(setup["gallery"].glob("*.jpg"))[5]
     args = ["search", "--index", str(setup["index"]), "--image", str(image), "--config", str(DEMO_CONFIG)]
     with pytest.raises(IndexLoadError, match="config_hash"):
-        query_script.main(args + ["--debug", "--weights", str(setup["weights"]), *setup["opts"], "MODEL.FEAT_KIND", "global"])
+        query_script.main(args + ["--debug", "--weights", str(setup["weights"]), *setup["opts"],
+                                  "MODEL.FEAT_KIND", "global"])
     other = tmp_path / "other.pth"
     other.write_bytes(setup["weights"].read_bytes() + b"\0")  # a different file: another model id
     with pytest.raises(IndexLoadError, match="model_id"):
@@ -69,7 +71,8 @@ def test_search_refuses_another_config_or_model(setup, tmp_path):
         query_script.main(["search", "--debug", "--index", str(tmp_path / "no_index"), "--image", str(image),
                            "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]), *setup["opts"]])
     with pytest.raises(FileNotFoundError, match="nobody.jpg"):
-        query_script.main(["search", "--debug", "--index", str(setup["index"]), "--image", str(tmp_path / "nobody.jpg")])
+        query_script.main(["search", "--debug", "--index", str(setup["index"]),
+                           "--image", str(tmp_path / "nobody.jpg")])
 
 
 def test_ivfpq_index_reports_recall(setup):

@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 from torch import nn
 
 from pfd.engine.checkpoint import load_checkpoint
@@ -14,6 +13,8 @@ from pfd.engine.divergence import TrainingDivergedError
 from pfd.engine.rundir import LOCK_FILE, OutputDirInUseError
 from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError
+
+from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 train_script = load_script("train")
 test_script = load_script("test")
@@ -169,7 +170,8 @@ def test_an_unreadable_checkpoint_is_named(data_root, saved, tmp_path, damage, c
         Trainer(tiny_config(data_root, tmp_path / "run", *QUICK, "MODEL.RESUME", str(bad)))
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path / "test", "TEST.WEIGHT", str(bad))])
+        test_script.main(["--config", str(DEMO_CONFIG),
+                          *tiny_opts(data_root, tmp_path / "test", "TEST.WEIGHT", str(bad))])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {bad} (") and "cannot be read as a checkpoint" in err and "Traceback" not in err
 

@@ -116,7 +116,8 @@ def import_circles(root: Path = PFD) -> list[list[str]]:
     """Every group of modules under `root` that import each other in a circle (lazy imports included):
     the strongly connected components of the import graph with more than one module."""
     files = {module_name(f, root): f for f in root.rglob("*.py")}
-    graph = {name: sorted(n for n in imported_modules(f, root) if n in files and n != name) for name, f in files.items()}
+    graph = {name: sorted(n for n in imported_modules(f, root) if n in files and n != name)
+             for name, f in files.items()}
     reaches = {name: set(targets) for name, targets in graph.items()}
     for via in graph:  # transitive closure (Floyd-Warshall order): ~100 modules
         for name in graph:

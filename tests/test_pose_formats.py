@@ -9,8 +9,15 @@ from PIL import Image
 from pfd.config import load_config
 from pfd.pose.estimator import build_estimator
 from pfd.pose.formats import (
-    FileEstimator, read_coco_json, read_keypoints, read_openpose_csv, read_project_json, write_cache_npz,
-    write_coco_json, write_openpose_csv, write_project_json,
+    FileEstimator,
+    read_coco_json,
+    read_keypoints,
+    read_openpose_csv,
+    read_project_json,
+    write_cache_npz,
+    write_coco_json,
+    write_openpose_csv,
+    write_project_json,
 )
 
 
@@ -180,8 +187,9 @@ def test_file_backend_refuses_a_present_keypoint_outside_the_image(tmp_path):
     rows[9] = [500.0, 60.0, 0.9]  # left wrist far right of a 64 px wide crop
     path = _project_file(tmp_path / "kps.json", {"query/0001_c1s1_000001_00.jpg": rows.tolist()})
     estimator = FileEstimator(path)
-    with pytest.raises(ValueError, match=r"kps\.json: entry '.*0001_c1s1_000001_00\.jpg', keypoint left_wrist at "
-                                         r"\(500\.0, 60\.0\) with confidence 0\.90 lies outside its image .* \(64x128\)"):
+    expected = (r"kps\.json: entry '.*0001_c1s1_000001_00\.jpg', keypoint left_wrist at "
+                r"\(500\.0, 60\.0\) with confidence 0\.90 lies outside its image .* \(64x128\)")
+    with pytest.raises(ValueError, match=expected):
         estimator.predict_paths([str(image)])
     rows[9, 2] = 0.0  # marked missing: accepted wherever it is
     estimator = FileEstimator(_project_file(path, {"query/0001_c1s1_000001_00.jpg": rows.tolist()}))

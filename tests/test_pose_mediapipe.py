@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 import pfd.pose.mediapipe_backend as mp_backend
+from pfd.data.synthetic import make_identities, render_person
 from pfd.errors import MissingFileError
 from pfd.image import read_image
-from pfd.data.synthetic import make_identities, render_person
 from pfd.pose.mediapipe_backend import MediapipeEstimator, prepare_crop
 
 

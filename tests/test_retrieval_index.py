@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pfd.retrieval.index import (INDEX_FILE, META_FILE, IndexLoadError, build_index, distance_matrix, load_index,
-                                 rank_gallery)
+from pfd.retrieval.index import (
+    INDEX_FILE,
+    META_FILE,
+    IndexLoadError,
+    build_index,
+    distance_matrix,
+    load_index,
+    rank_gallery,
+)
 
 
 @pytest.fixture(autouse=True)
