@@ -20,6 +20,7 @@ def run_bench(*args: str) -> dict:
     return json.loads(lines[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["bench/train_step.py", "bench/inference.py"])
 def test_model_benches_compare_pfd_with_plain_vit(script):
     result = run_bench(script, "--tiny")

@@ -15,6 +15,7 @@ RESTORING_KEYS = ("MODEL.POSE_ONLINE true", "MODEL.POSE_WEIGHT", "MODEL.POSE_ARC
                   "MODEL.POSE_INPUT_NORM reference")
 
 
+@pytest.mark.slow
 def test_train_and_test_with_online_hrnet(tmp_path):
     data_root = make_data(tmp_path / "data")
     weights = tmp_path / "pose_hrnet_w32_random.pth"

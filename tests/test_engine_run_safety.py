@@ -53,6 +53,7 @@ def test_a_finished_run_is_never_overwritten(data_root, capsys):
     assert load_checkpoint(out / "last.pth")["epoch"] == 1 and not (out / LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 def test_two_trainings_never_share_a_folder_and_a_killed_ones_lock_is_taken_over(data_root, capsys):
     """train.py holds OUTPUT_DIR/train.lock; a second training is refused naming it; after a real
     `kill -9` the lock is stale and the next training takes it over with a warning."""

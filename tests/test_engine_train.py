@@ -1,6 +1,7 @@
 """Training on a tiny synthetic set: it learns, it resumes exactly, and test.py reads its checkpoint."""
 import datetime
 import json
+import re
 import subprocess
 import sys
 import time
@@ -87,16 +88,24 @@ def _checkpoint_epoch(path) -> int:
     return load_checkpoint(path)["epoch"] if path.exists() else -1
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_run):
-    """A real `kill -9` of train.py partway through an epoch loses only that epoch."""
-    out = data_root / "killed"
+def _mid_epoch(progress: str, first_epoch: int) -> bool:
+    """Whether train.py's progress bar (its stderr) shows a step inside an epoch >= `first_epoch` (of 10)."""
+    steps = re.findall(r"epoch (\d+)/10:[^\r\n]*?\| *(\d+)/(\d+) ", progress)
+    return any(int(epoch) >= first_epoch and 0 < int(done) < int(total) for epoch, done, total in steps)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_run, tmp_path):
+    """A real `kill -9` of train.py partway through an epoch loses only that epoch. The kill waits for a
+    marker: the progress bar showing a step inside epoch 5 or later."""
+    out, progress = data_root / "killed", tmp_path / "stderr.txt"
     cmd = [sys.executable, "train.py", "--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, *EPOCHS)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while _checkpoint_epoch(out / "last.pth") < 4:
-        assert proc.poll() is None and time.monotonic() < deadline, "train.py ended before its 4th epoch"
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 5 (or later): the kill lands wherever the run happens to be
+    with progress.open("w") as stderr:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 240  # only a guard against a hang
+    while not _mid_epoch(progress.read_text(errors="replace"), 5):
+        assert proc.poll() is None and time.monotonic() < deadline, "train.py ended before the middle of epoch 5"
+        time.sleep(0.02)
     proc.kill()
     proc.wait()
     killed_at = _checkpoint_epoch(out / "last.pth")

@@ -87,6 +87,7 @@ with _native_noise_filtered():
 """
 
 
+@pytest.mark.slow
 def test_a_pose_pass_prints_none_of_mediapipes_native_log_lines():
     """The graph's native lines (fd 2, from C++ threads) are dropped; any other line written meanwhile stays."""
     import subprocess
