@@ -23,8 +23,7 @@ from ..errors import UserError
 from .defaults import get_cfg_defaults
 
 __all__ = ["CN", "ConfigError", "FEATURE_KEYS", "NO_EFFECT", "POSE_BACKENDS", "get_cfg_defaults", "load_config",
-           "config_from_text", "merge_dict",
-           "merge_opts", "feature_config", "config_hash"]
+           "config_from_text", "merge_dict", "merge_opts", "feature_config", "config_hash"]
 
 # Every key that changes the evaluation feature computed from given weights, or the heatmaps it is
 # computed from: config_hash covers exactly these (tests/test_config_hash.py changes every key and
@@ -319,7 +318,6 @@ def _normalize(cfg: CN, origins: dict[str, str]) -> None:
     _check_values(cfg, origins)
     _check_vis_buckets(cfg, origins)
     _check_overlapping_switches(cfg, origins)
-    _warn_no_effect(cfg, origins)
     if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
         raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
                           "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
@@ -330,6 +328,7 @@ def _normalize(cfg: CN, origins: dict[str, str]) -> None:
             f"MODEL.QUERY_NUM={cfg.MODEL.QUERY_NUM} needs MODEL.PVM_MODE paper; "
             "the reference PVM indexes keypoints by view and requires 17 views"
         )
+    _warn_no_effect(cfg, origins)  # last: a config refused above prints no warnings first
 
 
 def load_config(path: str | Path | None = None, opts: Iterable[str] = ()) -> CN:
