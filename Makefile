@@ -6,7 +6,7 @@ REQS := requirements.txt requirements-common.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | cksum | cut -d' ' -f1)
 DEMO_DIR ?= demo_output
 
-.PHONY: install test demo clean
+.PHONY: install test test-fast demo clean
 
 $(STAMP): $(REQS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,8 +15,14 @@ $(STAMP): $(REQS)
 
 install: $(STAMP)
 
+# `make test`: lint, then every test (CI); `make test-fast`: lint, then all but the `slow`-marked ones.
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q --durations=15 tests  # the slowest tests, to keep the suite under CI's 10 minutes
+
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow" --durations=10 tests
 
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.

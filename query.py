@@ -43,8 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     search.add_argument("--topk", type=int, default=10)
     search.add_argument("--config", help="config of the model (default: the one stored with the index)")
     search.add_argument("--weights", help="checkpoint (default: the one stored with the index)")
-    search.add_argument("--out", help="ranking picture path (default: search_<image name>.png in the current folder; an existing file "
-                             "is replaced only when it is a picture pfd wrote)")
+    search.add_argument("--out", help="ranking picture path (default: search_<image name>.png in the current "
+                             "folder; an existing file is replaced only when it is a picture pfd wrote)")
     add_debug_argument(search)
     search.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """One command that proves every CUDA path and measures the speed targets: `bash bench/gpu_check.sh`.
 
-    python bench/gpu_check.py [--cpu-smoke] [--out DIR] [--budget-s 360]
+    python bench/gpu_check.py [--cpu-smoke] [--out DIR] [--budget-s 360] [--steps cuda_tests,e2e_cached,...]
 
 Writes DIR/gpu_check.json (DIR: --out, else $OUT, else ./gpu_check_out) and one log per step
 under DIR/logs, and exits non-zero when a check fails (on the GPU also when one is skipped):
@@ -19,6 +19,7 @@ under DIR/logs, and exits non-zero when a check fails (on the GPU also when one 
 The JSON is rewritten after every step, so a run cut short still says how far it got.
 `--cpu-smoke`: the same steps at tiny sizes on the CPU in CI time; the CUDA tests are collected
 and skipped, and the speed figures are recorded with status "skip" (the targets are the GPU's).
+`--steps`: only the named steps (STEPS; default all), e.g. the test suite's rehearsal of the plumbing.
 Only the standard library is imported at the top: the packages may not be importable yet.
 """
 from __future__ import annotations
@@ -64,6 +65,7 @@ TARGETS = {
     "loader": [("loader_images_per_s", "images_per_s", ">=", 2400)],
     "retrieval": [("retrieval_metrics_s", "ours_s", "<=", 1.0)],
 }
+STEPS = ("cuda_tests", "e2e_cached", "benchmarks", "e2e_online")  # in the order they run
 BASELINE_KEYS = {"pfd_images_per_s": "baseline_images_per_s", "pfd_vs_baseline_speed": "baseline_images_per_s",
                  "pfd_peak_mem_gb": "baseline_peak_mem_gb", "ours_s": "baseline_s"}
 
@@ -252,7 +254,8 @@ def e2e_config(smoke: bool, data_root: Path, pose_cache: Path) -> tuple[Path, li
     common = ["DATASETS.NAMES", "synthetic", "DATASETS.ROOT_DIR", str(data_root), "MODEL.POSE_BACKEND", "synthetic",
               "MODEL.POSE_CACHE_DIR", str(pose_cache), "MODEL.DEVICE", "auto", "MODEL.PRETRAIN_CHOICE", "none",
               "MODEL.PRETRAIN_PATH", "", "MODEL.POSE_WEIGHT", "", "SOLVER.MAX_EPOCHS", "2", "SOLVER.WARMUP_EPOCHS", "1",
-              "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.EVAL_PERIOD", "2", "SOLVER.LOG_PERIOD", "1", "SOLVER.AMP", "auto"]
+              "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.EVAL_PERIOD", "2", "SOLVER.LOG_PERIOD", "1",
+              "SOLVER.AMP", "auto"]
     if smoke:
         return DEMO_CONFIG, common + ["MODEL.VIT_DEPTH", "2", "SOLVER.IMS_PER_BATCH", "16",
                                       "DATALOADER.NUM_WORKERS", "0", "TEST.IMS_PER_BATCH", "64"]
@@ -404,6 +407,15 @@ def _last_json(stdout: str) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- main
+def step_list(text: str) -> tuple[str, ...]:
+    """`--steps a,b`: the named steps, each one of STEPS (argparse reports anything else)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in STEPS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown step(s) {unknown or text!r}; expected some of {', '.join(STEPS)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (CI); CUDA tests skip")
@@ -411,10 +423,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for gpu_check.json and logs/ (default: $OUT, else ./gpu_check_out)")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="no step starts or runs past this many seconds (default 360; --cpu-smoke: 1800)")
+    parser.add_argument("--steps", type=step_list, default=STEPS,
+                        help=f"comma-separated steps to run, in their fixed order (default: all of {','.join(STEPS)})")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, "cpu-smoke" if args.cpu_smoke else "gpu")
+    report.data["steps"] = list(args.steps)
     work = Path(tempfile.mkdtemp(prefix="pfd_gpu_check_"))
     try:
         report.data["wheels"] = install_missing_wheels(work / "site")
@@ -434,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         make_e2e_data(work / "data", args.cpu_smoke)
         steps = [("cuda_tests", cuda_tests, ()), ("e2e_cached", end_to_end, (work, "cached")),
                  ("benchmarks", benchmarks, ()), ("e2e_online", end_to_end, (work, "online"))]
-        for name, step, extra in steps:
+        for name, step, extra in (s for s in steps if s[0] in args.steps):
             try:
                 step(run, report, args.cpu_smoke, *extra)
             except Exception as err:  # noqa: BLE001  (recorded as a failed check; the next step still runs)

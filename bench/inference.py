@@ -17,8 +17,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import (NUM_CAMERAS, NUM_CLASSES, autocast, emit, heatmap_source, measure,  # noqa: E402
-                           model_bench_args, model_bench_setup, peak_memory_gb, reset_peak_memory, timm_baseline)
+from bench._common import (  # noqa: E402
+    NUM_CAMERAS,
+    NUM_CLASSES,
+    autocast,
+    emit,
+    heatmap_source,
+    measure,
+    model_bench_args,
+    model_bench_setup,
+    peak_memory_gb,
+    reset_peak_memory,
+    timm_baseline,
+)
 from pfd.model import build_model  # noqa: E402
 
 
@@ -39,7 +50,7 @@ def main() -> None:
     baseline = timm_baseline(args.tiny, size, device).eval()
     baseline_run = torch.compile(baseline) if args.compile else baseline
     result["baseline_images_per_s"], result["baseline_peak_mem_gb"] = throughput(lambda: baseline_run(images))
-    del baseline, baseline_run
+    baseline = baseline_run = None  # its memory is freed before PFD's run
 
     model = build_model(cfg, NUM_CLASSES, NUM_CAMERAS).to(device).eval()
     model_run = torch.compile(model) if args.compile else model

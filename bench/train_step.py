@@ -24,9 +24,19 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import (NUM_CLASSES, autocast, emit, measure, model_bench_args,  # noqa: E402
-                           model_bench_setup, peak_memory_gb, random_batch, reset_peak_memory, timm_baseline,
-                           with_random_pose_weights)
+from bench._common import (  # noqa: E402
+    NUM_CLASSES,
+    autocast,
+    emit,
+    measure,
+    model_bench_args,
+    model_bench_setup,
+    peak_memory_gb,
+    random_batch,
+    reset_peak_memory,
+    timm_baseline,
+    with_random_pose_weights,
+)
 from pfd.config import merge_opts  # noqa: E402
 from pfd.data.synthetic import SyntheticConfig, generate  # noqa: E402
 from pfd.engine.solver import build_optimizer  # noqa: E402

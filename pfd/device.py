@@ -35,7 +35,8 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise InvalidInputError(f"MODEL.DEVICE={name!r} is not a device ({err}); use auto, cpu, cuda or cuda:N") from None
+        raise InvalidInputError(f"MODEL.DEVICE={name!r} is not a device ({err}); "
+                                "use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"MODEL.DEVICE={name!r} but CUDA is not available; use MODEL.DEVICE cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

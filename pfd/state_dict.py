@@ -112,7 +112,8 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
     problems = [(name, keys) for name, keys in (("missing", missing), ("wrong shape", wrong_shape),
                                                  ("unexpected", [] if allow_unexpected else unexpected)) if keys]
     if problems:
-        raise InvalidInputError(f"{source} does not fit {target}; " + "; ".join(f"{n}: {_show(k)}" for n, k in problems))
+        shown = "; ".join(f"{n}: {_show(k)}" for n, k in problems)
+        raise InvalidInputError(f"{source} does not fit {target}; {shown}")
     check_finite_state({k: state[k] for k in own}, source)
     module.load_state_dict({k: state[k] for k in own}, strict=True)
     return unexpected

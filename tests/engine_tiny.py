@@ -1,5 +1,8 @@
 """Shared by the engine tests: a tiny synthetic dataset and a tiny CPU config on top of demo_synthetic.yaml."""
+import atexit
 import importlib.util
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -11,9 +14,19 @@ DEMO_CONFIG = REPO / "configs" / "demo_synthetic.yaml"
 TINY_DATA = SyntheticConfig(ids_train=16, ids_test=8, images_per_id=8, distractors=5, junk=2, seed=1)
 
 
+_GENERATED: list[Path] = []  # the tiny dataset, generated once per test process
+
+
 def make_data(root: Path) -> Path:
-    """ROOT_DIR with a tiny `synthetic` dataset: 128 train images of 16 ids, 24 queries, 79 gallery images."""
-    generate(root / "synthetic", TINY_DATA, progress=False)
+    """ROOT_DIR with a tiny `synthetic` dataset: 128 train images of 16 ids, 24 queries, 79 gallery images.
+    Generated once per test session (~3 s) and copied into each `root` (~0.1 s), so every module gets its
+    own copy to write its runs and pose cache beside."""
+    if not _GENERATED:
+        folder = Path(tempfile.mkdtemp(prefix="pfd_tiny_data_"))
+        atexit.register(shutil.rmtree, folder, True)
+        generate(folder / "synthetic", TINY_DATA, progress=False)
+        _GENERATED.append(folder / "synthetic")
+    shutil.copytree(_GENERATED[0], root / "synthetic")
     return root
 
 

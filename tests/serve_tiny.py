@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_tiny import REPO, make_data, tiny_config
 from playwright.sync_api import sync_playwright
+
+from engine_tiny import REPO, make_data, tiny_config
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -57,7 +58,8 @@ def running_server(index: Path, log: Path, *flags: str, timeout: float = 120.0):
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"pfd.serve did not answer /api/health within {timeout} s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"pfd.serve did not answer /api/health within {timeout} s:\n"
+                                   f"{log.read_text()[-3000:]}")
             time.sleep(0.2)  # a poll interval, not a wait for an event
         yield url
     finally:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import CUHK03, REPO
+from conftest import REPO
 
 
 def run_bench(*args: str) -> dict:
@@ -20,6 +20,7 @@ def run_bench(*args: str) -> dict:
     return json.loads(lines[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["bench/train_step.py", "bench/inference.py"])
 def test_model_benches_compare_pfd_with_plain_vit(script):
     result = run_bench(script, "--tiny")
@@ -61,8 +62,9 @@ def test_gallery_scale_bench_reports_each_figure():
 
 
 def test_gallery_map_bench_compares_kinds_with_exact_search(tmp_path):
-    from engine_tiny import make_data, tiny_config
     from pfd.engine.trainer import Trainer
+
+    from engine_tiny import make_data, tiny_config
     root = make_data(tmp_path)
     Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false")).save(0, improved=False)
     proc = subprocess.run([sys.executable, "bench/gallery_map.py", "--weights", str(root / "run" / "last.pth"),

@@ -2,11 +2,12 @@
 import json
 
 import pytest
-from engine_tiny import DEMO_CONFIG, exit_status, make_data, tiny_opts
 
 from pfd import compare
 from pfd.engine.compare import compare_table
 from pfd.errors import OutputExistsError
+
+from engine_tiny import DEMO_CONFIG, exit_status, make_data, tiny_opts
 
 
 def record(m_ap, rank1, buckets):
@@ -24,6 +25,7 @@ def test_table_lists_variants_and_differences_per_bucket():
     assert lines[4].split() == ["pfd", "-", "vit_baseline", "+10.0", "-10.0", "+20.0", "+25.0", "-", "-"]
 
 
+@pytest.mark.slow
 def test_compare_trains_both_alike_and_reuses_finished_runs(tmp_path, capsys):
     root = make_data(tmp_path / "data")
     out = tmp_path / "cmp"

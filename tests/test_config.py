@@ -1,9 +1,12 @@
 """Configuration: shipped files load, reference files load unchanged, bad keys are named."""
+import re
 from pathlib import Path
 
 import pytest
 
+import pfd.config as config
 from pfd.config import ConfigError, config_from_text, config_hash, load_config
+from pfd.model.losses import build_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,10 +78,12 @@ def test_shipped_configs_load(path):
     assert cfg.DATASETS.NAMES
 
 
-def test_reference_config_loads_unchanged(tmp_path):
+def test_reference_config_loads_unchanged(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
     path = tmp_path / "skeleton_pfd.yml"
     path.write_text(REFERENCE_YAML)
     cfg = load_config(path)
+    assert caplog.records == []  # its unused keys hold the values that change nothing
     assert cfg.MODEL.NAME == "pfd"  # skeleton_transformer alias
     assert cfg.DATASETS.NAMES == "occ_duke"  # "('occ_duke')" unwrapped
     assert cfg.DATASETS.ROOT_DIR == "../data"
@@ -159,7 +164,7 @@ def test_string_keys_keep_the_typed_text():
     ("SOLVER.OPTIMIZER_NAME", "sgd", "one of SGD, Adam, AdamW"),
     ("DATALOADER.SAMPLER", "pk", "one of softmax_triplet, softmax"),
     ("MODEL.METRIC_LOSS_TYPE", "circle", "'triplet' (the only one this project implements)"),
-    ("MODEL.IF_WITH_CENTER", "yes", "'no' (the only one"),
+    ("MODEL.ID_LOSS_TYPE", "arcface", "'softmax' (the only one"),
     ("MODEL.DEVICE", "gpu", "auto, cpu, cuda or cuda:N"),
 ])
 def test_fixed_choice_keys_name_key_file_and_allowed_values(tmp_path, key, value, allowed):
@@ -215,3 +220,38 @@ def test_yaml_syntax_errors_name_file_line_and_column(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"^stored config, line 1, column \d+: YAML syntax error"):
         config_from_text("MODEL: {NAME: pfd", source="stored config")
+def test_reference_keys_without_effect_warn_once_naming_the_key(caplog, monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
+    load_config(None, ["MODEL.JPM", "true", "MODEL.IF_WITH_CENTER", "yes", "MODEL.SHIFT_NUM", "8"])
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 3 and all("\n" not in line and "has no effect here" in line for line in lines)
+    assert lines[0].startswith("command line: MODEL.IF_WITH_CENTER yes has no effect here")
+    assert any(line.startswith("command line: MODEL.JPM True has no effect here") for line in lines)
+    caplog.clear()
+    load_config(None, ["MODEL.JPM", "true", "MODEL.IF_WITH_CENTER", "yes"])  # e.g. again from the checkpoint
+    load_config(None, ["MODEL.SHUFFLE_GROUP", "4", "SOLVER.COSINE_SCALE", "64"])  # their switches are off
+    assert caplog.records == []
+
+
+def test_every_accepted_unused_key_of_the_defaults_warns():
+    """NO_EFFECT lists exactly the keys defaults.py marks "accepted, unused"."""
+    text = (REPO / "pfd" / "config" / "defaults.py").read_text().splitlines()
+    marked = {line.split("=")[0].strip().removeprefix("_C.") for line in text if "accepted, unused" in line
+              and line.startswith("_C.")}
+    assert marked == set(config.NO_EFFECT)
+
+
+def test_disentangle_off_turns_the_push_loss_off_and_refuses_a_push_weight():
+    assert build_loss(load_config(None, ["MODEL.DISENTANGLE", "false"])).push_weight == 0.0
+    assert build_loss(load_config(None, ["MODEL.DISENTANGLE", "false", "MODEL.PUSH_LOSS_WEIGHT", "0"])).push_weight == 0
+    assert build_loss(load_config(None)).push_weight == 1.0
+    with pytest.raises(ConfigError, match=r"^command line: MODEL.PUSH_LOSS_WEIGHT 2.0 with MODEL.DISENTANGLE false "
+                                          r"\(command line\).*drop MODEL.PUSH_LOSS_WEIGHT$"):
+        load_config(None, ["MODEL.DISENTANGLE", "false", "MODEL.PUSH_LOSS_WEIGHT", "2"])
+
+
+@pytest.mark.parametrize("bad", [[], [1, 6], [0, 6, 6], [0, 12, 6], [0, 18]])
+def test_vis_buckets_are_checked_when_the_config_loads(bad):
+    with pytest.raises(ConfigError, match=rf"^command line: TEST\.VIS_BUCKETS {re.escape(str(bad))}: expected"):
+        load_config(None, ["TEST.VIS_BUCKETS", str(bad)])
+    assert load_config(None, ["TEST.VIS_BUCKETS", "[0, 9]"]).TEST.VIS_BUCKETS == [0, 9]

@@ -10,7 +10,6 @@ import json
 
 import pytest
 import torch
-from engine_tiny import make_data, tiny_config
 
 from pfd.config import FEATURE_KEYS, config_hash, get_cfg_defaults
 from pfd.data.datasets import build_dataset
@@ -20,6 +19,8 @@ from pfd.engine.tester import load_eval_model
 from pfd.model import build_model
 from pfd.pose.hrnet import build_hrnet
 from pfd.precision import eval_dtype
+
+from engine_tiny import make_data, tiny_config
 
 CPU = torch.device("cpu")
 ONLINE = ("MODEL.POSE_ONLINE", "true", "MODEL.POSE_ARCH", "hrnet_w32", "MODEL.POSE_WEIGHT", "{hrnet_a}")

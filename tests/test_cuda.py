@@ -5,7 +5,6 @@ recorded with `record_property`, so they land in the JUnit XML that gpu_check.py
 """
 import pytest
 import torch
-from engine_tiny import make_data, tiny_config
 
 from pfd.config import load_config
 from pfd.engine.evaluator import HeatmapMaker
@@ -14,6 +13,8 @@ from pfd.model import build_model
 from pfd.pose.heatmaps import render_heatmaps
 from pfd.pose.hrnet import build_hrnet
 from pfd.retrieval import evaluate, evaluate_features
+
+from engine_tiny import make_data, tiny_config
 
 pytestmark = pytest.mark.cuda
 

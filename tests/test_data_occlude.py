@@ -8,8 +8,15 @@ import pytest
 from PIL import Image
 
 from pfd.data.datasets import build_dataset
-from pfd.data.occlude import (MANIFEST_FILE, OccludeConfig, box_mask, build_occluded, hidden_keypoints, read_manifest,
-                              read_mask)
+from pfd.data.occlude import (
+    MANIFEST_FILE,
+    OccludeConfig,
+    box_mask,
+    build_occluded,
+    hidden_keypoints,
+    read_manifest,
+    read_mask,
+)
 from pfd.data.occlude.__main__ import main
 from pfd.errors import InvalidInputError, OutputExistsError
 

@@ -1,11 +1,12 @@
 """INPUT.OCCLUDE_PROB: occluders pasted on training batches, covered keypoints' confidence set to 0."""
 import pytest
 import torch
-from engine_tiny import make_data, tiny_config
 
 from pfd.config import ConfigError, load_config
 from pfd.data.occlude.augment import BatchOccluder, box_masks, build_batch_occluder, covered_keypoints
 from pfd.engine.trainer import Trainer
+
+from engine_tiny import make_data, tiny_config
 
 H, W, B = 128, 64, 16
 MEAN, STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]

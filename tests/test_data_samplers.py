@@ -9,9 +9,9 @@ from PIL import Image
 
 from pfd.config import ConfigError, load_config
 from pfd.data.datasets import DatasetError, build_dataset
-from pfd.image import ImageReadError
 from pfd.data.loader import build_test_loader, build_train_loader, check_train_split
 from pfd.data.samplers import PKSampler, ShuffledSampler
+from pfd.image import ImageReadError
 
 # 12 identities with 1..9 images each (several with fewer than K = 4)
 PIDS = [pid for pid in range(12) for _ in range(1 + (pid * 5) % 9)]

@@ -8,11 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_tiny import exit_status
 from PIL import Image
 
 from pfd.data.synthetic import (
-    KEYPOINTS_FILE, MARKER_FILE, META_FILE, SPLIT_DIRS, SyntheticConfig, generate, is_complete, make_identities,
+    KEYPOINTS_FILE,
+    MARKER_FILE,
+    META_FILE,
+    SPLIT_DIRS,
+    SyntheticConfig,
+    generate,
+    is_complete,
+    make_identities,
     render_person,
 )
 from pfd.data.synthetic.__main__ import main
@@ -20,6 +26,8 @@ from pfd.data.synthetic.identity import ATTRIBUTES, Identity, attribute_counts
 from pfd.data.synthetic.person import observe_keypoints, sample_pose
 from pfd.errors import OutputExistsError
 from pfd.pose.keypoints import COCO_KEYPOINTS
+
+from engine_tiny import exit_status
 
 NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 TINY = SyntheticConfig(ids_train=6, ids_test=4, images_per_id=5, cameras=4, cameras_per_id=2,
@@ -59,7 +67,8 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_layout_names_and_image_size(tiny):
-    assert sorted(p.name for p in tiny.iterdir()) == sorted([*SPLIT_DIRS.values(), KEYPOINTS_FILE, META_FILE, MARKER_FILE])
+    expected = [*SPLIT_DIRS.values(), KEYPOINTS_FILE, META_FILE, MARKER_FILE]
+    assert sorted(p.name for p in tiny.iterdir()) == sorted(expected)
     assert is_complete(tiny)
     for path in tiny.rglob("*.jpg"):
         assert NAME.match(path.name), path.name

@@ -1,9 +1,10 @@
 """DATASETS.VAL_IDS: identities held out of the training set, deterministic from the seed."""
 import pytest
-from engine_tiny import make_data
 
 from pfd.data.datasets import DatasetError, build_dataset
 from pfd.data.validation import hold_out_validation
+
+from engine_tiny import make_data
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, exit_status, load_script, make_data, tiny_config, tiny_opts
 
 from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.trainer import Trainer
 from pfd.image import ImageReadError
+
+from engine_tiny import DEMO_CONFIG, exit_status, load_script, make_data, tiny_config, tiny_opts
 
 train_script = load_script("train")
 

@@ -4,8 +4,10 @@ import json
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
+
 from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
 test_script = load_script("test")
@@ -39,6 +41,7 @@ def _worker(rank: int, data_root, out, port: int) -> None:
     cleanup()
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     data_root = make_data(tmp_path)
     out = tmp_path / "ddp"

@@ -3,17 +3,19 @@ import json
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, load_script, make_data, reference_layout, tiny_config, tiny_opts
 
 from pfd.engine.tester import protocol_warning
 from pfd.engine.trainer import Trainer
 from pfd.model import build_model
 from pfd.pose.hrnet import build_hrnet
 
+from engine_tiny import DEMO_CONFIG, load_script, make_data, reference_layout, tiny_config, tiny_opts
+
 RESTORING_KEYS = ("MODEL.POSE_ONLINE true", "MODEL.POSE_WEIGHT", "MODEL.POSE_ARCH hrnet_w48",
                   "MODEL.POSE_INPUT_NORM reference")
 
 
+@pytest.mark.slow
 def test_train_and_test_with_online_hrnet(tmp_path):
     data_root = make_data(tmp_path / "data")
     weights = tmp_path / "pose_hrnet_w32_random.pth"

@@ -5,18 +5,19 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
 from pfd.config import load_config
 from pfd.engine.evaluator import ranks_reported
 from pfd.engine.tester import read_eval_checkpoint
 from pfd.engine.trainer import Trainer
-from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
 from pfd.errors import InvalidInputError
 from pfd.io import sha256_file
 from pfd.query import query_keypoints
 from pfd.retrieval import IndexLoadError, load_index
 from pfd.retrieval.index_folder import MANIFEST_FILE, META_FILE
+from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
+
+from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
 
 query_script = load_script("query")
 
@@ -79,7 +80,8 @@ def test_search_refuses_another_config_or_model(setup, tmp_path):
     image = sorted(setup["gallery"].glob("*.jpg"))[5]
     args = ["search", "--index", str(setup["index"]), "--image", str(image), "--config", str(DEMO_CONFIG)]
     with pytest.raises(IndexLoadError, match="config_hash"):
-        query_script.main(args + ["--debug", "--weights", str(setup["weights"]), *setup["opts"], "MODEL.FEAT_KIND", "global"])
+        query_script.main(args + ["--debug", "--weights", str(setup["weights"]), *setup["opts"],
+                                  "MODEL.FEAT_KIND", "global"])
     other = tmp_path / "other.pth"
     other.write_bytes(setup["weights"].read_bytes() + b"\0")  # a different file: another model id
     with pytest.raises(IndexLoadError, match="model_id"):
@@ -88,7 +90,8 @@ def test_search_refuses_another_config_or_model(setup, tmp_path):
         query_script.main(["search", "--debug", "--index", str(tmp_path / "no_index"), "--image", str(image),
                            "--config", str(DEMO_CONFIG), "--weights", str(setup["weights"]), *setup["opts"]])
     with pytest.raises(FileNotFoundError, match="nobody.jpg"):
-        query_script.main(["search", "--debug", "--index", str(setup["index"]), "--image", str(tmp_path / "nobody.jpg")])
+        query_script.main(["search", "--debug", "--index", str(setup["index"]),
+                           "--image", str(tmp_path / "nobody.jpg")])
 
 
 def test_existing_index_is_replaced_or_grown_only_when_asked(setup, capsys, tmp_path):

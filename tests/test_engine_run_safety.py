@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 from torch import nn
 
 from pfd.engine.checkpoint import load_checkpoint
@@ -14,6 +13,8 @@ from pfd.engine.divergence import TrainingDivergedError
 from pfd.engine.rundir import LOCK_FILE, OutputDirInUseError
 from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError
+
+from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 train_script = load_script("train")
 test_script = load_script("test")
@@ -52,6 +53,7 @@ def test_a_finished_run_is_never_overwritten(data_root, capsys):
     assert load_checkpoint(out / "last.pth")["epoch"] == 1 and not (out / LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 def test_two_trainings_never_share_a_folder_and_a_killed_ones_lock_is_taken_over(data_root, capsys):
     """train.py holds OUTPUT_DIR/train.lock; a second training is refused naming it; after a real
     `kill -9` the lock is stale and the next training takes it over with a warning."""
@@ -169,7 +171,8 @@ def test_an_unreadable_checkpoint_is_named(data_root, saved, tmp_path, damage, c
         Trainer(tiny_config(data_root, tmp_path / "run", *QUICK, "MODEL.RESUME", str(bad)))
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path / "test", "TEST.WEIGHT", str(bad))])
+        test_script.main(["--config", str(DEMO_CONFIG),
+                          *tiny_opts(data_root, tmp_path / "test", "TEST.WEIGHT", str(bad))])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {bad} (") and "cannot be read as a checkpoint" in err and "Traceback" not in err
 

@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
-from engine_tiny import make_data, tiny_config
 from torch import nn
 
 from pfd.config import ConfigError, load_config
 from pfd.engine.solver import build_optimizer, build_scheduler, param_groups
 from pfd.engine.trainer import Trainer
+
+from engine_tiny import make_data, tiny_config
 
 # The Occluded-Duke recipe (configs/occluded_duke.yaml) and the reference's learning rate in the
 # given (1-based) epoch: TransReID's create_scheduler stepped with scheduler.step(epoch), epoch = 1..300.

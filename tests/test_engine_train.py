@@ -1,6 +1,7 @@
 """Training on a tiny synthetic set: it learns, it resumes exactly, and test.py reads its checkpoint."""
 import datetime
 import json
+import re
 import subprocess
 import sys
 import time
@@ -8,13 +9,14 @@ import time
 import pytest
 import torch
 from PIL import Image
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 
 from pfd.config import config_hash
 from pfd.engine.checkpoint import load_checkpoint
-from pfd.io import sha256_file
 from pfd.engine.tester import trained_config_warning
 from pfd.engine.trainer import Trainer
+from pfd.io import sha256_file
+
+from engine_tiny import DEMO_CONFIG, REPO, exit_status, load_script, make_data, tiny_config, tiny_opts
 
 test_script = load_script("test")
 
@@ -86,16 +88,24 @@ def _checkpoint_epoch(path) -> int:
     return load_checkpoint(path)["epoch"] if path.exists() else -1
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_run):
-    """A real `kill -9` of train.py partway through an epoch loses only that epoch."""
-    out = data_root / "killed"
+def _mid_epoch(progress: str, first_epoch: int) -> bool:
+    """Whether train.py's progress bar (its stderr) shows a step inside an epoch >= `first_epoch` (of 10)."""
+    steps = re.findall(r"epoch (\d+)/10:[^\r\n]*?\| *(\d+)/(\d+) ", progress)
+    return any(int(epoch) >= first_epoch and 0 < int(done) < int(total) for epoch, done, total in steps)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_run, tmp_path):
+    """A real `kill -9` of train.py partway through an epoch loses only that epoch. The kill waits for a
+    marker: the progress bar showing a step inside epoch 5 or later."""
+    out, progress = data_root / "killed", tmp_path / "stderr.txt"
     cmd = [sys.executable, "train.py", "--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, *EPOCHS)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while _checkpoint_epoch(out / "last.pth") < 4:
-        assert proc.poll() is None and time.monotonic() < deadline, "train.py ended before its 4th epoch"
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 5 (or later): the kill lands wherever the run happens to be
+    with progress.open("w") as stderr:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 240  # only a guard against a hang
+    while not _mid_epoch(progress.read_text(errors="replace"), 5):
+        assert proc.poll() is None and time.monotonic() < deadline, "train.py ended before the middle of epoch 5"
+        time.sleep(0.02)
     proc.kill()
     proc.wait()
     killed_at = _checkpoint_epoch(out / "last.pth")
@@ -126,7 +136,8 @@ def test_test_py_reads_the_checkpoint(data_root, full_run, capsys):
     assert metrics["num_query"] == 24 and metrics["num_gallery"] == 77  # the 2 junk crops (id -1) are dropped
     provenance = metrics["provenance"]
     assert provenance["checkpoint"] == {"path": str(weights), "sha256": sha256_file(weights), "format": "pfd"}
-    assert provenance["config_hash"] == config_hash(tiny_config(data_root, out)) and len(provenance["config_hash"]) == 12
+    assert provenance["config_hash"] == config_hash(tiny_config(data_root, out))
+    assert len(provenance["config_hash"]) == 12
     assert provenance["feature_config"]["TEST.AMP"] == "fp32" and provenance["eval_precision"] == "fp32"
     assert provenance["pose"]["online"] is False and provenance["pose"]["backend"] == "synthetic"
     assert provenance["dataset"]["name"] == "synthetic" and provenance["retrieval"]["re_ranking"] is False
@@ -147,14 +158,19 @@ def test_test_py_reads_the_checkpoint(data_root, full_run, capsys):
 def test_test_py_buckets_follow_the_config(data_root, full_run, tmp_path, capsys):
     """Also TEST.NUM_VIS 0: no ranked-list picture (it used to crash on an empty selection of queries)."""
     weights = full_run["out"] / "last.pth"
-    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "TEST.VIS_BUCKETS", "[0, 9]", "TEST.NUM_VIS", "0")
+    opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "TEST.VIS_BUCKETS", "[0, 9]",
+                     "TEST.NUM_VIS", "0")
     test_script.main(["--config", str(DEMO_CONFIG), *opts])
     rows = json.loads((tmp_path / "metrics.json").read_text())["buckets"]["rows"]
     assert [r["visible"] for r in rows] == ["0-8", "9-17"] and sum(r["num_query"] for r in rows) == 24
     assert (tmp_path / "cmc.png").is_file() and not (tmp_path / "ranked_lists.png").exists()
-    with pytest.raises(ValueError, match=r"TEST\.VIS_BUCKETS \[3, 9\]"):
-        test_script.main(["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights),
-                                                                    "TEST.VIS_BUCKETS", "[3, 9]")])
+    capsys.readouterr()
+    argv = ["--config", str(DEMO_CONFIG), *tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights),
+                                                     "TEST.VIS_BUCKETS", "[3, 9]")]
+    assert exit_status(test_script.main, argv) == 2  # refused as the config loads: one line, no traceback
+    assert capsys.readouterr().err.strip() == ("error: command line: TEST.VIS_BUCKETS [3, 9]: expected increasing "
+                                               "lower ends of visible-keypoint buckets, starting at 0 and at most "
+                                               "17, e.g. [0, 6, 12] for 0-5, 6-11, 12-17")
 
 
 def test_test_py_warns_when_the_config_is_not_the_trained_one(data_root, full_run, tmp_path, capsys):
@@ -179,12 +195,14 @@ def test_test_py_needs_no_imagenet_weights(data_root, full_run, tmp_path):
     opts = tiny_opts(data_root, tmp_path, "TEST.WEIGHT", str(weights), "MODEL.PRETRAIN_CHOICE", "imagenet",
                      "MODEL.PRETRAIN_PATH", str(tmp_path / "absent_vit.pth"))
     test_script.main(["--config", str(DEMO_CONFIG), *opts])
-    assert json.loads((tmp_path / "metrics.json").read_text())["mAP"] == pytest.approx(full_run["after"]["mAP"], abs=1e-6)
+    m_ap = json.loads((tmp_path / "metrics.json").read_text())["mAP"]
+    assert m_ap == pytest.approx(full_run["after"]["mAP"], abs=1e-6)
 
 
 def test_resume_into_another_architecture_names_the_file(data_root, full_run):
     last = full_run["out"] / "last.pth"
-    with pytest.raises(ValueError, match=r"last\.pth is a pfd checkpoint of .* changed MODEL\.VIT_DEPTH 2 there, 3 here"):
+    with pytest.raises(ValueError,
+                       match=r"last\.pth is a pfd checkpoint of .* changed MODEL\.VIT_DEPTH 2 there, 3 here"):
         Trainer(tiny_config(data_root, data_root / "other", *EPOCHS, "MODEL.VIT_DEPTH", "3",
                             "MODEL.RESUME", str(last)))
 

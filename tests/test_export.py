@@ -6,17 +6,26 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from engine_tiny import make_data, tiny_config
 from test_api import demo_layout, readme_section
 
+import pfd.export as pfd_export
 from pfd.api import ReIDModel
 from pfd.config import load_config
 from pfd.engine.trainer import Trainer
-import pfd.export as pfd_export
 from pfd.errors import OutputExistsError
-from pfd.export import (INPUT_NAMES, ExportCheckError, example_inputs, export_onnx, is_pfd_onnx, main, matching_margins,
-                        onnx_features)
+from pfd.export import (
+    INPUT_NAMES,
+    ExportCheckError,
+    example_inputs,
+    export_onnx,
+    is_pfd_onnx,
+    main,
+    matching_margins,
+    onnx_features,
+)
 from pfd.model import build_model
+
+from engine_tiny import make_data, tiny_config
 
 
 def relative_difference(got: np.ndarray, expected: np.ndarray) -> float:

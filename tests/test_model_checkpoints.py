@@ -5,15 +5,17 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from engine_tiny import reference_layout
 from safetensors.torch import save_file
 
 from pfd.config import load_config
-from pfd.model import build_model, load_checkpoint_into
-from pfd.model.convert import convert_reference_pfd, main as convert_main
 from pfd.engine.tester import load_eval_model
 from pfd.errors import UserError
+from pfd.model import build_model, load_checkpoint_into
+from pfd.model.convert import convert_reference_pfd
+from pfd.model.convert import main as convert_main
 from pfd.state_dict import read_state_dict
+
+from engine_tiny import reference_layout
 
 TINY = ["MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "2", "MODEL.NUM_HEAD", "4",
         "MODEL.DECODER_FFN_DIM", "64", "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]"]

@@ -1,7 +1,7 @@
 """MODEL.PATCH_EMBED conv_stem: timm's ConvStem in place of the 16x16 patch conv, same token grid."""
 import pytest
 import torch
-from test_model_pfd import B, CAMS, CLASSES, TINY, tiny_batch
+from test_model_pfd import CAMS, CLASSES, TINY, B, tiny_batch
 
 from pfd.config import ConfigError, load_config
 from pfd.model import build_loss, build_model

@@ -15,14 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_tiny import (
-    DEMO_CONFIG,
-    REPO,
-    exit_status,
-    load_script,
-    make_data,
-    tiny_opts,
-)
 from PIL import Image
 
 from pfd import compare as compare_command
@@ -34,6 +26,15 @@ from pfd.errors import user_errors
 from pfd.io import OUTPUT_MARKER, claim_output_dir, output_kind
 from pfd.model import convert as convert_command
 from pfd.pose import __main__ as pose_command
+
+from engine_tiny import (
+    DEMO_CONFIG,
+    REPO,
+    exit_status,
+    load_script,
+    make_data,
+    tiny_opts,
+)
 
 SMALL_SYNTHETIC = ["--ids-train", "4", "--ids-test", "2", "--images-per-id", "4", "--distractors", "1",
                    "--junk", "1", "--quiet", "--workers", "1"]
@@ -259,10 +260,10 @@ def test_os_errors_on_a_users_path_are_one_line_and_others_stay_tracebacks(capsy
 
 def test_replace_refuses_a_users_file_in_a_run_folder_and_deletes_nothing(data_root, tmp_path):
     """BAD 1: the demo's `rm -rf DEMO_DIR/run` deleted a user's notes with the run; --replace does not."""
-    from engine_tiny import tiny_config
-
     from pfd.engine.trainer import Trainer
     from pfd.errors import InvalidInputError, OutputExistsError
+
+    from engine_tiny import tiny_config
 
     run = claim_output_dir(tmp_path / "run", "run")
     (run / "last.pth").write_bytes(b"an earlier run")
@@ -277,10 +278,10 @@ def test_replace_refuses_a_users_file_in_a_run_folder_and_deletes_nothing(data_r
 
 def test_replace_starts_over_in_a_run_folder_of_ours(data_root, tmp_path):
     """What `make demo` does on a rerun: the earlier run's files go, under the lock, before the new log starts."""
-    from engine_tiny import tiny_config
-
     from pfd.engine.rundir import LOCK_FILE
     from pfd.engine.trainer import Trainer
+
+    from engine_tiny import tiny_config
 
     run = claim_output_dir(tmp_path / "run", "run")
     for name in ("last.pth", "epoch_013.pth", "metrics.jsonl", "log.txt", "training_curves.png"):

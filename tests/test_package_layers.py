@@ -81,22 +81,31 @@ def test_the_layer_rule_catches_a_pose_module_reading_the_data_package(tmp_path)
     assert LAYER["data"] >= LAYER["pose"] > LAYER["image"]
 
 
-def test_the_synthetic_generator_starts_without_torch():
-    """`python -m pfd.data.synthetic` stays light (torch alone takes ~2 s to import): its modules and
-    `pfd.pose.keypoints` load no torch; the other `pfd.pose` exports load on first use."""
-    code = ("import sys, pfd.data.synthetic.__main__, pfd.pose.keypoints; print('torch' in sys.modules); "
-            "print('pfd.pose.cache' in sys.modules); from pfd.pose import load_or_build; "
-            "print('pfd.pose.cache' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "True"]
+IMPORTS_IN_A_FRESH_PROCESS = """
+import sys
+heavy = lambda: sorted({"torch", "faiss", "timm"} & set(sys.modules))
+import pfd
+print("pfd:", heavy())
+import pfd.data.synthetic.__main__, pfd.pose.keypoints
+print("synthetic:", heavy())
+import pfd.model as m
+print("model:", "pfd.model.losses" in sys.modules, end=" ")
+m.build_loss
+print("pfd.model.losses" in sys.modules)
+from pfd.pose import load_or_build
+print("pose:", "torch" in sys.modules)
+m.nothing
+"""
 
 
-def test_lazy_exports_load_on_first_use_and_name_the_package_of_a_missing_one():
-    code = ("import sys, pfd.model as m; print('pfd.model.losses' in sys.modules); m.build_loss; "
-            "print('pfd.model.losses' in sys.modules); m.nothing")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PFD.parent, capture_output=True, text=True)
-    assert out.stdout.split() == ["False", "True"]
-    assert "AttributeError: module 'pfd.model' has no attribute 'nothing'" in out.stderr
+def test_imports_stay_light_and_exports_load_on_first_use():
+    """One fresh process (torch alone takes ~2 s to import): `import pfd` loads no torch, faiss or timm;
+    `python -m pfd.data.synthetic`'s modules and `pfd.pose.keypoints` load no torch; pfd.model and pfd.pose
+    load their exports on first use; a missing one is named with its package."""
+    out = subprocess.run([sys.executable, "-c", IMPORTS_IN_A_FRESH_PROCESS], cwd=PFD.parent, capture_output=True,
+                         text=True)
+    assert out.stdout.splitlines() == ["pfd: []", "synthetic: []", "model: False True", "pose: True"], out.stderr
+    assert out.stderr.strip().endswith("AttributeError: module 'pfd.model' has no attribute 'nothing'")
 
 
 def test_the_convert_command_module_runs_once():
@@ -117,7 +126,8 @@ def import_circles(root: Path = PFD) -> list[list[str]]:
     """Every group of modules under `root` that import each other in a circle (lazy imports included):
     the strongly connected components of the import graph with more than one module."""
     files = {module_name(f, root): f for f in root.rglob("*.py")}
-    graph = {name: sorted(n for n in imported_modules(f, root) if n in files and n != name) for name, f in files.items()}
+    graph = {name: sorted(n for n in imported_modules(f, root) if n in files and n != name)
+             for name, f in files.items()}
     reaches = {name: set(targets) for name, targets in graph.items()}
     for via in graph:  # transitive closure (Floyd-Warshall order): ~100 modules
         for name in graph:

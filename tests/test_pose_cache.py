@@ -10,9 +10,9 @@ from PIL import Image
 
 from pfd.config import ConfigError, load_config
 from pfd.data.datasets import ImageRecord
-from pfd.pose.cache import KeypointTable, cache_path, load_or_build
-from pfd.pose.base import PoseEstimator
 from pfd.errors import InvalidInputError, MissingFileError
+from pfd.pose.base import PoseEstimator
+from pfd.pose.cache import KeypointTable, cache_path, load_or_build
 from pfd.pose.estimator import build_estimator, resolve_backend
 from pfd.pose.formats import read_cache_npz
 

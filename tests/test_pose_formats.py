@@ -10,8 +10,15 @@ from pfd.config import load_config
 from pfd.errors import InvalidInputError, MissingFileError
 from pfd.pose.estimator import build_estimator
 from pfd.pose.formats import (
-    FileEstimator, read_coco_json, read_keypoints, read_openpose_csv, read_project_json, write_cache_npz,
-    write_coco_json, write_openpose_csv, write_project_json,
+    FileEstimator,
+    read_coco_json,
+    read_keypoints,
+    read_openpose_csv,
+    read_project_json,
+    write_cache_npz,
+    write_coco_json,
+    write_openpose_csv,
+    write_project_json,
 )
 
 
@@ -139,7 +146,8 @@ def test_damaged_keypoint_files_name_the_file_and_entry(tmp_path):
         "coco_strings.json": (_coco_file(tmp_path / "coco_strings.json", ["abc"] * 51),
                               (r"coco_strings\.json: annotations\[0\]\.keypoints \(image '0001_c1s1_000001_00\.jpg'\): "
                                r"expected numbers, got \['abc'")),
-        "coco_images.json": (tmp_path / "coco_images.json", r"coco_images\.json: images\[0\] must be an object with 'id'"),
+        "coco_images.json": (tmp_path / "coco_images.json",
+                             r"coco_images\.json: images\[0\] must be an object with 'id'"),
         "cut.json": (tmp_path / "cut.json", r"cut\.json: invalid JSON at line 1, column \d+: .*truncated"),
         "notes.txt": (tmp_path / "notes.txt", r"notes\.txt: unknown keypoint file"),
         "cache.npz": (tmp_path / "cache.npz", r"cache\.npz: damaged pose cache \.npz"),
@@ -219,8 +227,8 @@ def test_file_backend_refuses_a_present_keypoint_outside_the_image(tmp_path):
     rows[9] = [500.0, 60.0, 0.9]  # left wrist far right of a 64 px wide crop
     path = _project_file(tmp_path / "kps.json", {"query/0001_c1s1_000001_00.jpg": rows.tolist()})
     estimator = FileEstimator(path)
-    with pytest.raises(ValueError, match=r"kps\.json \(for image .*0001_c1s1_000001_00\.jpg\): entry '.*0001_c1s1_000001_00"
-                                         r"\.jpg', keypoint left_wrist is .* = \(500\.0, 60\.0, 0\.9\) in an image of "
+    with pytest.raises(ValueError, match=r"kps\.json \(for image .*0001_c1s1_000001_00\.jpg\): entry "
+                                         r"'.*0001_c1s1_000001_00\.jpg', keypoint left_wrist is .* = \(500\.0, 60\.0, 0\.9\) in an image of "
                                          r"64x128; expected a keypoint inside its image"):
         estimator.predict_paths([str(image)])
     rows[9, 2] = 0.0  # marked missing: accepted wherever it is

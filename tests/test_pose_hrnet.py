@@ -9,8 +9,14 @@ from PIL import Image
 from pfd.config import ConfigError, load_config
 from pfd.errors import MissingFileError
 from pfd.pose.heatmaps import render_heatmaps
-from pfd.pose.hrnet import (IMAGENET_MEAN, IMAGENET_STD, HRNetEstimator, build_hrnet, heatmaps_to_keypoints,
-                            load_hrnet_weights)
+from pfd.pose.hrnet import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    HRNetEstimator,
+    build_hrnet,
+    heatmaps_to_keypoints,
+    load_hrnet_weights,
+)
 from pfd.pose.online import OnlineHeatmaps
 
 

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 import pfd.pose.mediapipe_backend as mp_backend
+from pfd.data.synthetic import make_identities, render_person
 from pfd.errors import MissingFileError
 from pfd.image import read_image
-from pfd.data.synthetic import make_identities, render_person
 from pfd.pose.mediapipe_backend import MediapipeEstimator, prepare_crop
 
 
@@ -88,6 +88,7 @@ with _native_noise_filtered():
 """
 
 
+@pytest.mark.slow
 def test_a_pose_pass_prints_none_of_mediapipes_native_log_lines():
     """The graph's native lines (fd 2, from C++ threads) are dropped; any other line written meanwhile stays."""
     import subprocess

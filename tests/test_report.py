@@ -6,7 +6,6 @@ import re
 import shutil
 
 import numpy as np
-from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_opts
 from PIL import Image
 from serve_tiny import artefact_dir, browser_page
 
@@ -15,6 +14,8 @@ from pfd.engine.compare import compare_page
 from pfd.engine.report import bucket_extremes, evaluation_page, table
 from pfd.engine.trainer import Trainer
 from pfd.retrieval.plots import plot_training_curves
+
+from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_opts
 
 
 def test_bucket_extremes_pick_best_and_worst_without_repeats():
@@ -50,10 +51,12 @@ def test_test_py_writes_report_html_that_opens_in_chromium(tmp_path, tmp_path_fa
     log = tmp_path / "metrics.jsonl"  # the run's curves, as training draws them
     log.write_text("\n".join(json.dumps(r) for r in ({"kind": "train", "epoch": 1, "total": 2.0},
                                                       {"kind": "train", "epoch": 2, "total": 1.5},
-                                                      {"kind": "eval", "epoch": 2, "dataset": "synthetic", "mAP": 0.3})))
+                                                      {"kind": "eval", "epoch": 2, "dataset": "synthetic",
+                                                       "mAP": 0.3})))
     plot_training_curves(log, run / "training_curves.png")
     out = tmp_path / "eval"
-    load_script("test").main(["--config", str(DEMO_CONFIG), *tiny_opts(data, out, "TEST.WEIGHT", str(run / "last.pth"))])
+    load_script("test").main(["--config", str(DEMO_CONFIG),
+                              *tiny_opts(data, out, "TEST.WEIGHT", str(run / "last.pth"))])
 
     html = (out / "report.html").read_text()
     metrics = json.loads((out / "metrics.json").read_text())

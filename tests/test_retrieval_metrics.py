@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pfd.retrieval.metrics import NoMatchError, evaluate, evaluate_features, retrieval_options, summarize
 from pfd.config import load_config
+from pfd.retrieval.metrics import NoMatchError, evaluate, evaluate_features, retrieval_options, summarize
 
 
 def naive_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):

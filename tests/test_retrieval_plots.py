@@ -1,12 +1,22 @@
-"""The plots are real PNGs of the documented pixel size, written without leftovers; keypoints are drawn where they are."""
+"""The plots are real PNGs of the documented pixel size, written without leftovers; keypoints are drawn where
+they are."""
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pfd.retrieval.plots import (BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP, plot_cmc, plot_ranked_lists,
-                                 plot_training_curves, ranked_grid_size, shown_queries)
+from pfd.retrieval.plots import (
+    BORDER,
+    KEYPOINT_COLOURS,
+    PAD,
+    QUERY_GAP,
+    plot_cmc,
+    plot_ranked_lists,
+    plot_training_curves,
+    ranked_grid_size,
+    shown_queries,
+)
 
 
 def test_cmc_png(tmp_path):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_tiny import DEMO_CONFIG, load_script
 
 from pfd.config import ConfigError
 from pfd.errors import InvalidInputError, UserError
+
+from engine_tiny import DEMO_CONFIG, load_script
 
 
 def test_train_resume_after_overrides():

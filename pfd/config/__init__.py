@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import difflib
 import hashlib
+import logging
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -21,8 +22,8 @@ from yacs.config import CfgNode as CN
 from ..errors import UserError
 from .defaults import get_cfg_defaults
 
-__all__ = ["CN", "ConfigError", "FEATURE_KEYS", "POSE_BACKENDS", "get_cfg_defaults", "load_config", "config_from_text", "merge_dict",
-           "merge_opts", "feature_config", "config_hash"]
+__all__ = ["CN", "ConfigError", "FEATURE_KEYS", "NO_EFFECT", "POSE_BACKENDS", "get_cfg_defaults", "load_config",
+           "config_from_text", "merge_dict", "merge_opts", "feature_config", "config_hash"]
 
 # Every key that changes the evaluation feature computed from given weights, or the heatmaps it is
 # computed from: config_hash covers exactly these (tests/test_config_hash.py changes every key and
@@ -57,8 +58,6 @@ CHOICES = {
     "MODEL.IF_LABELSMOOTH": ("on", "off"),
     "MODEL.METRIC_LOSS_TYPE": ("triplet",),
     "MODEL.ID_LOSS_TYPE": ("softmax",),
-    "MODEL.IF_WITH_CENTER": ("no",),
-    "MODEL.NECK": ("bnneck",),
     "MODEL.PVM_MODE": ("reference", "paper"),
     "MODEL.PUSH_LOSS": ("reference", "paper"),
     "MODEL.FEAT_KIND": ("full", "global", "global_visible"),
@@ -84,6 +83,39 @@ MINIMUMS = {
     "MODEL.STRIDE_SIZE": 1, "TEST.NUM_VIS": 0, "DATASETS.VAL_IDS": 0,
 }
 POSITIVE = ("SOLVER.BASE_LR", "SOLVER.CLASSIFIER_LR_FACTOR", "INPUT.HEATMAP_SIGMA")  # must be > 0
+NUM_KEYPOINTS = 17  # COCO-17 (pfd.pose.keypoints): the largest lower end of a TEST.VIS_BUCKETS bucket
+
+# Reference keys accepted so that the reference's YAML files load, but that change nothing here (what
+# does the job instead). Loading warns once per key and value when a config sets one to a value that
+# would change the reference's behaviour: anything but the default, for the keys of ONLY_WITH only
+# while the switch they belong to is on.
+NO_EFFECT = {
+    "MODEL.DEVICE_ID": "select GPUs with CUDA_VISIBLE_DEVICES or torchrun",
+    "MODEL.DIST_TRAIN": "distributed training is detected from torchrun",
+    "MODEL.SIE_VIEW": "the view index is always 0",
+    "MODEL.IF_WITH_CENTER": "there is no center loss",
+    "MODEL.NECK": "the neck is always the BNNeck",
+    "MODEL.LAST_STRIDE": "it applies to ResNet backbones only",
+    "MODEL.COS_LAYER": "the ID classifiers are linear layers",
+    "MODEL.JPM": "TransReID's jigsaw branch is not part of PFD",
+    "MODEL.SHIFT_NUM": "TransReID's jigsaw branch is not part of PFD",
+    "MODEL.SHUFFLE_GROUP": "TransReID's jigsaw branch is not part of PFD",
+    "MODEL.DEVIDE_LENGTH": "TransReID's jigsaw branch is not part of PFD",
+    "MODEL.RE_ARRANGE": "TransReID's jigsaw branch is not part of PFD",
+    "SOLVER.CENTER_LR": "there is no center loss",
+    "SOLVER.CENTER_LOSS_WEIGHT": "there is no center loss",
+    "SOLVER.GAMMA": "the schedule is linear warm-up then cosine (SOLVER.LR_MIN_FACTOR)",
+    "SOLVER.STEPS": "the schedule is linear warm-up then cosine (SOLVER.LR_MIN_FACTOR)",
+    "SOLVER.COSINE_MARGIN": "the ID classifiers are linear layers",
+    "SOLVER.COSINE_SCALE": "the ID classifiers are linear layers",
+    "TEST.NECK_FEAT": "PFD's inference feature is set by MODEL.FEAT_KIND",
+    "TEST.DIST_MAT": "the distance matrix is not written",
+}
+ONLY_WITH = {"MODEL.SHIFT_NUM": "MODEL.JPM", "MODEL.SHUFFLE_GROUP": "MODEL.JPM", "MODEL.DEVIDE_LENGTH": "MODEL.JPM",
+             "MODEL.RE_ARRANGE": "MODEL.JPM", "SOLVER.COSINE_MARGIN": "MODEL.COS_LAYER",
+             "SOLVER.COSINE_SCALE": "MODEL.COS_LAYER"}
+_warned: set[tuple[str, str]] = set()  # (key, value) already warned about in this process
+_log = logging.getLogger(__name__)
 
 
 class ConfigError(UserError, ValueError):
@@ -261,6 +293,8 @@ def _check_combinations(cfg: CN, origins: dict[str, str]) -> None:
         raise ConfigError(f"{where}: SOLVER.IMS_PER_BATCH {batch} must be a multiple of DATALOADER.NUM_INSTANCE "
                           f"{instances} (a PK batch holds P identities x {instances} images each); e.g. "
                           f"SOLVER.IMS_PER_BATCH {max(instances, batch - batch % instances)}")
+
+
 OCCLUDER_KINDS = ("person", "object", "patch")  # INPUT.OCCLUDE_KINDS, pfd.data.occlude's kinds
 
 
@@ -279,26 +313,66 @@ def _check_occlude(cfg: CN, origins: dict[str, str]) -> None:
         fail("INPUT.OCCLUDE_COVERAGE", "[MIN, MAX] with 0.05 <= MIN, MIN + 0.05 <= MAX <= 0.95")
 
 
-def _normalize(cfg: CN, origins: dict[str, str]) -> None:
-    cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
-    _check_values(cfg, origins)
-    _check_combinations(cfg, origins)
-    _check_occlude(cfg, origins)
-    if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
-        raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
-                          "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
-    if cfg.MODEL.PATCH_EMBED == "conv_stem":
-        _check_conv_stem(cfg, origins)
+def _warn_no_effect(cfg: CN, origins: dict[str, str]) -> None:
+    """One warning line per NO_EFFECT key set to a value that would change the reference's behaviour
+    (once per key and value in a process: a config is often loaded again, e.g. from a checkpoint)."""
+    defaults = get_cfg_defaults()
+    for key, instead in NO_EFFECT.items():
+        value, switch = _value(cfg, key), ONLY_WITH.get(key)
+        if value == _value(defaults, key) or (switch and not _value(cfg, switch)) or (key, repr(value)) in _warned:
+            continue
+        _warned.add((key, repr(value)))
+        _log.warning("%s: %s %s has no effect here (accepted for the reference's configs; %s)",
+                     origins.get(key, "defaults"), key, value, instead)
+
+
+def _check_vis_buckets(cfg: CN, origins: dict[str, str]) -> None:
+    """TEST.VIS_BUCKETS: lower ends of visible-keypoint buckets that start at 0, increase strictly and stay
+    <= 17, so that every query falls in exactly one bucket (pfd.retrieval.occlusion splits by them)."""
+    lows = list(cfg.TEST.VIS_BUCKETS)
+    if not lows or lows[0] != 0 or any(b <= a for a, b in zip(lows, lows[1:])) or lows[-1] > NUM_KEYPOINTS:
+        raise ConfigError(f"{origins.get('TEST.VIS_BUCKETS', 'defaults')}: TEST.VIS_BUCKETS {lows}: expected "
+                          f"increasing lower ends of visible-keypoint buckets, starting at 0 and at most "
+                          f"{NUM_KEYPOINTS}, e.g. [0, 6, 12] for 0-5, 6-11, 12-17")
+
+
+def _check_overlapping_switches(cfg: CN, origins: dict[str, str]) -> None:
+    """Switches that set the same thing are refused together, with one message naming both.
+
+    SOLVER.LARGE_FC_LR is the reference's classifiers-at-2x switch, SOLVER.CLASSIFIER_LR_FACTOR ours.
+    MODEL.DISENTANGLE false leaves no occluded feature to push away (f_l = 0), so it turns the push loss
+    off by itself (pfd.model.losses.build_loss); a PUSH_LOSS_WEIGHT above 0 set beside it is refused.
+    """
     if cfg.SOLVER.LARGE_FC_LR and cfg.SOLVER.CLASSIFIER_LR_FACTOR != 1:
         raise ConfigError(
             f"{origins.get('SOLVER.LARGE_FC_LR', 'defaults')}: SOLVER.LARGE_FC_LR (the reference's classifiers at "
             f"2x the LR) and SOLVER.CLASSIFIER_LR_FACTOR {cfg.SOLVER.CLASSIFIER_LR_FACTOR} "
             f"({origins.get('SOLVER.CLASSIFIER_LR_FACTOR', 'defaults')}) both set the classifiers' LR; keep one")
+    if not cfg.MODEL.DISENTANGLE and "MODEL.PUSH_LOSS_WEIGHT" in origins and cfg.MODEL.PUSH_LOSS_WEIGHT > 0:
+        raise ConfigError(
+            f"{origins['MODEL.PUSH_LOSS_WEIGHT']}: MODEL.PUSH_LOSS_WEIGHT {cfg.MODEL.PUSH_LOSS_WEIGHT} with "
+            f"MODEL.DISENTANGLE false ({origins.get('MODEL.DISENTANGLE', 'defaults')}): without disentangling there "
+            "is no occluded feature to push away, so the push loss is off; drop MODEL.PUSH_LOSS_WEIGHT")
+
+
+def _normalize(cfg: CN, origins: dict[str, str]) -> None:
+    cfg.MODEL.NAME = MODEL_NAME_ALIASES.get(cfg.MODEL.NAME, cfg.MODEL.NAME)
+    _check_values(cfg, origins)
+    _check_combinations(cfg, origins)
+    _check_occlude(cfg, origins)
+    _check_vis_buckets(cfg, origins)
+    _check_overlapping_switches(cfg, origins)
+    if cfg.MODEL.NAME == "pfd" and cfg.MODEL.VIT_DEPTH == 1:
+        raise ConfigError(f"{origins.get('MODEL.VIT_DEPTH')}: MODEL.VIT_DEPTH 1 is too shallow for PFD, which needs at "
+                          "least 2 blocks (the last one becomes b2); use 2 or more, or 0 for the architecture's own")
+    if cfg.MODEL.PATCH_EMBED == "conv_stem":
+        _check_conv_stem(cfg, origins)
     if cfg.MODEL.PVM_MODE == "reference" and cfg.MODEL.QUERY_NUM != 17:
         raise ConfigError(
             f"MODEL.QUERY_NUM={cfg.MODEL.QUERY_NUM} needs MODEL.PVM_MODE paper; "
             "the reference PVM indexes keypoints by view and requires 17 views"
         )
+    _warn_no_effect(cfg, origins)  # last: a config refused above prints no warnings first
 
 
 def load_config(path: str | Path | None = None, opts: Iterable[str] = ()) -> CN:

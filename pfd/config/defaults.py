@@ -2,7 +2,8 @@
 
 Key names follow the reference PFD implementation (itself TransReID-based) so that its
 YAML files load unchanged. Keys the reference has but this project does not use are kept
-(marked "accepted, unused") so those files still validate; keys added here are marked "new".
+(marked "accepted, unused") so those files still validate, and loading warns when a file sets one to a
+value that would change the reference's behaviour (pfd.config.NO_EFFECT); keys added here are marked "new".
 """
 from yacs.config import CfgNode as CN
 
@@ -42,7 +43,8 @@ _C.MODEL.FEAT_KIND = "full"  # new: inference feature: full | global | global_vi
 _C.MODEL.HEAT_WEIGHT = True  # weight the global feature and the decoder memory by the heatmaps (spec section 2)
 _C.MODEL.PFA = True  # pose-guided feature aggregation; false: A = L
 _C.MODEL.PVM = True  # pose-view matching; false: view j is paired with keypoint j
-_C.MODEL.DISENTANGLE = True  # split outputs by keypoint visibility; false: every keypoint counts as visible
+# split outputs by keypoint visibility; false: every keypoint counts as visible, and no push loss
+_C.MODEL.DISENTANGLE = True
 # losses
 _C.MODEL.METRIC_LOSS_TYPE = "triplet"
 _C.MODEL.NO_MARGIN = True  # True: soft-margin triplet; False: margin SOLVER.MARGIN
@@ -112,7 +114,8 @@ _C.SOLVER = CN()
 _C.SOLVER.OPTIMIZER_NAME = "SGD"
 _C.SOLVER.MAX_EPOCHS = 120
 _C.SOLVER.BASE_LR = 0.008
-_C.SOLVER.LARGE_FC_LR = False  # the ID classifiers at 2x BASE_LR (as CLASSIFIER_LR_FACTOR 2; the reference configs: off)
+# the ID classifiers at 2x BASE_LR (as CLASSIFIER_LR_FACTOR 2; the reference configs: off)
+_C.SOLVER.LARGE_FC_LR = False
 _C.SOLVER.BIAS_LR_FACTOR = 2
 _C.SOLVER.CLASSIFIER_LR_FACTOR = 1.0  # new: LR multiplier of the ID classifiers (1 = the reference)
 _C.SOLVER.SEED = 1234
@@ -134,7 +137,8 @@ _C.SOLVER.CHECKPOINT_PERIOD = 10
 _C.SOLVER.LOG_PERIOD = 50
 _C.SOLVER.EVAL_PERIOD = 10
 _C.SOLVER.IMS_PER_BATCH = 64
-_C.SOLVER.AMP = "auto"  # new: auto (GPU: bf16 if supported, else fp16; CPU: bf16 with AMX, else fp32) | bf16 | fp16 | fp32
+# new: auto (GPU: bf16 if supported, else fp16; CPU: bf16 with AMX, else fp32) | bf16 | fp16 | fp32
+_C.SOLVER.AMP = "auto"
 _C.SOLVER.GRAD_CLIP = 0.0  # new: max gradient norm, 0 = off
 _C.SOLVER.COMPILE = False  # new: torch.compile the model
 
@@ -153,12 +157,15 @@ _C.TEST.FLIP_FEATS = False  # new: feature = mean of the image's and its mirror 
 _C.TEST.DIST_MAT = "dist_mat.npy"  # accepted, unused
 _C.TEST.AMP = "fp32"  # new: evaluation precision: fp32 (the reference) | bf16 | fp16 | auto (as SOLVER.AMP)
 _C.TEST.NUM_VIS = 8  # new: queries shown in the ranked-list picture (0: no picture)
-_C.TEST.VIS_ORDER = "ap"  # new: its rows: ap (one per equal share of the queries sorted by AP, best first) | list (evenly spaced in the query list)
+# new: its rows: ap (one per equal share of the queries sorted by AP, best first) | list (evenly spaced in the
+# query list)
+_C.TEST.VIS_ORDER = "ap"
 # new: the heatmaps of an evaluation image where the pose estimator found no person: invisible (every
 # keypoint at confidence 0, as the reference's HRNet zeros) | prior (a whole-body prior: an upright
 # person filling the crop, every keypoint at confidence 1). Training images are never changed.
 _C.TEST.NO_POSE = "invisible"
-_C.TEST.VIS_BUCKETS = [0, 6, 12]  # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17)
+# new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17); checked at load
+_C.TEST.VIS_BUCKETS = [0, 6, 12]
 
 _C.OUTPUT_DIR = "logs"  # checkpoints, logs, metrics
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import ConfigError
 from ..image import read_image
 from ..pose.keypoints import NUM_KEYPOINTS
-from ..config import ConfigError
 from .datasets import DatasetError, ImageRecord, ReIDDataset
 from .samplers import PKSampler, ShuffledSampler
 from .transforms import ReIDTransform, build_transforms, check_keypoints

@@ -105,7 +105,8 @@ class PKSampler(_EpochSampler):
         if len(indices) < self.num_instances:
             return [rng.choice(indices, size=self.num_instances, replace=True)]
         shuffled = rng.permutation(indices)
-        return [shuffled[i * self.num_instances:(i + 1) * self.num_instances] for i in range(len(shuffled) // self.num_instances)]
+        k = self.num_instances
+        return [shuffled[i * k:(i + 1) * k] for i in range(len(shuffled) // k)]
 
     def _draw(self, pid: int, rng: np.random.Generator) -> np.ndarray:
         """A fresh K-image chunk of `pid` (with replacement only if it has fewer than K images)."""
@@ -123,7 +124,8 @@ class PKSampler(_EpochSampler):
         for _ in range(num_batches):
             available = np.flatnonzero(remaining)
             take = min(self.num_pids_per_batch, len(available))
-            picked = rng.choice(available, size=take, replace=False, p=remaining[available] / remaining[available].sum())
+            weights = remaining[available] / remaining[available].sum()
+            picked = rng.choice(available, size=take, replace=False, p=weights)
             remaining[picked] -= 1
             parts = [chunks[int(share[i])].pop() for i in picked]
             if take < self.num_pids_per_batch:  # complete the batch with fresh draws of other identities

@@ -26,10 +26,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from ..config import get_cfg_defaults

@@ -19,9 +19,10 @@ from ..data.loader import build_test_loader, check_train_split
 from ..pose.cache import KeypointTable, load_or_build
 from ..pose.heatmaps import render_heatmaps
 from ..pose.keypoints import flip_keypoints
-from ..retrieval.metrics import evaluate_features as retrieval_evaluate, retrieval_options
-from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 from ..precision import autocast
+from ..retrieval.metrics import evaluate_features as retrieval_evaluate
+from ..retrieval.metrics import retrieval_options
+from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
            "load_training_set",

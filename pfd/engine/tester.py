@@ -21,19 +21,26 @@ import torch
 from torch import nn
 
 from ..config import FEATURE_KEYS, config_hash
+from ..errors import InvalidInputError
+from ..io import atomic_write, sha256_file
 from ..model import build_model
 from ..model.convert import load_state_into, to_own_layout
+from ..precision import dtype_name, eval_dtype
 from ..retrieval import plots
-from ..retrieval.occlusion import bucket_table, check_buckets, evaluate_by_visibility, visible_counts
+from ..retrieval.occlusion import bucket_table, evaluate_by_visibility, visible_counts
 from ..state_dict import unwrap_state_dict
-from ..errors import InvalidInputError
 from . import report
-from .checkpoint import atomic_copy, config_differences, format_differences, is_own_checkpoint, load_checkpoint, misfit_error
+from .checkpoint import (
+    atomic_copy,
+    config_differences,
+    format_differences,
+    is_own_checkpoint,
+    load_checkpoint,
+    misfit_error,
+)
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
-from ..io import atomic_write, sha256_file
-from ..precision import dtype_name, eval_dtype
 from .provenance import provenance
 from .rundir import claim_eval_dir
 from .trainer import CURVES_FILE
@@ -231,7 +238,6 @@ def run_test(cfg) -> dict[str, dict]:
     out_root = claim_eval_dir(cfg.OUTPUT_DIR)  # an evaluation or run folder of ours; a user's is refused
     setup_logger(out_root, dist_info.rank)
     device = dist_info.device
-    check_buckets(cfg.TEST.VIS_BUCKETS)  # a bad bucket list fails before any work
     eval_ckpt = read_eval_checkpoint(cfg.TEST.WEIGHT) if cfg.TEST.WEIGHT else None  # None: load_eval_model says why
     model, info = load_eval_model(cfg, cfg.TEST.WEIGHT, device, eval_ckpt)
     amp_dtype = eval_dtype(cfg, device)

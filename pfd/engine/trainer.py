@@ -29,20 +29,37 @@ from ..config import config_hash
 from ..data.loader import build_train_loader
 from ..data.occlude.augment import build_batch_occluder
 from ..data.validation import hold_out_validation
-from ..model import build_loss, build_model
-from ..retrieval.plots import plot_training_curves
 from ..errors import InvalidInputError
-from .checkpoint import (FORMAT, atomic_copy, config_differences, describe_checkpoint, format_differences,
-                         load_checkpoint, resolve_resume, resume_blockers, rng_state, set_rng_state, unwrap_model)
+from ..io import atomic_save
+from ..model import build_loss, build_model
+from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
+from ..retrieval.plots import plot_training_curves
+from ..state_dict import check_finite_state
+from .checkpoint import (
+    FORMAT,
+    atomic_copy,
+    config_differences,
+    describe_checkpoint,
+    format_differences,
+    load_checkpoint,
+    resolve_resume,
+    resume_blockers,
+    rng_state,
+    set_rng_state,
+    unwrap_model,
+)
 from .distributed import DistInfo, broadcast_buffers, init_distributed
-from .evaluator import (HeatmapMaker, TestSet, evaluate_test_sets, load_training_set, prepare_test_sets,
-                        ranks_reported)
 from .divergence import LossWatch, check_finite_weights
+from .evaluator import (
+    HeatmapMaker,
+    TestSet,
+    evaluate_test_sets,
+    load_training_set,
+    prepare_test_sets,
+    ranks_reported,
+)
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, claim_run_dir, refuse_existing_run, refuse_foreign_files, replace_run
-from ..io import atomic_save
-from ..state_dict import check_finite_state
-from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
 from .solver import build_optimizer, build_scheduler
 
 __all__ = ["Trainer", "seed_epoch", "train"]

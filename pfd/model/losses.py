@@ -101,7 +101,8 @@ class PFDLoss:
 
 
 def build_loss(cfg) -> PFDLoss:
-    """The loss of MODEL.* (IF_LABELSMOOTH, LABEL_SMOOTH_EPS, NO_MARGIN / SOLVER.MARGIN, PUSH_LOSS, weights)."""
+    """The loss of MODEL.* (IF_LABELSMOOTH, LABEL_SMOOTH_EPS, NO_MARGIN / SOLVER.MARGIN, PUSH_LOSS, weights).
+    MODEL.DISENTANGLE false turns the push loss off: there is no occluded feature f_l to push away."""
     if cfg.MODEL.METRIC_LOSS_TYPE != "triplet" or cfg.MODEL.ID_LOSS_TYPE != "softmax":
         raise ValueError(f"MODEL.METRIC_LOSS_TYPE={cfg.MODEL.METRIC_LOSS_TYPE!r} / MODEL.ID_LOSS_TYPE="
                          f"{cfg.MODEL.ID_LOSS_TYPE!r}: only triplet / softmax are implemented (the PFD recipe)")
@@ -114,4 +115,5 @@ def build_loss(cfg) -> PFDLoss:
     return PFDLoss(label_smoothing=smoothing, triplet_margin=None if cfg.MODEL.NO_MARGIN else cfg.SOLVER.MARGIN,
                    push_mode=cfg.MODEL.PUSH_LOSS, id_weight=cfg.MODEL.ID_LOSS_WEIGHT,
                    triplet_weight=cfg.MODEL.TRIPLET_LOSS_WEIGHT, global_share=cfg.MODEL.GLOBAL_LOSS_SHARE,
-                   decoder_weight=cfg.MODEL.DECODER_LOSS_WEIGHT, push_weight=cfg.MODEL.PUSH_LOSS_WEIGHT)
+                   decoder_weight=cfg.MODEL.DECODER_LOSS_WEIGHT,
+                   push_weight=cfg.MODEL.PUSH_LOSS_WEIGHT if cfg.MODEL.DISENTANGLE else 0.0)

@@ -22,8 +22,17 @@ from pfd.pose.keypoints import NUM_KEYPOINTS
 
 from .backbone import ViTBackbone
 from .decoder import PartViewDecoder, PartViewDecoderLayer
-from .parts import (BNNeck, PartBNNecks, PartClassifiers, disentangle, heat_weight, keypoint_visibility,
-                    make_classifier, pfa, pvm)
+from .parts import (
+    BNNeck,
+    PartBNNecks,
+    PartClassifiers,
+    disentangle,
+    heat_weight,
+    keypoint_visibility,
+    make_classifier,
+    pfa,
+    pvm,
+)
 
 __all__ = ["PFDOutput", "PFD"]
 

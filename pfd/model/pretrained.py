@@ -54,7 +54,8 @@ def load_vit_pretrained(vit: VisionTransformer, path: str | Path) -> None:
         weights["pos_embed"] = _fit_pos_embed(weights["pos_embed"], vit)
 
     extra = load_state_dict_strict(
-        vit, weights, path, "the ViT built from MODEL.TRANSFORMER_TYPE/VIT_DEPTH/INPUT.SIZE_TRAIN", allow_unexpected=True)
+        vit, weights, path, "the ViT built from MODEL.TRANSFORMER_TYPE/VIT_DEPTH/INPUT.SIZE_TRAIN",
+        allow_unexpected=True)
     if extra:  # e.g. blocks beyond MODEL.VIT_DEPTH when a shallower model starts from ImageNet ViT
         _logger.warning("%s: %d keys not used by this ViT: %s", path, len(extra), extra[:8])
     _logger.info("loaded ImageNet ViT weights from %s (ignored: %s)", path, ignored or "none")

@@ -15,8 +15,8 @@ import time
 from ..config import load_config
 from ..data.datasets import build_dataset, split_names
 from ..errors import add_debug_argument, user_errors
-from .cache import load_or_build
 from .base import BACKENDS
+from .cache import load_or_build
 
 
 def pose_datasets(cfg, backend: str | None) -> None:

@@ -116,7 +116,8 @@ def read_coco_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or ann.get("image_id") not in names:
             ann = ann if isinstance(ann, dict) else {}
-            raise InvalidInputError(f"{path}: annotations[{i}] has image_id {ann.get('image_id')!r} not listed in 'images'")
+            raise InvalidInputError(f"{path}: annotations[{i}] has image_id {ann.get('image_id')!r} "
+                                    "not listed in 'images'")
         where = f"{path}: annotations[{i}].keypoints (image {names[ann['image_id']]!r})"
         flat = _numbers(ann.get("keypoints", []), where)
         if flat.shape != (3 * NUM_KEYPOINTS,):

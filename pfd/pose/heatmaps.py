@@ -57,7 +57,8 @@ def render_heatmaps(keypoints: torch.Tensor, input_hw: tuple[int, int], sigma: f
     return peak[..., None, None] * gy[..., :, None] * gx[..., None, :]  # [B, K, h, w]
 
 
-def _log_parabola_vertex(left: torch.Tensor, mid: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _log_parabola_vertex(left: torch.Tensor, mid: torch.Tensor,
+                         right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex offset from the middle sample of the parabola through log values at -1, 0, +1.
 
     Exact for a sampled Gaussian. Returns (offset, concave); the offset is meaningless (0) where

@@ -12,8 +12,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (DatasetError, ImageRecord, ReIDDataset, absolute, find_root, finalize, list_images, match_names,
-                   require_dirs)
+from .base import (
+    DatasetError,
+    ImageRecord,
+    ReIDDataset,
+    absolute,
+    finalize,
+    find_root,
+    list_images,
+    match_names,
+    require_dirs,
+)
 
 SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)")
@@ -81,5 +90,6 @@ def folder_dataset(path: str, root_dir: str | Path) -> ReIDDataset:
         candidates.append(Path(root_dir).expanduser() / path)
     root = next((c for c in candidates if c.is_dir()), None)
     if root is None:
-        raise DatasetError(f"folder:{path}: no such folder (tried {', '.join(map(str, candidates))}); expected {LAYOUT}")
+        raise DatasetError(f"folder:{path}: no such folder (tried {', '.join(map(str, candidates))}); "
+                           f"expected {LAYOUT}")
     return parse_market_folder(f"folder:{path}", root)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import MAX_LISTED, DatasetError, ImageRecord, ReIDDataset, absolute, find_root, finalize, require_dirs
+from .base import MAX_LISTED, DatasetError, ImageRecord, ReIDDataset, absolute, finalize, find_root, require_dirs
 
 FOLDER_NAMES = ("MSMT17", "MSMT17_V1", "MSMT17_V2")
 LAYOUT = ("an MSMT17 folder with train/, test/, list_train.txt, list_val.txt, list_query.txt and list_gallery.txt "

@@ -9,8 +9,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import (DatasetError, ImageRecord, ReIDDataset, absolute, find_root, finalize, list_images, match_names,
-                   require_dirs)
+from .base import (
+    DatasetError,
+    ImageRecord,
+    ReIDDataset,
+    absolute,
+    finalize,
+    find_root,
+    list_images,
+    match_names,
+    require_dirs,
+)
 
 QUERY_CAMID, GALLERY_CAMID = 0, 1
 

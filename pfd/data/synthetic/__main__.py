@@ -14,7 +14,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for f in fields(SyntheticConfig):  # one option per setting, e.g. --ids-train, --images-per-id
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             help=f"{f.metadata['help']} (default {f.default})")
-    parser.add_argument("--force", action="store_true", help="replace an --out folder made by this generator (other folders are never replaced)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an --out folder made by this generator (other folders are never replaced)")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes rendering the images (default 0: one per CPU core; the bytes are the same)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,8 +10,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pfd.data.synthetic.identity import (
-    ACCESSORY_COLOURS, BUILD_SCALE, HAIR_COLOURS, LOWER_COLOURS, RGB, SHOE_COLOURS, SKIN_TONES,
-    UPPER_COLOURS, Identity,
+    ACCESSORY_COLOURS,
+    BUILD_SCALE,
+    HAIR_COLOURS,
+    LOWER_COLOURS,
+    RGB,
+    SHOE_COLOURS,
+    SKIN_TONES,
+    UPPER_COLOURS,
+    Identity,
 )
 from pfd.pose.keypoints import COCO_KEYPOINTS, NUM_KEYPOINTS
 

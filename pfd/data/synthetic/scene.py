@@ -183,7 +183,8 @@ def _painter(kind: str, rng: np.random.Generator, size: tuple[int, int], identit
              height: float) -> Painter:
     if kind == "pedestrian":
         return _pedestrian(rng, size, identity, height)
-    return {"vehicle": _vehicle, "pole_sign": _pole_sign, "bush": _bush, "tree": _tree, "boxes": _boxes}[kind](rng, size)
+    draw = {"vehicle": _vehicle, "pole_sign": _pole_sign, "bush": _bush, "tree": _tree, "boxes": _boxes}[kind]
+    return draw(rng, size)
 
 
 def _paint(painter: Painter, t: float, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
