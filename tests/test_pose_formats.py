@@ -228,8 +228,9 @@ def test_file_backend_refuses_a_present_keypoint_outside_the_image(tmp_path):
     path = _project_file(tmp_path / "kps.json", {"query/0001_c1s1_000001_00.jpg": rows.tolist()})
     estimator = FileEstimator(path)
     with pytest.raises(ValueError, match=r"kps\.json \(for image .*0001_c1s1_000001_00\.jpg\): entry "
-                                         r"'.*0001_c1s1_000001_00\.jpg', keypoint left_wrist is .* = \(500\.0, 60\.0, 0\.9\) in an image of "
-                                         r"64x128; expected a keypoint inside its image"):
+                                         r"'.*0001_c1s1_000001_00\.jpg', keypoint left_wrist is .* = "
+                                         r"\(500\.0, 60\.0, 0\.9\) in an image of 64x128; "
+                                         r"expected a keypoint inside its image"):
         estimator.predict_paths([str(image)])
     rows[9, 2] = 0.0  # marked missing: accepted wherever it is
     estimator = FileEstimator(_project_file(path, {"query/0001_c1s1_000001_00.jpg": rows.tolist()}))

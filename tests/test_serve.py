@@ -83,8 +83,8 @@ def test_an_upload_with_keypoints_gets_gallery_search_s_answer(server, tiny):
     assert first["path"] == Path(tiny["gallery"].meta["paths"][first["index"]]).name  # relative to the gallery root
     assert first["url"] == f"/api/gallery/{first['index']}"
     image = httpx.get(server + first["url"])
-    expected = Path(tiny["gallery"].meta["paths"][first["index"]]).read_bytes()
-    assert image.status_code == 200 and image.content == expected
+    served = Path(tiny["gallery"].meta["paths"][first["index"]]).read_bytes()
+    assert image.status_code == 200 and image.content == served
 
 
 def test_a_gallery_image_by_number_and_an_upload_without_keypoints(server, tiny):
