@@ -46,10 +46,10 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
     cfg = load_config(config, opts)
     setup_logger(None)
     existing = Gallery.load(out) if append else None  # before any work: the index must be whole
+    records = folder_records(gallery)  # every image checked before the output folder is claimed
     if not append:
         check_index_output(out, replace)
     require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
-    records = folder_records(gallery)
     name = "gallery_" + hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:10]
     keypoints = load_keypoints(cfg, records, name)  # None with MODEL.POSE_ONLINE
     model = ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE)

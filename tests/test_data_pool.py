@@ -30,7 +30,8 @@ def root(tmp_path) -> Path:
 
 def config(root: Path, names: str, test_names: str = "cuhk03"):
     return load_config(None, ["DATASETS.ROOT_DIR", str(root), "DATASETS.NAMES", names, "DATASETS.TEST_NAMES",
-                              test_names, "MODEL.POSE_ONLINE", "true"])
+                              test_names, "MODEL.POSE_ONLINE", "true",
+                              "SOLVER.IMS_PER_BATCH", "8"])  # 2 ids x 4: the tiny pool holds 5 ids
 
 
 def test_a_training_only_set_parses_without_query_or_gallery(root):

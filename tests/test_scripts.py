@@ -62,7 +62,7 @@ def _package_command_cases(tmp: Path) -> dict[str, tuple[list[str], type, str]]:
                        "missing.pth"),
         "pfd.model.convert": ([str(foreign), str(tmp / "out.pth")], InvalidInputError,
                               "layout 'unknown' is not a reference checkpoint"),
-        "pfd.serve": (["--index", str(tmp / "no_index")], UserError, "meta.json is missing"),
+        "pfd.serve": (["--index", str(tmp / "no_index")], UserError, "manifest.json is missing"),
     }
 
 

@@ -92,7 +92,8 @@ class Trainer:
             raise InvalidInputError("--replace starts the run over and --resume continues it: pass one of them")
         self.dist = dist_info or init_distributed(cfg.MODEL.DEVICE)
         self.device = self.dist.device
-        self.output_dir = claim_run_dir(cfg.OUTPUT_DIR)  # a user's folder is refused before anything is written
+        # A user's folder is refused before anything is written; rank 0 alone claims it (and writes there).
+        self.output_dir = claim_run_dir(cfg.OUTPUT_DIR) if self.dist.rank == 0 else Path(cfg.OUTPUT_DIR)
         if replace:
             refuse_foreign_files(self.output_dir)  # before the lock: a user's file there is refused untouched
         elif not cfg.MODEL.RESUME:  # never train over another run
