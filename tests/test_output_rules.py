@@ -371,3 +371,16 @@ def test_every_picture_pfd_writes_is_marked_as_its_own(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "users.png")
     (tmp_path / "text.png").write_text("not a picture")
     assert not is_pfd_png(tmp_path / "users.png") and not is_pfd_png(tmp_path / "text.png")
+
+
+def test_a_full_disk_stops_training_with_one_line_and_no_half_checkpoint(data_root, mount_tmpfs):
+    """train.py's checkpoint write on a full disk: the run's last stderr line names the file, exit 2, and
+    no half-written checkpoint or temp file is left (a process, so that its log file is closed after)."""
+    full = mount_tmpfs("size=64k")
+    out = full / "run"
+    done = run_python("train.py", "--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, "SOLVER.MAX_EPOCHS", "1"))
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "the disk is full" in last and str(out / "last.pth") in last
+    assert "Traceback" not in done.stderr
+    assert not [p for p in out.iterdir() if ".tmp" in p.name or p.suffix == ".pth"]  # no half-written checkpoint
