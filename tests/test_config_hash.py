@@ -186,6 +186,7 @@ def test_every_key_of_the_feature_sections_is_classified():
     assert set(FEATURE_KEYS) <= keys
 
 
+@pytest.mark.slow  # a feature extraction per feature key
 def test_a_changed_feature_always_changes_the_hash(setup):
     weights_cache, base_features, changed, missed = {}, {}, [], []
     for key, (value, context) in CHANGES.items():

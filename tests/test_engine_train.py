@@ -57,6 +57,7 @@ def test_training_improves_map(full_run):
         assert curves.format == "PNG" and curves.size == (960, 400)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_identical_weights(data_root, full_run):
     out = data_root / "resumed"
 

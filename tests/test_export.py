@@ -27,6 +27,8 @@ from pfd.model import build_model
 
 from engine_tiny import make_data, tiny_config
 
+pytestmark = pytest.mark.slow  # ONNX export and onnxruntime runs, several seconds each
+
 
 def relative_difference(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))

@@ -241,6 +241,7 @@ def kill_at_marker(tmp_path, mode, stage, out):
 @pytest.mark.parametrize("mode,stage,after", [("add", "faiss", 30), ("add", "meta", 30), ("add", "manifest", 30),
                                               ("add", "cleanup", 40), ("replace", "manifest", 30),
                                               ("replace", "cleanup", 50)])
+@pytest.mark.slow
 def test_a_kill_during_a_save_leaves_one_whole_index(tmp_path, mode, stage, after):
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(30, 16)).astype(np.float32)

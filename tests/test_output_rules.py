@@ -160,6 +160,7 @@ def run_python(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_synthetic_generator_cleanly(mount_tmpfs):
     full = mount_tmpfs("size=16k")
     done = run_python("-m", "pfd.data.synthetic", "--out", str(full / "data"), *SMALL_SYNTHETIC)
@@ -168,6 +169,7 @@ def test_a_full_disk_stops_the_synthetic_generator_cleanly(mount_tmpfs):
     assert list(full.iterdir()) == []  # the half-rendered temp folder is gone
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_pose_pass_with_one_line(data_root, mount_tmpfs):
     """The pose cache's write fails on a full disk: one line, and no `seek of closed file` after it."""
     full = mount_tmpfs("size=16k")
@@ -178,6 +180,7 @@ def test_a_full_disk_stops_the_pose_pass_with_one_line(data_root, mount_tmpfs):
     assert [p.name for p in (full / "cache").iterdir()] == [OUTPUT_MARKER]  # no cache, no temp file
 
 
+@pytest.mark.slow
 def test_train_py_refuses_a_users_folder_as_a_process(data_root, tmp_path):
     """BAD 5 end to end: exit status 2 and one line from the real script; the user's files are as they were."""
     folder = users_folder(tmp_path)
@@ -373,6 +376,7 @@ def test_every_picture_pfd_writes_is_marked_as_its_own(tmp_path):
     assert not is_pfd_png(tmp_path / "users.png") and not is_pfd_png(tmp_path / "text.png")
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_training_with_one_line_and_no_half_checkpoint(data_root, mount_tmpfs):
     """train.py's checkpoint write on a full disk: the run's last stderr line names the file, exit 2, and
     no half-written checkpoint or temp file is left (a process, so that its log file is closed after)."""

@@ -18,6 +18,7 @@ def estimator():
     est.close()
 
 
+@pytest.mark.slow
 def test_finds_a_person_in_most_cuhk03_queries(estimator, cuhk03_root):
     paths = sorted((cuhk03_root / "query").glob("*.jpg"))
     assert len(paths) == 200
@@ -64,6 +65,7 @@ def test_models_not_in_the_wheel_are_refused_not_downloaded(monkeypatch):
         MediapipeEstimator(model_complexity=2)
 
 
+@pytest.mark.slow
 def test_process_pool_returns_the_same_keypoints_in_order(estimator, cuhk03_root):
     from pfd.config import load_config
     from pfd.pose.cache import CHUNK, compute_keypoints

@@ -17,6 +17,8 @@ from pfd.api import parse_name
 from pfd.serve import Limits, upload_pose_backend
 from pfd.serve.app import relative_paths
 
+pytestmark = pytest.mark.slow  # a uvicorn server process and a headless browser
+
 K = 5
 # Small limits, so that a small file can exceed them: 60 KB, 100,000 pixels (a 128 x 64 crop is 8,192).
 LIMIT_FLAGS = ("--max-upload-mb", str(60_000 / 2 ** 20), "--max-pixels", "100000", "--max-k", "50")
