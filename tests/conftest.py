@@ -38,3 +38,13 @@ def cuhk03_root() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return require(FIXTURES)
+
+
+@pytest.fixture
+def single_faiss_thread():
+    """FAISS's OpenMP threads spin-wait; on 2 shared cores that turns 0.1 s into 10 s. Tiny data needs one."""
+    import faiss
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)

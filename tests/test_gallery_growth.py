@@ -22,14 +22,7 @@ from pfd.retrieval.index_folder import INDEX_FILE, MANIFEST_FILE, META_FILE, Ind
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def single_faiss_thread():
-    """FAISS's OpenMP threads spin-wait; on 2 shared cores that turns 0.1 s into 10 s. Tiny data needs one."""
-    import faiss
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_faiss_thread")
 
 
 def clustered(rng, n, dim=32, ids=100):

@@ -10,15 +10,7 @@ import torch
 from pfd.retrieval import build_index, distance_matrix, load_index, rank_gallery, save_index
 from pfd.retrieval.index_folder import INDEX_FILE, MANIFEST_FILE, META_FILE, IndexLoadError
 
-
-@pytest.fixture(autouse=True)
-def single_faiss_thread():
-    """FAISS's OpenMP threads spin-wait; on 2 shared cores that turns 0.1 s into 10 s. Tiny data needs one."""
-    import faiss
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_faiss_thread")
 
 
 def features(rng, n, dim=32):
