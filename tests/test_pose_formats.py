@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from pfd.config import load_config
-from pfd.errors import InvalidInputError, MissingFileError
+from pfd.errors import InvalidInputError, MissingFileError, OutputExistsError
+from pfd.io import claim_output_dir
 from pfd.pose.estimator import build_estimator
 from pfd.pose.formats import (
     FileEstimator,
@@ -260,3 +261,36 @@ def test_an_edit_in_the_middle_of_a_large_keypoint_file_makes_the_cache_stale(tm
     assert (1 << 20) < at < path.stat().st_size - (1 << 20)  # in the middle, away from both ends
     path.write_text(text.replace('"query/0001_c1s1_000001_00.jpg": [[10.0', '"query/0001_c1s1_000001_00.jpg": [[30.0'))
     assert load_or_build(cfg, [record], "tiny")[str(image)][0, 0] == 30.0  # same size, new content: recomputed
+
+
+@pytest.mark.parametrize("write", [write_coco_json, write_openpose_csv, write_project_json])
+def test_writers_refuse_a_users_file_and_a_folder_of_ours(write, tmp_path):
+    """The output rule for the library writers: a user's file at the path (here a keypoint file of the
+    same format, written by another tool) is refused untouched; so is a path inside an index folder."""
+    table = random_table([str(tmp_path / "a.jpg")])
+    users = tmp_path / "theirs.json"
+    users.write_text('{"format": "pfd-keypoints-v1", "root": ".", "keypoints": {}}')
+    with pytest.raises(OutputExistsError, match="not a keypoint file written by pfd"):
+        write(users, table)
+    assert users.read_text() == '{"format": "pfd-keypoints-v1", "root": ".", "keypoints": {}}'
+    index = tmp_path / "index"
+    claim_output_dir(index, "index")
+    with pytest.raises(OutputExistsError, match="inside a pfd index folder"):
+        write(index / "kps.json", table)
+
+
+@pytest.mark.parametrize("write", [write_coco_json, write_project_json])
+def test_json_writers_replace_their_own_file(write, tmp_path):
+    path = write(tmp_path / "kps.json", random_table([str(tmp_path / "a.jpg")]))
+    table = random_table([str(tmp_path / "b.jpg")])
+    write(path, table)
+    assert_same(read_keypoints(path), table)
+
+
+def test_an_openpose_csv_is_never_replaced(tmp_path):
+    """The CSV has no field to say who wrote it, so even our own is kept (delete it to rewrite)."""
+    path = write_openpose_csv(tmp_path / "kps.csv", random_table(["a.jpg"], binary_conf=True))
+    before = path.read_bytes()
+    with pytest.raises(OutputExistsError, match="delete it first"):
+        write_openpose_csv(path, random_table(["b.jpg"], binary_conf=True))
+    assert path.read_bytes() == before

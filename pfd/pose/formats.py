@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, MissingFileError
 from ..image import image_size
-from ..io import atomic_write, sha256_file
+from ..io import atomic_write, claim_output_file, sha256_file
 from .base import PROJECT_FORMAT, PoseEstimator
 from .keypoints import NUM_KEYPOINTS, check_keypoint_values
 
@@ -50,6 +50,8 @@ OPENPOSE_TO_COCO = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
 CSV_HEADER = "name:keypoints_y:keypoints_x"
 CACHE_FORMAT = "pfd-pose-cache-v1"
 COCO_FLAGS = (0, 1, 2)  # COCO ground truth: unlabeled, labeled but hidden, visible
+WRITTEN_BY = {"written_by": "pfd"}  # in the JSON files we write (COCO's "info"), so a rewrite may replace them
+KEEP_HINT = "delete it first or choose another path"
 
 
 def check_keypoints(table: Mapping[str, np.ndarray], source: str | os.PathLike) -> None:
@@ -140,15 +142,29 @@ def read_coco_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return table
 
 
+def _is_our_json(path: Path) -> bool:
+    """Whether `path` is a keypoint JSON file one of our writers made (it carries WRITTEN_BY)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    tags = data["info"] if isinstance(data.get("info"), dict) else data  # COCO keeps it in "info"
+    return WRITTEN_BY.items() <= tags.items()
+
+
 def write_coco_json(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> Path:
-    """One image and one person per entry; the third value is the confidence."""
+    """One image and one person per entry; the third value is the confidence. An existing file is
+    replaced only when one of our writers made it (the output rule: a user's file is never lost)."""
+    path = claim_output_file(path, _is_our_json, what="keypoint file", hint=KEEP_HINT)
     images, annotations = [], []
     for i, (name, kps) in enumerate(table.items(), start=1):
         kps = np.asarray(kps, np.float32)
         images.append({"id": i, "file_name": name})
         annotations.append({"id": i, "image_id": i, "category_id": 1,
                             "num_keypoints": int((kps[:, 2] > 0).sum()), "keypoints": kps.reshape(-1).tolist()})
-    text = json.dumps({"images": images, "annotations": annotations,
+    text = json.dumps({"info": WRITTEN_BY, "images": images, "annotations": annotations,
                        "categories": [{"id": 1, "name": "person"}]})
     return atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -179,7 +195,9 @@ def read_openpose_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_openpose_csv(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> Path:
-    """Keypoints with confidence > 0 are written, others as -1; the neck is the shoulders' midpoint."""
+    """Keypoints with confidence > 0 are written, others as -1; the neck is the shoulders' midpoint.
+    The format has no room to say who wrote a file, so an existing file is never replaced."""
+    path = claim_output_file(path, lambda _: False, what="keypoint file", hint=KEEP_HINT)
     lines = [CSV_HEADER]
     for name, kps in table.items():
         kps = np.asarray(kps, np.float32)
@@ -207,12 +225,13 @@ def read_project_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_project_json(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> Path:
-    """Absolute paths are written relative to the file's folder (the format's root ".")."""
-    path = Path(path)
+    """Absolute paths are written relative to the file's folder (the format's root "."). An existing
+    file is replaced only when one of our writers made it."""
+    path = claim_output_file(path, _is_our_json, what="keypoint file", hint=KEEP_HINT)
     folder = path.parent.resolve()
     keypoints = {Path(os.path.relpath(Path(name).resolve(), folder)).as_posix():
                  np.asarray(kps, np.float32).tolist() for name, kps in table.items()}
-    text = json.dumps({"format": PROJECT_FORMAT, "root": ".", "keypoints": keypoints})
+    text = json.dumps({"format": PROJECT_FORMAT, **WRITTEN_BY, "root": ".", "keypoints": keypoints})
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
