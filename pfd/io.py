@@ -84,7 +84,7 @@ def remove_orphaned_temps(path: Path) -> list[Path]:
     return removed
 
 
-def _disk_full(err: BaseException) -> OSError | None:
+def disk_full_cause(err: BaseException) -> OSError | None:
     """The ENOSPC / EDQUOT OSError behind `err` (torch.save wraps it in a RuntimeError), if any."""
     while err is not None:
         if isinstance(err, OSError) and err.errno in _FULL:
@@ -110,7 +110,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except Exception as err:
-        full = _disk_full(err)
+        full = disk_full_cause(err)
         if full is None:
             raise
         tmp.unlink(missing_ok=True)
@@ -140,7 +140,7 @@ def disk_full_reported(path: str | os.PathLike, outcome: str) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        full = _disk_full(err)
+        full = disk_full_cause(err)
         if full is None or isinstance(err, DiskFullError):
             raise
         raise disk_full_error(Path(path), full, outcome) from err

@@ -1,5 +1,6 @@
 """Shared test fixtures. Tests never touch the network; only `cuda`-marked tests touch a GPU, and they
 skip where CUDA is absent (run them with `pytest -m cuda`, as bench/gpu_check.sh does)."""
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,24 @@ def single_faiss_thread():
     faiss.omp_set_num_threads(1)
     yield
     faiss.omp_set_num_threads(before)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount_tmpfs(options) -> a fresh tmpfs mounted with `options`; unmounted after the test."""
+    mounted = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"mount{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}): the read-only and "
+                        "full-disk cases need one (root ignores permission bits)")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", str(where)], check=True)

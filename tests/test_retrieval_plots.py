@@ -1,11 +1,13 @@
 """The plots are real PNGs of the documented pixel size, written without leftovers; keypoints are drawn where
 they are."""
 import json
+import logging
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from pfd.engine.logger import MetricsWriter
 from pfd.retrieval.plots import (
     BORDER,
     KEYPOINT_COLOURS,
@@ -114,5 +116,20 @@ def test_training_curves_png(tmp_path):
     with pytest.raises(ValueError, match="empty.jsonl: no training records"):
         plot_training_curves(tmp_path / "empty.jsonl", tmp_path / "no.png")
     (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with pytest.raises(ValueError, match="bad.jsonl, line 1"):
+    with pytest.raises(ValueError, match="bad.jsonl: no training records"):  # the torn line is skipped
         plot_training_curves(tmp_path / "bad.jsonl", tmp_path / "no.png")
+
+
+def test_a_record_torn_by_a_kill_is_ended_by_the_next_append_and_skipped(tmp_path, caplog, monkeypatch):
+    """A kill or a full disk mid-append leaves half a record; the next run's records must still parse."""
+    monkeypatch.setattr(logging.getLogger("pfd"), "propagate", True)  # a run's logger stops at its handlers
+    writer = MetricsWriter(tmp_path)
+    writer.write("train", epoch=1, total=2.0, lr=0.1)
+    with writer.path.open("a") as f:
+        f.write('{"kind": "train", "epo')  # torn
+    writer.write("train", epoch=2, total=1.0, lr=0.1)
+    lines = writer.path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["epoch"] == 2
+    with caplog.at_level("WARNING"):
+        plot_training_curves(writer.path, tmp_path / "curves.png")
+    assert "metrics.jsonl, line 2: not a whole JSON record" in caplog.text

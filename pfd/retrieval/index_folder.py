@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from ..errors import OutputExistsError, UserError
-from ..io import atomic_path, atomic_write, claim_output_dir, sha256_file
+from ..io import atomic_write, claim_output_dir, sha256_file
 from .gallery_index import META_FORMAT, GalleryIndex
 from .index import _faiss, _faiss_has_gpu
 
@@ -134,12 +135,16 @@ def save_index(gallery: GalleryIndex, index_dir, *, replace: bool = False) -> Pa
     version = f"v{int(existing[-1][1:]) + 1 if existing else 1:04d}"
     vdir = folder / version
     vdir.mkdir()
-    with atomic_path(vdir / INDEX_FILE) as tmp:
-        _faiss().write_index(gallery.index, str(tmp))
-        index_sha = sha256_file(tmp)
-    payload = json.dumps(gallery.meta).encode()
-    atomic_write(vdir / META_FILE, lambda f: f.write(payload))
-    files = {INDEX_FILE: index_sha, META_FILE: sha256_file(vdir / META_FILE)}
+    try:  # until the manifest names it, the new version is ours to remove: a failed save leaves no trace
+        faiss = _faiss()
+        # through Python's file object, so that a full disk is an OSError (DiskFullError) and not FAISS's text
+        atomic_write(vdir / INDEX_FILE, lambda f: faiss.write_index(gallery.index, faiss.PyCallbackIOWriter(f.write)))
+        payload = json.dumps(gallery.meta).encode()
+        atomic_write(vdir / META_FILE, lambda f: f.write(payload))
+        files = {INDEX_FILE: sha256_file(vdir / INDEX_FILE), META_FILE: sha256_file(vdir / META_FILE)}
+    except BaseException:
+        shutil.rmtree(vdir, ignore_errors=True)
+        raise
     record = {"format": META_FORMAT, "version": version, "files": files, "num_items": len(gallery),
               "index_type": gallery.meta["index_type"]}
     atomic_write(folder / MANIFEST_FILE, lambda f: f.write(json.dumps(record, indent=1).encode()))  # the switch

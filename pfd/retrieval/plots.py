@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +23,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 from ..image import PNG_TEXT, png_info, read_image
 from ..io import atomic_write
+
+log = logging.getLogger(__name__)
 
 __all__ = ["plot_cmc", "plot_ranked_lists", "plot_training_curves", "ranked_grid_size", "shown_queries",
            "BORDER", "PAD", "QUERY_GAP", "KEYPOINT_COLOURS", "VIS_ORDERS"]
@@ -160,8 +163,10 @@ def _read_metrics_log(path) -> tuple[dict[int, dict], dict[str, dict[int, float]
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from err
+        except json.JSONDecodeError:  # torn by a kill or a full disk; the writer ends it with a newline
+            log.warning("%s, line %d: not a whole JSON record (cut short by a kill or a full disk?); skipped",
+                        path, number)
+            continue
         if record.get("kind") == "train":
             train[int(record["epoch"])] = record
         elif record.get("kind") == "eval":
