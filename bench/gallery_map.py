@@ -2,7 +2,7 @@
 
     nice -n 10 python bench/gallery_map.py --weights RUN/last.pth --root DATA_ROOT [--dataset synthetic]
                                            [--kinds flat flat-fp16 ivfpq pca+ivfpq opq+ivfpq] [--seeds 0 1 2]
-                                           [--features CACHE.npz] [--tiny]
+                                           [--distractors cuhk03 cuhk01] [--features CACHE.npz] [--tiny]
 
 The checkpoint's model (its stored config; ``opts`` override) embeds the dataset's query and gallery
 images once (``pfd.ReIDModel.embed``, as ``query.py`` does; cached in ``--features``). Each kind then
@@ -13,6 +13,10 @@ approximate index does not return are ranked last. mAP and Rank-1 follow the Mar
 features. One JSON line per kind: mean and spread over the seeds, index bytes per image and their
 ratio to raw float32 features (at this size the trained tables weigh in), and the per-image code + id
 bytes (what grows with the gallery) with their ratio.
+
+``--distractors NAME ...`` adds the training images of these datasets (under ``--root``) to the
+gallery as identities no query has (pids offset out of the test range): a small test gallery (CUHK03:
+738 images) trains an IVF-PQ index on too few points to say what compression costs in a big one.
 """
 from __future__ import annotations
 
@@ -35,12 +39,17 @@ def embed_dataset(args):
     from pfd.data.datasets import build_dataset
     model = ReIDModel.from_checkpoint(args.weights, device="cpu", opts=args.opts)
     data = build_dataset(args.dataset, args.root)
-    query, gallery = data.query, data.gallery
+    query, gallery = data.query, list(data.gallery)
+    for i, name in enumerate(args.distractors, start=1):  # identities no query has: pids offset by i * 10**6
+        gallery += [r._replace(pid=i * 10 ** 6 + r.pid) for r in build_dataset(name, args.root).train]
     if args.tiny:
         query, gallery = query[:20], gallery[:120]
     cache = Path(args.features) if args.features else None
     if cache is not None and cache.is_file():
         saved = np.load(cache)
+        if (len(saved["query"]), len(saved["gallery"])) != (len(query), len(gallery)):
+            raise SystemExit(f"{cache} holds {len(saved['query'])} query and {len(saved['gallery'])} gallery "
+                             f"features, this run has {len(query)} and {len(gallery)}: another --features path")
         return saved["query"], saved["gallery"], query, gallery
     qf = model.embed([r.path for r in query], camids=[r.camid for r in query])
     gf = model.embed([r.path for r in gallery], camids=[r.camid for r in gallery])
@@ -65,6 +74,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--kinds", nargs="+", default=list(INDEX_KINDS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--distractors", nargs="*", default=[], metavar="NAME",
+                        help="datasets whose training images join the gallery as distractors")
     parser.add_argument("--features", help="npz cache of the embedded features")
     parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads")
     parser.add_argument("--param", nargs="*", default=[], metavar="KEY=INT",
@@ -91,7 +102,8 @@ def main() -> None:
         runs = np.asarray(runs)
         record = {"bench": "gallery_map", "kind": kind, "factory": index.meta["factory"], "seeds": len(runs),
                   "params": index.meta["params"],
-                  "num_query": len(query), "num_gallery": len(gallery), "dim": int(gf.shape[1]),
+                  "num_query": len(query), "num_gallery": len(gallery), "distractors": args.distractors,
+                  "dim": int(gf.shape[1]),
                   "mAP": round(float(runs[:, 0].mean()), 2), "mAP_std": round(float(runs[:, 0].std()), 2),
                   "rank1": round(float(runs[:, 1].mean()), 2), "rank1_std": round(float(runs[:, 1].std()), 2),
                   "index_bytes_per_image": round(float(runs[:, 2].mean()), 1),

@@ -64,16 +64,20 @@ def test_gallery_scale_bench_reports_each_figure():
 
 
 def test_gallery_map_bench_compares_kinds_with_exact_search(tmp_path):
+    from pfd.data.datasets import build_dataset
     from pfd.engine.trainer import Trainer
 
     from engine_tiny import make_data, tiny_config
     root = make_data(tmp_path)
     Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false")).save(0, improved=False)
     proc = subprocess.run([sys.executable, "bench/gallery_map.py", "--weights", str(root / "run" / "last.pth"),
-                           "--root", str(root), "--kinds", "flat", "flat-fp16", "ivfpq", "--seeds", "0", "1"],
+                           "--root", str(root), "--kinds", "flat", "flat-fp16", "ivfpq", "--seeds", "0", "1",
+                           "--distractors", "synthetic"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     flat, fp16, ivfpq = (json.loads(line) for line in proc.stdout.splitlines() if line.strip())
     assert flat["kind"] == "flat" and flat["mAP_minus_exact"] == 0 and 0 < flat["mAP"] <= 100
     assert abs(fp16["mAP_minus_exact"]) < 0.5 and fp16["code_bytes_per_image"] == 2 * flat["dim"] + 8
     assert ivfpq["seeds"] == 2 and ivfpq["code_vs_raw"] < 0.01 and ivfpq["num_query"] == 24
+    data = build_dataset("synthetic", root)
+    assert ivfpq["num_gallery"] == len(data.gallery) + len(data.train)  # the training images as distractors
