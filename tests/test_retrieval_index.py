@@ -1,6 +1,7 @@
 """Ranking equals a full sort; saved index round trip, IVF-PQ recall, and clear load errors.
 (Index kinds, adds, removals, the folder guard and kills during a save: test_gallery_growth.py.)"""
 import json
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -85,6 +86,10 @@ def test_ivfpq_builds_and_reports_recall(tmp_path):
     overlap = (rows[:, :, None] == exact[:, None, :]).any(-1).mean()
     assert recall == pytest.approx(overlap, abs=1e-3)
     assert 0.6 < recall <= 1.0  # far above chance (0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning for the slots the probed lists cannot fill
+        dist, rows = loaded.search(gallery[:5], topk=1000)
+    assert (rows < 0).any() and np.isinf(dist[rows < 0]).all() and np.isfinite(dist[rows >= 0]).all()
 
 
 def test_load_errors_name_file_and_mismatch(tmp_path):

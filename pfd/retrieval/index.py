@@ -94,8 +94,12 @@ def _flat_index(faiss, dim: int, normalize: bool):
 
 
 def _to_distance(scores: np.ndarray, normalize: bool) -> np.ndarray:
-    """FAISS scores -> our distances: inner products of unit vectors -> 2 - 2 cos; L2 is already squared."""
-    return np.maximum(2 - 2 * scores, 0) if normalize else scores
+    """FAISS scores -> our distances: inner products of unit vectors -> 2 - 2 cos; L2 is already squared.
+    A slot an approximate index could not fill (label -1) scores -FLT_MAX and becomes an infinite distance."""
+    if not normalize:
+        return scores
+    with np.errstate(over="ignore"):
+        return np.maximum(2 - 2 * scores, 0)
 
 
 def rank_gallery(query_feats, gallery_feats, topk: int, normalize: bool = True, backend: str = "auto",
