@@ -84,7 +84,7 @@ def remove_orphaned_temps(path: Path) -> list[Path]:
     return removed
 
 
-def disk_full_cause(err: BaseException) -> OSError | None:
+def disk_full_cause(err: BaseException | None) -> OSError | None:
     """The ENOSPC / EDQUOT OSError behind `err` (torch.save wraps it in a RuntimeError), if any."""
     while err is not None:
         if isinstance(err, OSError) and err.errno in _FULL:

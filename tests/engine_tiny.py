@@ -2,6 +2,8 @@
 import atexit
 import importlib.util
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -12,6 +14,9 @@ from pfd.data.synthetic import SyntheticConfig, generate
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo_synthetic.yaml"
 TINY_DATA = SyntheticConfig(ids_train=16, ids_test=8, images_per_id=8, distractors=5, junk=2, seed=1)
+# `python -m pfd.data.synthetic` options for a set of a few dozen images (the output-rule tests)
+SMALL_SYNTHETIC = ["--ids-train", "4", "--ids-test", "2", "--images-per-id", "4", "--distractors", "1",
+                   "--junk", "1", "--quiet", "--workers", "1"]
 
 
 _GENERATED: list[Path] = []  # the tiny dataset, generated once per test process
@@ -89,3 +94,8 @@ def reference_layout(state: dict) -> dict:
         else:
             ref[k] = v
     return ref
+
+
+def run_python(*argv: str) -> subprocess.CompletedProcess:
+    """`python ARGV...` in the repository, as a user runs a command: exit status and output captured."""
+    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)

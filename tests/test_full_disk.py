@@ -9,8 +9,6 @@ saying so.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,18 @@ from PIL import Image
 from pfd.engine.trainer import Trainer
 from pfd.io import OUTPUT_MARKER
 
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, reference_layout, tiny_config, tiny_opts
+from engine_tiny import (
+    DEMO_CONFIG,
+    SMALL_SYNTHETIC,
+    load_script,
+    make_data,
+    reference_layout,
+    run_python,
+    tiny_config,
+    tiny_opts,
+)
 
 pytestmark = pytest.mark.slow
-
-SMALL_SYNTHETIC = ["--ids-train", "4", "--ids-test", "2", "--images-per-id", "4", "--distractors", "1",
-                   "--junk", "1", "--quiet", "--workers", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +82,7 @@ def assert_whole(folder: Path) -> None:
 def test_a_full_disk_is_one_line_naming_the_file_and_leaves_only_whole_files(name, data_root, mount_tmpfs):
     full = mount_tmpfs("size=16k")
     out = full / "out"
-    done = subprocess.run([sys.executable, *argv(name, data_root, out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = run_python(*argv(name, data_root, out))
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "the disk is full" in last and str(out) in last, done.stderr
@@ -87,10 +90,16 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_only_whole_files(nam
     assert_whole(full)
 
 
+def test_the_synthetic_generator_leaves_nothing_on_a_full_disk(mount_tmpfs):
+    full = mount_tmpfs("size=16k")
+    done = run_python("-m", "pfd.data.synthetic", "--out", str(full / "data"), *SMALL_SYNTHETIC)
+    assert done.returncode == 2
+    assert list(full.iterdir()) == []  # the half-rendered temp folder is gone
+
+
 def test_the_pose_pass_leaves_only_its_marker_on_a_full_disk(data_root, mount_tmpfs):
     full = mount_tmpfs("size=16k")
-    done = subprocess.run([sys.executable, *argv("pose", data_root, full / "cache")], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = run_python(*argv("pose", data_root, full / "cache"))
     assert done.returncode == 2
     assert [p.name for p in (full / "cache").iterdir()] == [OUTPUT_MARKER]  # no cache, no temp file
 
@@ -100,8 +109,7 @@ def test_training_on_a_full_disk_names_last_pth(data_root, mount_tmpfs):
     fails; it is named, and no checkpoint is left."""
     full = mount_tmpfs("size=64k")
     out = full / "run"
-    done = subprocess.run([sys.executable, *argv("train", data_root, out)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = run_python(*argv("train", data_root, out))
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "the disk is full" in last and str(out / "last.pth") in last

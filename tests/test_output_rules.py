@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,14 @@ from pfd.pose import __main__ as pose_command
 from engine_tiny import (
     DEMO_CONFIG,
     REPO,
+    SMALL_SYNTHETIC,
     exit_status,
     load_script,
     make_data,
+    run_python,
     tiny_opts,
 )
 
-SMALL_SYNTHETIC = ["--ids-train", "4", "--ids-test", "2", "--images-per-id", "4", "--distractors", "1",
-                   "--junk", "1", "--quiet", "--workers", "1"]
 DIR_COMMANDS = ("train", "test", "pose", "synthetic", "compare", "index")  # their output is a folder
 FILE_COMMANDS = ("export", "search", "convert")  # their output is one file
 COMMANDS = DIR_COMMANDS + FILE_COMMANDS
@@ -133,10 +132,6 @@ def test_a_read_only_folder_is_one_line(name, data_root, mount_tmpfs, capsys):
     line = refused(name, data_root, target, capsys)
     assert f"{read_only}: Read-only file system" in line
     assert list(read_only.iterdir()) == []
-
-
-def run_python(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ class RunLogHandler(logging.FileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         err = sys.exc_info()[1]
-        full = disk_full_cause(err) if err is not None else None
+        full = disk_full_cause(err)
         if full is None:
             super().handleError(record)
             return
