@@ -123,6 +123,9 @@ class MediapipeEstimator(PoseEstimator):
                 static_image_mode=True, model_complexity=model_complexity,
                 enable_segmentation=False, min_detection_confidence=min_detection_confidence,
             )
+            # The graph opens its calculators (which log) on its own threads after the constructor returns;
+            # one pass waits until the graph is idle, so all of them have opened inside this filter.
+            self._pose.process(np.zeros((CANVAS, CANVAS, 3), np.uint8))
         self.identity = mediapipe_identity(model_complexity, min_detection_confidence)
 
     def landmarks(self, image: Image.Image, canvas_side: int = CANVAS,
