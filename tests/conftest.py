@@ -1,5 +1,6 @@
 """Shared test fixtures. Tests never touch the network; only `cuda`-marked tests touch a GPU, and they
 skip where CUDA is absent (run them with `pytest -m cuda`, as bench/gpu_check.sh does)."""
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,11 @@ SHARED = REPO.parent / "shared"
 CUHK03 = SHARED / "data" / "cuhk03"
 FIXTURES = SHARED / "fixtures"
 
-torch.set_num_threads(2)
+# Two cores: one torch thread per pytest-xdist worker (`make test` runs two) and per process it starts
+# (OMP_NUM_THREADS is inherited); both threads for a serial run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 def pytest_collection_modifyitems(config, items):

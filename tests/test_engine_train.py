@@ -1,6 +1,7 @@
 """Training on a tiny synthetic set: it learns, it resumes exactly, and test.py reads its checkpoint."""
 import datetime
 import json
+import os
 import re
 import subprocess
 import sys
@@ -101,8 +102,10 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_r
     marker: the progress bar showing a step inside epoch 5 or later."""
     out, progress = data_root / "killed", tmp_path / "stderr.txt"
     cmd = [sys.executable, "train.py", "--config", str(DEMO_CONFIG), *tiny_opts(data_root, out, *EPOCHS)]
+    # as many torch threads as the in-process reference run (1 per pytest-xdist worker): sums depend on it
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     with progress.open("w") as stderr:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 240  # only a guard against a hang
     while not _mid_epoch(progress.read_text(errors="replace"), 5):
         assert proc.poll() is None and time.monotonic() < deadline, "train.py ended before the middle of epoch 5"
@@ -112,7 +115,8 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_root, full_r
     killed_at = _checkpoint_epoch(out / "last.pth")
     assert 4 <= killed_at < 10
 
-    subprocess.run(cmd + ["--resume"], cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     reference, final = load_checkpoint(full_run["out"] / "last.pth"), load_checkpoint(out / "last.pth")
     assert final["epoch"] == 10
     for key, value in reference["model"].items():
