@@ -4,14 +4,14 @@
     python -m pfd.compare --config CFG --out DIR --variant no_pfa MODEL.PFA false --reuse
 
 Trains `pfd` and `vit_baseline` (plus every --variant NAME KEY VALUE ...) into OUT/NAME, evaluates
-each like test.py (OUT/NAME/test/metrics.json) and prints one table: mAP / Rank-1 over all queries
-and per visible-keypoint bucket (TEST.VIS_BUCKETS), and each variant minus the baseline.
+each like test.py (OUT/NAME/test/metrics.json) and prints one table per test set: mAP / Rank-1 over all
+queries and per visible-keypoint bucket (TEST.VIS_BUCKETS), and each variant minus the baseline.
 """
 import argparse
 import re
 
 from pfd.config import load_config
-from pfd.engine.compare import DEFAULT_VARIANTS, compare_table, run_compare
+from pfd.engine.compare import DEFAULT_VARIANTS, compare_tables, run_compare
 from pfd.engine.distributed import cleanup
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
 
@@ -62,7 +62,7 @@ def main(argv=None) -> None:
             results = run_compare(args.config, args.opts, args.out, variants, reuse=args.reuse)
         finally:
             cleanup()
-    print("\n" + compare_table(results), flush=True)
+    print("\n" + compare_tables(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -86,10 +86,11 @@ def test_compare_page_shows_variants_side_by_side_with_differences(tmp_path):
         return {"mAP": m_ap, "rank1": rank1, "num_query": 10,
                 "buckets": {"rows": [{"visible": "0-5", "num_query": 4, "mAP": b_map, "rank1": None}]}}
 
-    results = {"pfd": record(0.5, 0.6, 0.3), "vit_baseline": record(0.4, 0.7, 0.3)}
+    results = {"synthetic": {"pfd": record(0.5, 0.6, 0.3), "vit_baseline": record(0.4, 0.7, 0.3)}}
     (tmp_path / "pfd" / "test").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "pfd" / "test" / "cmc.png")
     html = compare_page(results, tmp_path)
+    assert "<h2>synthetic: metrics (%), differences in points</h2>" in html
     header = re.search(r"<thead>(.*?)</thead>", html).group(1)
     assert re.findall(r"<th[^>]*>([^<]*)</th>", header) == ["", "pfd", "vit_baseline", "pfd - vit_baseline"]
     assert "<td class=\"key\">all (10) mAP</td><td>50.00</td><td>40.00</td><td class=\"up\">+10.00</td>" in html
@@ -97,3 +98,22 @@ def test_compare_page_shows_variants_side_by_side_with_differences(tmp_path):
     assert "<td>30.00</td><td>30.00</td><td>+0.00</td>" in html and "<td>-</td><td>-</td><td>-</td>" in html
     assert image_links(html) == ["pfd/test/cmc.png"]  # only the pictures that exist
     assert 'href="vit_baseline/test/report.html"' in html
+
+
+def test_compare_page_shows_every_test_set_from_its_own_folder(tmp_path):
+    """With several test sets test.py writes each into test/SET: the page has one table per set, and its
+    pictures and links point there."""
+    def record(m_ap):
+        return {"mAP": m_ap, "rank1": m_ap, "num_query": 10, "buckets": None}
+
+    results = {"cuhk03": {"pfd": record(0.3), "vit_baseline": record(0.1)},
+               "cuhk03_occ": {"pfd": record(0.2), "vit_baseline": record(0.15)}}
+    for name in ("cuhk03", "cuhk03_occ"):
+        (tmp_path / "pfd" / "test" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "pfd" / "test" / name / "cmc.png")
+    html = compare_page(results, tmp_path)
+    assert re.findall(r"<h2>([^<:]*): metrics", html) == ["cuhk03", "cuhk03_occ"]
+    assert "<td>30.00</td><td>10.00</td><td class=\"up\">+20.00</td>" in html
+    assert "<td>20.00</td><td>15.00</td><td class=\"up\">+5.00</td>" in html
+    assert image_links(html) == ["pfd/test/cuhk03/cmc.png", "pfd/test/cuhk03_occ/cmc.png"]
+    assert 'href="vit_baseline/test/cuhk03_occ/report.html"' in html and 'href="pfd/test/report.html"' not in html

@@ -3,10 +3,11 @@ budget and seed, evaluate each with test.py's own code, and print one table by o
 
 Every variant is the given config plus its own overrides (`MODEL.NAME vit_baseline`, `MODEL.PFA false`, ...);
 everything else (data, epochs, batch, seed, input size) is shared. Variant NAME trains into OUT/NAME
-(checkpoints, log, curves) and is evaluated into OUT/NAME/test (metrics.json with its per-bucket
-block, plots, report.html). OUT/compare.json gathers the metrics; the table is printed on stdout, and
-OUT/report.html shows the variants side by side (metrics, differences to the baseline, curves) with
-links to each variant's own report.
+(checkpoints, log, curves) and is evaluated into OUT/NAME/test, as test.py writes it (metrics.json with
+its per-bucket block, plots, report.html; one subfolder per test set when there are several).
+OUT/compare.json gathers the metrics of every test set; one table per test set is printed on stdout,
+and OUT/report.html shows the variants side by side per test set (metrics, differences to the
+baseline, CMC) with their training curves and links to each variant's own reports.
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from ..errors import OutputExistsError
 from ..io import atomic_write, claim_output_dir
 from . import report
 from .checkpoint import load_checkpoint
+from .evaluator import evaluation_datasets
 from .rundir import existing_run
-from .tester import run_test
+from .tester import run_test, set_output_dir
 from .trainer import train
 
-__all__ = ["DEFAULT_VARIANTS", "run_compare", "compare_table", "compare_page"]
+__all__ = ["DEFAULT_VARIANTS", "run_compare", "compare_table", "compare_tables", "compare_page"]
 
 logger = logging.getLogger("pfd")
 BASELINE = "vit_baseline"
@@ -47,11 +49,13 @@ def _older_compare(folder: Path) -> bool:
 def _planned(config: str, opts: Sequence[str], out: Path, variants: dict[str, list[str]],
              reuse: bool) -> list[tuple[str, list[str], Path, bool]]:
     """(name, overrides, run folder, reused) per variant, all checked before the first one trains:
-    a variant folder that is not empty is refused unless `reuse` finds a finished run there."""
+    a variant folder that is not empty is refused unless `reuse` finds a finished run there, and a
+    test set that cannot be read (e.g. cuhk03_occ not made yet) fails now, not after the training."""
     plan = []
     for name, extra in variants.items():
         run_dir = out / name
         cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"])
+        evaluation_datasets(cfg)
         reused = reuse and _finished(run_dir, cfg.SOLVER.MAX_EPOCHS)
         if not reused and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise OutputExistsError(f"{run_dir} is not empty: pick another --out, or pass --reuse to evaluate "
@@ -61,8 +65,8 @@ def _planned(config: str, opts: Sequence[str], out: Path, variants: dict[str, li
 
 
 def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants: dict[str, list[str]],
-                reuse: bool = False) -> dict[str, dict]:
-    """Train and evaluate every variant; returns {variant: test.py's metrics record of the first test set}.
+                reuse: bool = False) -> dict[str, dict[str, dict]]:
+    """Train and evaluate every variant; returns {test set: {variant: test.py's metrics record}}.
 
     `reuse`: a variant whose OUT/NAME/last.pth already finished its epochs is evaluated, not retrained.
     A variant folder holding anything else is refused before any variant trains (nothing of another
@@ -71,7 +75,7 @@ def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants:
     out = Path(out_dir)
     plan = _planned(config, opts, out, variants, reuse)
     claim_output_dir(out, "compare", adopt=_older_compare, hint="choose a new or empty --out")
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, dict]] = {}  # test set -> variant -> record
     for name, extra, run_dir, reused in plan:
         if reused:
             logger.info("compare: %s already trained in %s, evaluating it", name, run_dir)
@@ -80,8 +84,8 @@ def run_compare(config: str, opts: Sequence[str], out_dir: str | Path, variants:
             train(load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"]))
         test_cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir / "test"),
                                         "TEST.WEIGHT", str(run_dir / "last.pth")])
-        rows = run_test(test_cfg)
-        results[name] = next(iter(rows.values()))
+        for test_set, record in run_test(test_cfg).items():
+            results.setdefault(test_set, {})[name] = record
     payload = {"config": str(config), "overrides": list(opts), "variants": variants, "metrics": results}
     atomic_write(out / "compare.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
     report.write_page(out / report.REPORT_FILE, compare_page(results, out))
@@ -127,14 +131,33 @@ def compare_table(results: dict[str, dict], baseline: str = BASELINE) -> str:
     return "\n".join(lines)
 
 
-def compare_page(results: dict[str, dict], out: Path, baseline: str = BASELINE) -> str:
-    """OUT/report.html: one row per metric (mAP and Rank-1, all queries and per bucket, in %), one column
-    per variant, then each variant minus the baseline (points; green up, red down); each variant's CMC
-    and training curves side by side; links to each variant's own report (OUT/NAME/test/report.html)."""
+def compare_tables(results: dict[str, dict[str, dict]], baseline: str = BASELINE) -> str:
+    """`compare_table` of every test set, each under its name."""
+    return "\n\n".join(f"{test_set}\n{compare_table(by_variant, baseline)}" for test_set, by_variant in results.items())
+
+
+def compare_page(results: dict[str, dict[str, dict]], out: Path, baseline: str = BASELINE) -> str:
+    """OUT/report.html. Per test set: one row per metric (mAP and Rank-1, all queries and per bucket, in
+    %), one column per variant, then each variant minus the baseline (points; green up, red down), the
+    variants' CMC side by side and links to their own reports (test.py's folder of that set). Then each
+    variant's training curves."""
+    names = list(dict.fromkeys(name for by_variant in results.values() for name in by_variant))
+    sections = [section for test_set, by_variant in results.items()
+                for section in _set_sections(test_set, by_variant, out, len(results), baseline)]
+    curves = [report.figure(f"{quote(n)}/training_curves.png", n, width=480) for n in names
+              if (out / n / "training_curves.png").is_file()]
+    if curves:
+        sections.append("<h2>Training curves</h2>" + "".join(curves))
+    return report.page("Comparison: " + ", ".join(names), sections)
+
+
+def _set_sections(test_set: str, results: dict[str, dict], out: Path, num_sets: int, baseline: str) -> list[str]:
+    """compare_page's sections for one test set: the metrics table, the CMC pictures, the report links."""
     names = list(results)
     labels = [f"{group} {metric}" for group in _groups(results[names[0]]) for metric in ("mAP", "R-1")]
     cells = {name: _cells(rec) for name, rec in results.items()}
     others = [n for n in names if n != baseline] if baseline in results else []
+    folder = set_output_dir(Path("test"), test_set, num_sets).as_posix()  # the set's folder in OUT/NAME
 
     def diff(a, b):
         if a is None or b is None:
@@ -145,11 +168,13 @@ def compare_page(results: dict[str, dict], out: Path, baseline: str = BASELINE) 
                                                                      for n in others)]
             for i, label in enumerate(labels)]
     header = ["", *names, *(f"{n} - {baseline}" for n in others)]
-    sections = ["<h2>Metrics (%), differences in points</h2>" + report.table(header, rows)]
-    for title, file in (("CMC", "test/cmc.png"), ("Training curves", "training_curves.png")):
-        shown = [report.figure(f"{quote(n)}/{file}", n, width=480) for n in names if (out / n / file).is_file()]
-        if shown:
-            sections.append(f"<h2>{title}</h2>" + "".join(shown))
-    links = "".join(f"<li><a href=\"{quote(n)}/test/{report.REPORT_FILE}\">{report.esc(n)}</a></li>" for n in names)
-    sections.append(f"<h2>Each variant's evaluation</h2><ul>{links}</ul>")
-    return report.page("Comparison: " + ", ".join(names), sections)
+    title = report.esc(test_set)
+    sections = [f"<h2>{title}: metrics (%), differences in points</h2>" + report.table(header, rows)]
+    cmc = [report.figure(f"{quote(n)}/{quote(folder)}/cmc.png", n, width=480) for n in names
+           if (out / n / folder / "cmc.png").is_file()]
+    if cmc:
+        sections.append(f"<h2>{title}: CMC</h2>" + "".join(cmc))
+    links = "".join(f"<li><a href=\"{quote(n)}/{quote(folder)}/{report.REPORT_FILE}\">{report.esc(n)}</a></li>"
+                    for n in names)
+    sections.append(f"<h2>{title}: each variant's evaluation</h2><ul>{links}</ul>")
+    return sections

@@ -24,8 +24,8 @@ from ..retrieval.metrics import evaluate_features as retrieval_evaluate
 from ..retrieval.metrics import retrieval_options
 from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 
-__all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "prepare_test_sets", "load_keypoints",
-           "load_training_set",
+__all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "evaluation_datasets", "prepare_test_sets",
+           "load_keypoints", "load_training_set",
            "loader_features", "extract_features", "evaluate_features", "evaluate_test_sets"]
 
 
@@ -122,17 +122,23 @@ def load_training_set(cfg, world_size: int = 1) -> tuple[ReIDDataset, Mapping[st
     return dataset, keypoints
 
 
-def prepare_test_sets(cfg) -> list[TestSet]:
-    """Every evaluation dataset with the keypoints of its query and gallery images."""
-    sets = []
+def evaluation_datasets(cfg) -> dict[str, ReIDDataset]:
+    """Every evaluation dataset, parsed (file lists only, seconds): a missing folder or a training-only set
+    is a DatasetError, which pfd.compare raises before the first variant trains."""
+    datasets = {}
     for name in test_dataset_names(cfg):
         dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
         if not dataset.query:
             raise DatasetError(f"dataset {name} has no query or gallery (a training-only set) and cannot be "
                                "evaluated; list the evaluation datasets in DATASETS.TEST_NAMES")
-        keypoints = load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name)
-        sets.append(TestSet(name, dataset, keypoints))
-    return sets
+        datasets[name] = dataset
+    return datasets
+
+
+def prepare_test_sets(cfg) -> list[TestSet]:
+    """Every evaluation dataset with the keypoints of its query and gallery images."""
+    return [TestSet(name, dataset, load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name))
+            for name, dataset in evaluation_datasets(cfg).items()]
 
 
 @torch.no_grad()

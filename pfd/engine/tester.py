@@ -46,7 +46,7 @@ from .rundir import claim_eval_dir
 from .trainer import CURVES_FILE
 
 __all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "trained_config_warning",
-           "run_test", "write_json", "write_report", "summary_table", "visibility_buckets"]
+           "run_test", "set_output_dir", "write_json", "write_report", "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
@@ -140,6 +140,11 @@ def trained_config_warning(stored_config: str, cfg) -> str | None:
         return None
     return (f"the checkpoint was trained with another model config than this one: {format_differences(diffs)}; "
             f"the model evaluated is not the one trained. Set these keys as the checkpoint has them")
+
+
+def set_output_dir(out_root: Path, name: str, num_sets: int) -> Path:
+    """Where test.py writes one test set's outputs: OUTPUT_DIR itself for one set, OUTPUT_DIR/NAME for several."""
+    return out_root if num_sets == 1 else out_root / name
 
 
 def write_json(obj, path: Path) -> None:
@@ -252,7 +257,7 @@ def run_test(cfg) -> dict[str, dict]:
 
     def write_outputs(test_set: TestSet, metrics: dict, query: FeatureSet, gallery: FeatureSet,
                       distmat: torch.Tensor) -> None:
-        out_dir = out_root if len(test_sets) == 1 else out_root / test_set.name
+        out_dir = set_output_dir(out_root, test_set.name, len(test_sets))
         record = {"dataset": test_set.name, **metrics_record(metrics, query, gallery)}
         record["buckets"] = visibility_buckets(cfg, test_set.keypoints, query, gallery, distmat)
         record["provenance"] = provenance(cfg, checkpoint, test_set.name, test_set.keypoints, device, amp_dtype)
