@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Iterable
+from typing import BinaryIO, Iterable
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -31,7 +31,7 @@ from . import __version__
 from .errors import UserError
 
 __all__ = ["ImageReadError", "MAX_PIXELS", "PNG_TEXT", "check_image_file", "check_image_files", "image_size",
-           "is_pfd_png", "png_info", "read_image", "to_rgb"]
+           "is_pfd_png", "open_image", "png_info", "read_image", "to_rgb"]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any person crop or camera frame, far below a decompression bomb
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -50,9 +50,10 @@ class ImageReadError(UserError, OSError):
     """An image file that is missing or cannot be decoded; the message names the path."""
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
-    """Image.open with PIL's decompression-bomb warning silenced: `_check_size` refuses those images
-    with one line of its own (PIL's error, at twice its limit, is caught by the callers)."""
+def open_image(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """Image.open (a file path or an open binary file; the header only) with PIL's decompression-bomb
+    warning silenced: `to_rgb` refuses those images with one line of its own (PIL's error, at twice its
+    limit, is caught by the callers). The project's only Image.open: decode with `to_rgb`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(path)
@@ -111,7 +112,7 @@ def to_rgb(img: Image.Image, source="image") -> Image.Image:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
     try:
-        with _open(path) as img:
+        with open_image(path) as img:
             return img.size
     except FileNotFoundError as e:
         raise ImageReadError(f"image file not found: {path}") from e
@@ -126,7 +127,7 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     path in the message instead of deep inside a transform.
     """
     try:
-        with _open(path) as img:
+        with open_image(path) as img:
             return to_rgb(img, path)
     except FileNotFoundError as e:
         raise ImageReadError(f"image file not found: {path}") from e
@@ -151,7 +152,7 @@ def check_image_file(path: str | os.PathLike) -> None:
     """Fail now, naming `path`, when it is missing, not an image PIL can open, of an unusable size, or a
     JPEG / PNG cut short. Reads the header and the file's last bytes only, never the pixels."""
     try:
-        with _open(path) as img:
+        with open_image(path) as img:
             _check_size(img, path)
             image_format = img.format
         if not _complete(path, image_format):

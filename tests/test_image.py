@@ -1,5 +1,6 @@
 """pfd.image: every PIL mode read as 8-bit RGB against a numpy reference conversion, and the cheap file checks."""
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,23 @@ def test_check_image_files_finds_truncated_and_empty_files(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ImageReadError, match=f"not an image PIL can read: {empty}"):
         check_image_files([*paths, empty])
+
+
+def test_uploads_to_the_search_service_are_read_like_files(tmp_path):
+    """BAD 6 on the service's path: an uploaded 16-bit PNG decodes as its 8-bit copy (it read almost white)."""
+    from pfd.serve.inputs import Limits, decode_upload
+
+    eight = RNG.integers(0, 256, (H, W)).astype(np.uint8)
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    Image.fromarray(eight).save(tmp_path / "g8.png")
+    upload = decode_upload((tmp_path / "g16.png").read_bytes(), "g16.png", Limits())
+    np.testing.assert_array_equal(rgb(upload), rgb(read_image(tmp_path / "g8.png")))
+
+
+def test_pfd_image_is_the_only_image_reader():
+    """The rule behind BAD 6: every path that decodes an image file (datasets, API, search, service, pose,
+    benchmarks, scripts) goes through pfd.image, so no module but it calls PIL's Image.open."""
+    repo = Path(__file__).resolve().parents[1]
+    sources = [*repo.glob("pfd/**/*.py"), *repo.glob("bench/**/*.py"), *repo.glob("*.py")]
+    readers = [str(p.relative_to(repo)) for p in sources if "Image.open(" in p.read_text()]
+    assert readers == ["pfd/image.py"]

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvalidInputError
+from ..image import BAD_IMAGE_ERRORS, ImageReadError, open_image, to_rgb
 from ..pose.keypoints import NUM_KEYPOINTS
 
 __all__ = ["Limits", "RequestError", "check_camera", "check_k", "decode_upload", "parse_keypoints"]
@@ -42,10 +43,10 @@ def decode_upload(data: bytes, name: str, limits: Limits) -> Image.Image:
         raise RequestError(f"image {name!r}: {len(data)} bytes, over the limit of {limits.max_bytes} "
                            f"(--max-upload-mb)", 413)
     try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
+        img = open_image(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as err:
         raise RequestError(f"image {name!r}: too many pixels ({err})", 413) from err
-    except (OSError, SyntaxError, ValueError) as err:  # PIL's "cannot identify image file"
+    except BAD_IMAGE_ERRORS as err:  # PIL's "cannot identify image file"
         raise RequestError(f"image {name!r}: not an image PIL can read ({type(err).__name__}: {err})") from err
     with img:
         width, height = img.size
@@ -53,9 +54,10 @@ def decode_upload(data: bytes, name: str, limits: Limits) -> Image.Image:
             raise RequestError(f"image {name!r}: {width}x{height} = {width * height} pixels, over the limit of "
                                f"{limits.max_pixels} (--max-pixels)", 413)
         try:
-            img.load()
-            return img.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
+            return to_rgb(img, f"image {name!r}")  # every PIL mode by its value range, as files are read
+        except ImageReadError as err:
+            raise RequestError(str(err)) from err
+        except BAD_IMAGE_ERRORS as err:  # truncated or corrupt pixel data
             raise RequestError(f"image {name!r}: cannot decode it ({type(err).__name__}: {err})") from err
 
 
