@@ -28,8 +28,9 @@ test-fast: $(STAMP)
 
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.
-# A rerun retrains: `train.py --replace` deletes the demo's earlier run in $(DEMO_DIR)/run, and refuses
-# (deleting nothing) when that folder holds a file no training wrote or is not a run folder of ours.
+# A rerun deletes nothing: `train.py --resume` finishes (or, finished, keeps) the run in $(DEMO_DIR)/run and
+# refuses another config's run there; the index is added to (`--append`: nothing new for the same model;
+# another model's index is refused). To train anew, delete $(DEMO_DIR)/run and $(DEMO_DIR)/index yourself.
 DEMO_CFG := configs/demo_synthetic.yaml
 # 200 training ids x 8 images (two K=4 chunks each per epoch), each seen by all 6 cameras; 50 test ids
 # (3 cameras each), 40 distractors.
@@ -39,10 +40,11 @@ DEMO_OPTS = DATASETS.ROOT_DIR $(DEMO_DIR)/data OUTPUT_DIR $(DEMO_DIR)/run MODEL.
 demo: $(STAMP)
 	test -f $(DEMO_DIR)/data/synthetic/keypoints.json || $(PY) -m pfd.data.synthetic --out $(DEMO_DIR)/data/synthetic --quiet $(DEMO_DATA)
 	$(PY) -m pfd.pose --config $(DEMO_CFG) $(DEMO_OPTS)
-	$(PY) train.py --replace --config $(DEMO_CFG) $(DEMO_OPTS)
+	$(PY) train.py --resume --config $(DEMO_CFG) $(DEMO_OPTS)
 	$(PY) test.py --config $(DEMO_CFG) DATASETS.ROOT_DIR $(DEMO_DIR)/data MODEL.POSE_CACHE_DIR $(DEMO_DIR)/pose_cache OUTPUT_DIR $(DEMO_DIR)/eval TEST.WEIGHT $(DEMO_DIR)/run/last.pth
 	$(PY) query.py index --config $(DEMO_CFG) --weights $(DEMO_DIR)/run/last.pth \
-		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index --replace $(DEMO_OPTS)
+		--gallery $(DEMO_DIR)/data/synthetic/bounding_box_test --out $(DEMO_DIR)/index \
+		$$(test -f $(DEMO_DIR)/index/manifest.json && echo --append) $(DEMO_OPTS)
 	$(PY) query.py search --index $(DEMO_DIR)/index --image "$$(ls $(DEMO_DIR)/data/synthetic/query/*.jpg | head -n 1)" --topk 10 --out $(DEMO_DIR)/search.png
 	@echo "Look people up in a browser: $(PY) -m pfd.serve --index $(DEMO_DIR)/index  (then open http://127.0.0.1:8000/)"
 
