@@ -234,8 +234,8 @@ def kill_at_marker(tmp_path, mode, stage, out):
 
 
 @pytest.mark.parametrize("mode,stage,after", [("add", "faiss", 30), ("add", "meta", 30), ("add", "manifest", 30),
-                                              ("add", "cleanup", 40), ("replace", "manifest", 30),
-                                              ("replace", "cleanup", 50)])
+                                              ("add", "cleanup", 40), ("replace", "faiss", 30), ("replace", "meta", 30),
+                                              ("replace", "manifest", 30), ("replace", "cleanup", 50)])
 @pytest.mark.slow
 def test_a_kill_during_a_save_leaves_one_whole_index(tmp_path, mode, stage, after):
     rng = np.random.default_rng(0)

@@ -132,6 +132,23 @@ def _coco_file(path, keypoints, file_name="0001_c1s1_000001_00.jpg"):
     return path
 
 
+def test_damaged_openpose_csv_rows_name_the_file_and_line(tmp_path):
+    """The shared Market-1501 CSV: a bad header, strings, a short row or a missing column name the line."""
+    y, x = list(range(18)), list(range(18))
+    header = "name:keypoints_y:keypoints_x"
+    cases = {
+        "header.csv": (f"name,y,x\na.jpg: {y}: {x}\n", r"header\.csv: expected the OpenPose CSV header"),
+        "strings.csv": (f"{header}\na.jpg: {y}: {x}\nb.jpg: {['abc'] * 18}: {x}\n".replace("'", '"'),
+                        r"strings\.csv:3: expected 'NAME: \[y \* 18\]: \[x \* 18\]'"),
+        "short.csv": (f"{header}\na.jpg: {y[:17]}: {x[:17]}\n", r"short\.csv:2: expected 18 y and 18 x values, got 17"),
+        "column.csv": (f"{header}\na.jpg: {y}\n", r"column\.csv:2: expected 'NAME: "),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InvalidInputError, match=message):
+            read_keypoints(tmp_path / name) if name != "header.csv" else read_openpose_csv(tmp_path / name)
+
+
 def test_damaged_keypoint_files_name_the_file_and_entry(tmp_path):
     """Strings, wrong row counts, ragged rows, truncated JSON, unknown formats and damaged caches: one
     InvalidInputError (a UserError) naming the file and, where there is one, the entry."""
