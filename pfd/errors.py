@@ -12,6 +12,11 @@ The operating system's refusals on a path the user gave are reported the same wa
 names its file (`filename`) with an errno of `USER_ERRNOS` (permission denied, read-only file system,
 disk full or over quota, a file where a folder is needed or the reverse, a path that exists) prints
 `error: <path>: <reason>`. Any other OSError, or one without a file name, is a bug and keeps its traceback.
+
+A command refused on its input leaves nothing behind: what it made while starting (a new output folder
+holding only its marker and log, the folders above it) registers an undo with `undo_if_refused`, run
+when a user error ends the command; `outputs_kept()` marks where the command's long work starts, after
+which what it made stays whatever happens (long work keeps what it has done when it fails).
 """
 from __future__ import annotations
 
@@ -21,10 +26,10 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 __all__ = ["UserError", "InvalidInputError", "MissingFileError", "OutputExistsError", "add_debug_argument",
-           "require_file", "require_folder", "user_errors"]
+           "outputs_kept", "require_file", "require_folder", "undo_if_refused", "user_errors"]
 
 EXIT_USER_ERROR = 2  # the status argparse uses for a bad command line
 USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST,
@@ -79,21 +84,50 @@ def add_debug_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
 
 
+_UNDO: list[list[Callable[[], object]]] = []  # per running command (nested user_errors blocks): its undos
+
+
+def undo_if_refused(action: Callable[[], object]) -> None:
+    """Run `action` if the running command ends with a user error before `outputs_kept()` (a no-op outside
+    a command: library callers keep what they made)."""
+    if _UNDO:
+        _UNDO[-1].append(action)
+
+
+def outputs_kept() -> None:
+    """The running command's long work starts: what it made so far is kept even if it fails later."""
+    if _UNDO:
+        _UNDO[-1].clear()
+
+
+def _undo_all(actions: list[Callable[[], object]]) -> None:
+    while actions:
+        actions.pop()()  # newest first: a folder made inside another is removed before it
+
+
 @contextlib.contextmanager
 def user_errors(debug: bool = False) -> Iterator[None]:
     """Turn a UserError, or an OSError of `USER_ERRNOS` naming its path, into `error: <message>` on
-    stderr and exit status 2 (re-raised when `debug`)."""
+    stderr and exit status 2 (re-raised when `debug`), after undoing what the command made while starting
+    (`undo_if_refused`)."""
+    _UNDO.append([])
     try:
         yield
     except UserError as err:
+        _undo_all(_UNDO[-1])
         if debug:
             raise
         _report(str(err))
     except OSError as err:
-        if debug or err.errno not in USER_ERRNOS or not err.filename:
+        if err.errno not in USER_ERRNOS or not err.filename:
+            raise
+        _undo_all(_UNDO[-1])
+        if debug:
             raise
         paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p)
         _report(f"{paths}: {err.strerror}")
+    finally:
+        _UNDO.pop()
 
 
 def _report(message: str) -> None:

@@ -18,7 +18,9 @@ our folder of another kind, a file) is refused with an `OutputExistsError` sayin
 `claim_output_file(path, is_ours)`: new, or an existing file that `is_ours` recognizes (a picture or
 ONNX file this program wrote), and never inside one of our folders of another purpose. Both check
 that the folder can be written (`check_writable`: a read-only or forbidden folder fails at once, as
-an OSError naming it, which pfd.errors.user_errors prints as one line).
+an OSError naming it, which pfd.errors.user_errors prints as one line). What a claim made is undone
+when the command is then refused on its input (pfd.errors.undo_if_refused): a new folder holding only
+its marker and log is removed, with the empty folders made above it.
 """
 from __future__ import annotations
 
@@ -36,13 +38,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from .errors import OutputExistsError, UserError
+from .errors import OutputExistsError, UserError, undo_if_refused
 
-__all__ = ["DiskFullError", "OUTPUT_MARKER", "atomic_write", "atomic_path", "atomic_save", "claim_output_dir",
-           "check_writable", "claim_output_file", "disk_full_reported", "foreign_entries", "output_kind",
-           "replace_folder", "sha256_file"]
+__all__ = ["DiskFullError", "OUTPUT_MARKER", "WRITTEN_RECORD", "atomic_write", "atomic_path", "atomic_save",
+           "changed_entries", "claim_output_dir", "check_writable", "claim_output_file", "disk_full_reported",
+           "foreign_entries", "output_kind", "record_written", "replace_folder", "sha256_file"]
 
 OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
+WRITTEN_RECORD = ".pfd-written.sha256"  # `sha256sum` lines of the files a dataset writer put in its folder
+STARTUP_FILES = frozenset({OUTPUT_MARKER, "log.txt"})  # what a command writes into its folder before its work
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _GLOB_MAGIC = re.compile(r"[*?[]")
@@ -211,9 +215,43 @@ def claim_output_dir(path: str | os.PathLike, kind: str, *, shares: Iterable[str
             raise OutputExistsError(f"{folder} is not empty and was not made by pfd (it holds {_listing(entries)}); "
                                     f"nothing was written: {hint}")
     check_writable(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    made = _make_folder(folder)
     _mark(folder, kind)
+    undo_if_refused(lambda: _unmake(folder, made))
     return folder
+
+
+def _make_folder(folder: Path) -> Path | None:
+    """mkdir -p `folder`; returns the highest folder this made (None when `folder` existed)."""
+    made = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _unmake(folder: Path, made: Path | None) -> None:
+    """Undo of a claim by a refused command (pfd.errors.undo_if_refused): when `folder` holds nothing but
+    STARTUP_FILES they are removed, then the empty folders this claim made (up to `made`)."""
+    try:
+        if not folder.is_dir() or not set(os.listdir(folder)) <= STARTUP_FILES:
+            return
+        for name in STARTUP_FILES:
+            (folder / name).unlink(missing_ok=True)
+    except OSError:
+        return  # undo is best effort: the command's own error is the one to report
+    _remove_empty_folders(folder, made)
+
+
+def _remove_empty_folders(folder: Path, made: Path | None) -> None:
+    """rmdir `folder` and its parents up to `made` (the highest one a claim made), stopping at one not empty."""
+    if made is None:
+        return
+    for path in [folder, *folder.parents]:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == made:
+            return
 
 
 def check_writable(path: Path) -> None:
@@ -231,8 +269,8 @@ def check_writable(path: Path) -> None:
 def foreign_entries(folder: str | os.PathLike, owned: Iterable[str]) -> list[str]:
     """Paths under `folder` (relative, sorted, recursive) that match none of the `owned` glob patterns
     (fnmatch against the relative path, so `*` also matches `/`; folders are entered; the markers of
-    the folder and of its sub-folders are always owned)."""
-    root, patterns = Path(folder), [*owned, OUTPUT_MARKER, f"*/{OUTPUT_MARKER}"]
+    the folder and of its sub-folders, and its `record_written` file, are always owned)."""
+    root, patterns = Path(folder), [*owned, OUTPUT_MARKER, f"*/{OUTPUT_MARKER}", WRITTEN_RECORD]
     exact = {p for p in patterns if not _GLOB_MAGIC.search(p)}  # plain paths: a set lookup, not a scan
     globs = [p for p in patterns if p not in exact]
     found = []
@@ -246,25 +284,49 @@ def foreign_entries(folder: str | os.PathLike, owned: Iterable[str]) -> list[str
     return sorted(found)
 
 
+def record_written(folder: str | os.PathLike) -> None:
+    """Record the SHA-256 of every file under `folder` (a dataset writer's finished output) in its
+    WRITTEN_RECORD, so that replacing it later can tell a file a user changed from one it wrote."""
+    root = Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (OUTPUT_MARKER, WRITTEN_RECORD))
+    text = "".join(f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in files)
+    atomic_write(root / WRITTEN_RECORD, lambda f: f.write(text.encode()))
+
+
+def changed_entries(folder: str | os.PathLike) -> list[str]:
+    """Files `record_written` recorded under `folder` whose content differs now (a user edited or replaced
+    them), relative and sorted; none when the folder has no record (an earlier version made it)."""
+    root = Path(folder)
+    try:
+        lines = (root / WRITTEN_RECORD).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    recorded = dict(reversed(line.split("  ", 1)) for line in lines if "  " in line)  # path -> digest
+    return sorted(rel for rel, digest in recorded.items()
+                  if (root / rel).is_file() and sha256_file(root / rel) != digest)
+
+
 def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], *, what: str = "file",
                       hint: str = "choose another output path") -> Path:
     """Check that the single output file `path` may be written and return it.
 
     A new path is fine (its folder is created); an existing file only when `is_ours(path)` says this
-    program wrote it. Refused: a folder, someone else's file, and any path inside one of our marked
-    folders (an index, a run: their files are written by their own commands only).
+    program wrote it. Refused: a folder, someone else's file, and any path at any depth inside one of
+    our marked folders (an index, a run: their files are written by their own commands only).
     """
     target = Path(path)
-    parent_kind = output_kind(target.parent)
-    if parent_kind is not None:
-        raise OutputExistsError(f"{target} lies inside a pfd {parent_kind} folder ({target.parent}), whose files "
-                                f"only its own commands write; {hint}")
+    for folder in target.absolute().parents:  # an index's files live in INDEX/v0001/: every level counts
+        kind = output_kind(folder)
+        if kind is not None:
+            raise OutputExistsError(f"{target} lies inside a pfd {kind} folder ({folder}), whose files only its "
+                                    f"own commands write; {hint}")
     if target.is_dir():
         raise OutputExistsError(f"{target} is a folder; {hint}")
     if target.exists() and not is_ours(target):
         raise OutputExistsError(f"{target} exists and is not a {what} written by pfd; it is never replaced: {hint}")
     check_writable(target.parent)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    made = _make_folder(target.parent)
+    undo_if_refused(lambda: _remove_empty_folders(target.parent, made))
     return target
 
 

@@ -18,8 +18,8 @@ from .api import Gallery, Match, ReIDModel, folder_records, parse_name
 from .config import config_hash, load_config
 from .engine.evaluator import load_keypoints
 from .engine.logger import setup_logger
-from .errors import CHECKPOINT_FILE, InvalidInputError, require_file
-from .image import is_pfd_png
+from .errors import CHECKPOINT_FILE, InvalidInputError, outputs_kept, require_file
+from .image import check_image_file, is_pfd_png
 from .io import claim_output_file
 from .pose import build_estimator
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
@@ -51,8 +51,9 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
         check_index_output(out, replace)
     require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
     name = "gallery_" + hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:10]
+    model = ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE)  # a bad checkpoint fails before posing
     keypoints = load_keypoints(cfg, records, name)  # None with MODEL.POSE_ONLINE
-    model = ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE)
+    outputs_kept()  # inputs read: an error while embedding keeps what the index folder holds
     if existing is not None:
         existing.use_model(model)  # refuses another model or config
         counts = existing.add(gallery, keypoints=keypoints, progress=True)
@@ -124,6 +125,7 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
     if topk < 1:
         raise InvalidInputError(f"--topk must be at least 1 (the number of gallery images listed), got {topk}")
     require_file(image_path, "--image", "an image file")
+    check_image_file(image_path)  # header and end marker: a damaged photo fails before the index is read
     picture = claim_output_file(out or f"search_{image_path.stem}.png", is_pfd_png, what="picture",
                                 hint="choose another --out (a picture pfd wrote may be replaced)")
     gallery = Gallery.load(index_dir)

@@ -25,6 +25,7 @@ from pfd.data.synthetic.__main__ import main
 from pfd.data.synthetic.identity import ATTRIBUTES, Identity, attribute_counts
 from pfd.data.synthetic.person import observe_keypoints, sample_pose
 from pfd.errors import OutputExistsError
+from pfd.io import WRITTEN_RECORD
 from pfd.pose.keypoints import COCO_KEYPOINTS
 
 from engine_tiny import exit_status
@@ -67,7 +68,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_layout_names_and_image_size(tiny):
-    expected = [*SPLIT_DIRS.values(), KEYPOINTS_FILE, META_FILE, MARKER_FILE]
+    expected = [*SPLIT_DIRS.values(), KEYPOINTS_FILE, META_FILE, MARKER_FILE, WRITTEN_RECORD]
     assert sorted(p.name for p in tiny.iterdir()) == sorted(expected)
     assert is_complete(tiny)
     for path in tiny.rglob("*.jpg"):

@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 from pfd.engine.trainer import Trainer
-from pfd.io import OUTPUT_MARKER
 
 from engine_tiny import (
     DEMO_CONFIG,
@@ -50,6 +49,7 @@ def argv(name: str, root: Path, out: Path) -> list[str]:
     weights, opts = str(root / "run" / "last.pth"), tiny_opts(root, out)
     return {
         "synthetic": ["-m", "pfd.data.synthetic", "--out", str(out / "data"), *SMALL_SYNTHETIC],
+        "occlude": ["-m", "pfd.data.occlude", "--dataset", f"folder:{root / 'synthetic'}", "--out", str(out / "occ")],
         "pose": ["-m", "pfd.pose", "--config", str(DEMO_CONFIG), *opts, "MODEL.POSE_CACHE_DIR", str(out)],
         "train": ["train.py", "--config", str(DEMO_CONFIG), *opts, "SOLVER.MAX_EPOCHS", "1"],
         "test": ["test.py", "--config", str(DEMO_CONFIG), *opts, "TEST.WEIGHT", weights],
@@ -78,7 +78,8 @@ def assert_whole(folder: Path) -> None:
             raise AssertionError(f"{path}: a {path.suffix} file cannot be whole on a disk too small for it")
 
 
-@pytest.mark.parametrize("name", ["synthetic", "pose", "test", "compare", "export", "convert", "index", "search"])
+@pytest.mark.parametrize("name", ["synthetic", "occlude", "pose", "test", "compare", "export", "convert", "index",
+                                  "search"])
 def test_a_full_disk_is_one_line_naming_the_file_and_leaves_only_whole_files(name, data_root, mount_tmpfs):
     full = mount_tmpfs("size=16k")
     out = full / "out"
@@ -97,11 +98,12 @@ def test_the_synthetic_generator_leaves_nothing_on_a_full_disk(mount_tmpfs):
     assert list(full.iterdir()) == []  # the half-rendered temp folder is gone
 
 
-def test_the_pose_pass_leaves_only_its_marker_on_a_full_disk(data_root, mount_tmpfs):
+def test_the_pose_pass_leaves_nothing_on_a_full_disk(data_root, mount_tmpfs):
+    """No cache, no temp file, and not the cache folder it made (it held only its marker)."""
     full = mount_tmpfs("size=16k")
     done = run_python(*argv("pose", data_root, full / "cache"))
     assert done.returncode == 2
-    assert [p.name for p in (full / "cache").iterdir()] == [OUTPUT_MARKER]  # no cache, no temp file
+    assert list(full.iterdir()) == []
 
 
 def test_training_on_a_full_disk_names_last_pth(data_root, mount_tmpfs):

@@ -1,7 +1,7 @@
 """The output guard: new or ours is written, a user's file or folder is refused and left as it was."""
 import pytest
 
-from pfd.errors import OutputExistsError, UserError
+from pfd.errors import InvalidInputError, OutputExistsError, UserError, outputs_kept, user_errors
 from pfd.io import OUTPUT_MARKER, claim_output_dir, claim_output_file, foreign_entries, output_kind
 
 
@@ -70,3 +70,36 @@ def test_a_single_file_never_lands_inside_our_folders(tmp_path):
         claim_output_file(index / "meta.json", lambda p: True)
     assert (index / "meta.json").read_text() == "{}"
     assert OUTPUT_MARKER in {p.name for p in index.iterdir()}
+
+
+def refused_command(*steps) -> None:
+    """Run `steps` (callables) as a command that then fails on a user's input: one line, exit status 2."""
+    with pytest.raises(SystemExit) as exit_info, user_errors():
+        for step in steps:
+            step()
+        raise InvalidInputError("bad input")
+    assert exit_info.value.code == 2
+
+
+def test_a_refused_command_leaves_no_folder_it_made(tmp_path, capsys):
+    """What a command claimed while starting is undone when its input is then refused: the new folder
+    (marker and log), the folders made above it, and a picture's new folder; a user's empty folder stays."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused_command(lambda: claim_output_dir(tmp_path / "a" / "b" / "run", "run"),
+                    lambda: (tmp_path / "a" / "b" / "run" / "log.txt").write_text("started\n"),
+                    lambda: claim_output_dir(empty, "eval"),
+                    lambda: claim_output_file(tmp_path / "pics" / "x.png", lambda _: False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and list(empty.iterdir()) == []
+    assert capsys.readouterr().err == "error: bad input\n"
+
+
+def test_what_the_work_made_is_kept(tmp_path, capsys):
+    """A folder holding more than its start-up files, anything claimed before `outputs_kept()`, and claims
+    outside a command (library use) are never undone."""
+    refused_command(lambda: claim_output_dir(tmp_path / "cache", "pose_cache"),
+                    lambda: (tmp_path / "cache" / "poses.npz").write_bytes(b"x"))
+    refused_command(lambda: claim_output_dir(tmp_path / "run", "run"), outputs_kept)
+    claim_output_dir(tmp_path / "library", "index")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "library", "run"]
+    assert output_kind(tmp_path / "run") == "run" and (tmp_path / "cache" / "poses.npz").exists()

@@ -12,12 +12,15 @@ from __future__ import annotations
 import errno
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from pfd import compare as compare_command
 from pfd import export as export_command
+from pfd.data.occlude import __main__ as occlude_command
 from pfd.data.synthetic import __main__ as synthetic_command
 from pfd.data.synthetic import generate
 from pfd.data.synthetic.generate import SyntheticConfig
@@ -25,6 +28,7 @@ from pfd.errors import user_errors
 from pfd.io import OUTPUT_MARKER, claim_output_dir, output_kind
 from pfd.model import convert as convert_command
 from pfd.pose import __main__ as pose_command
+from pfd.retrieval import build_index, save_index
 
 from engine_tiny import (
     DEMO_CONFIG,
@@ -37,7 +41,7 @@ from engine_tiny import (
     tiny_opts,
 )
 
-DIR_COMMANDS = ("train", "test", "pose", "synthetic", "compare", "index")  # their output is a folder
+DIR_COMMANDS = ("train", "test", "pose", "synthetic", "occlude", "compare", "index")  # their output is a folder
 FILE_COMMANDS = ("export", "search", "convert")  # their output is one file
 COMMANDS = DIR_COMMANDS + FILE_COMMANDS
 
@@ -58,6 +62,7 @@ def command(name: str, data_root: Path, out: Path) -> tuple:
                                             "TEST.WEIGHT", str(data_root / "absent.pth")]),
         "pose": (pose_command.main, ["--config", str(DEMO_CONFIG), *opts, "MODEL.POSE_CACHE_DIR", str(out)]),
         "synthetic": (synthetic_command.main, ["--out", str(out), *SMALL_SYNTHETIC]),
+        "occlude": (occlude_command.main, ["--dataset", f"folder:{data_root / 'synthetic'}", "--out", str(out)]),
         "compare": (compare_command.main, ["--config", str(DEMO_CONFIG), "--out", str(out), *opts]),
         "export": (export_command.main, ["--weights", str(data_root / "absent.pth"), "--out", str(out)]),
         "index": (load_script("query").main, ["index", "--config", str(DEMO_CONFIG), "--weights",
@@ -170,6 +175,29 @@ def test_synthetic_force_refuses_a_users_file_anywhere_in_the_tree(tmp_path, cap
     assert exit_status(synthetic_command.main, ["--out", str(out), "--force", *SMALL_SYNTHETIC]) == 0  # its own
 
 
+def test_force_refuses_a_file_of_the_dataset_a_user_changed(tmp_path, capsys):
+    """BAD 2 by content: a generated image the user overwrote with their own and an edited keypoints.json
+    keep their names, so only the bytes recorded when they were written tell them apart (synthetic
+    generator and pfd.data.occlude alike)."""
+    out = tmp_path / "data"
+    generate(out, SyntheticConfig(ids_train=4, ids_test=2, images_per_id=4, distractors=1, junk=1), progress=False)
+    occluded = tmp_path / "occ"
+    assert exit_status(occlude_command.main, ["--dataset", f"folder:{out}", "--out", str(occluded)]) == 0
+    photo = next((out / "query").glob("*.jpg"))
+    Image.new("RGB", (64, 128), (1, 2, 3)).save(photo)  # the user's own picture under the generator's name
+    (out / "keypoints.json").write_text((out / "keypoints.json").read_text().replace("0.", "0.0", 1))
+    (occluded / "occlusion.json").write_text("{}")
+    for main, folder, argv in ((synthetic_command.main, out, SMALL_SYNTHETIC), (occlude_command.main, occluded,
+                                                                                ["--dataset", f"folder:{out}"])):
+        before = snapshot(folder)
+        capsys.readouterr()
+        assert exit_status(main, ["--out", str(folder), "--force", *argv]) == 2
+        line = error_line(capsys.readouterr().err)
+        assert "changed since" in line and snapshot(folder) == before
+        changed = [f"query/{photo.name}", "keypoints.json"] if folder == out else ["occlusion.json"]
+        assert all(name in line for name in changed), line
+
+
 def test_synthetic_force_still_replaces_a_folder_of_an_earlier_version(tmp_path):
     """Folders made before the generic marker carry `.pfd-synthetic`: still the generator's own."""
     out = tmp_path / "data"
@@ -180,14 +208,16 @@ def test_synthetic_force_still_replaces_a_folder_of_an_earlier_version(tmp_path)
 
 
 def test_search_never_writes_into_an_index_folder(data_root, tmp_path, capsys):
-    """BAD 4: `search --out INDEX/meta.json` replaced the index's metadata with a picture."""
-    index = claim_output_dir(tmp_path / "index", "index")
-    (index / "meta.json").write_text('{"paths": []}')
+    """BAD 4: `search --out INDEX/meta.json` replaced the index's metadata with a picture. A saved index
+    keeps its files one level down (INDEX/v0001/meta.json), so every depth inside it is refused."""
+    records = [SimpleNamespace(path=f"/g/{i}.jpg", pid=i, camid=0) for i in range(4)]
+    index = save_index(build_index(np.eye(4, 8, dtype=np.float32), records, model_id="m", config_hash="c"),
+                       tmp_path / "index")
     before = snapshot(index)
-    line = refused("search", data_root, index / "meta.json", capsys)
-    assert "inside a pfd index folder" in line and snapshot(index) == before
-    line = refused("search", data_root, index / "new.png", capsys)
-    assert "inside a pfd index folder" in line and snapshot(index) == before
+    for out in (index / "v0001" / "meta.json", index / "v0001" / "new.png", index / "new.png",
+                index / "sub" / "new.png"):
+        line = refused("search", data_root, out, capsys)
+        assert "inside a pfd index folder" in line and snapshot(index) == before, out
 
 
 def test_compare_checks_names_and_every_variant_folder_before_training(data_root, tmp_path, capsys):
@@ -265,16 +295,19 @@ def test_replace_run_deletes_only_what_a_run_wrote(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == sorted([OUTPUT_MARKER, LOCK_FILE])
 
 
-def test_the_demo_replaces_only_its_own_run_and_evaluates_into_its_own_folder():
-    """`make demo` (dry run): no `rm -rf` of a folder, train.py --replace, test.py into DEMO_DIR/eval."""
+def test_the_demo_deletes_nothing_on_a_rerun_and_evaluates_into_its_own_folder():
+    """BAD 1, `make demo` (dry run): no `rm`, no --replace (it deleted a finished run): train.py --resume
+    (a finished run is kept, another config's refused), the index appended to, test.py into DEMO_DIR/eval."""
     done = subprocess.run(["make", "-n", "demo", "DEMO_DIR=/demo", "VENV=/nowhere"], cwd=REPO, capture_output=True,
                           text=True, check=False)
     if done.returncode != 0 and "not found" in done.stderr:
         pytest.skip(f"make is not installed: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert not [line for line in lines if "rm " in line]
-    assert any("train.py --replace" in line and "OUTPUT_DIR /demo/run" in line for line in lines)
+    lines = done.stdout.replace("\\\n", " ").splitlines()  # one line per command
+    assert not [line for line in lines if "rm " in line or "--replace" in line]
+    assert any("train.py --resume" in line and "OUTPUT_DIR /demo/run" in line for line in lines)
+    assert any("query.py index" in line and "test -f /demo/index/manifest.json && echo --append" in line
+               for line in lines)
     assert any("test.py" in line and "OUTPUT_DIR /demo/eval" in line for line in lines)
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import FEATURE_KEYS, config_hash
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, outputs_kept
 from ..io import atomic_write, sha256_file
 from ..model import build_model
 from ..model.convert import load_state_into, to_own_layout
@@ -270,6 +270,7 @@ def run_test(cfg) -> dict[str, dict]:
         rows[test_set.name] = record
 
     heatmaps = HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST, evaluation=True).to(device)
+    outputs_kept()  # checkpoint and test sets read: an error from here on keeps the evaluation folder
     evaluate_test_sets(model, cfg, test_sets, device, heatmaps, amp_dtype, on_result=write_outputs)
     if is_main_process():
         print(summary_table(rows), flush=True)

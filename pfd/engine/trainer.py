@@ -29,7 +29,7 @@ from ..config import config_hash
 from ..data.loader import build_train_loader
 from ..data.occlude.augment import build_batch_occluder
 from ..data.validation import hold_out_validation
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, outputs_kept
 from ..io import atomic_save
 from ..model import build_loss, build_model
 from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
@@ -234,7 +234,9 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
         """Train from `start_epoch` to MAX_EPOCHS; returns the last evaluation's metrics (rank 0).
-        OUTPUT_DIR's lock is released when it returns or raises."""
+        OUTPUT_DIR's lock is released when it returns or raises; from here on the run folder is kept
+        whatever happens (a refusal while setting up removed it: pfd.errors.outputs_kept)."""
+        outputs_kept()
         try:
             return self._fit()
         finally:

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import InvalidInputError, UserError, add_debug_argument, user_errors
 from ..io import atomic_save, claim_output_file
-from ..state_dict import load_state_dict_strict, load_torch_file, read_state_dict
+from ..state_dict import check_finite_state, load_state_dict_strict, load_torch_file, read_state_dict
 
 __all__ = ["REFERENCE_UNUSED", "detect_layout", "convert_reference_pfd", "convert_transreid_baseline",
            "to_own_layout", "load_state_into", "load_checkpoint_into", "main"]
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         if layout not in _CONVERTERS:
             raise InvalidInputError(f"{args.src}: layout {layout!r} is not a reference checkpoint (expected "
                                     f"{' or '.join(_CONVERTERS)}); nothing to convert")
+        check_finite_state(state, args.src)  # a diverged run's weights would convert into an unusable file
         atomic_save({"model": _CONVERTERS[layout](state), "source": str(args.src)}, args.dst)
     print(f"{args.src} ({layout}) -> {args.dst}")
 

@@ -26,7 +26,16 @@ from PIL import Image
 
 from ...errors import InvalidInputError, OutputExistsError
 from ...image import read_image
-from ...io import OUTPUT_MARKER, claim_output_dir, foreign_entries, output_kind, replace_folder
+from ...io import (
+    OUTPUT_MARKER,
+    changed_entries,
+    claim_output_dir,
+    disk_full_reported,
+    foreign_entries,
+    output_kind,
+    record_written,
+    replace_folder,
+)
 from ..datasets import build_dataset
 from ..datasets.base import IMAGE_EXTENSIONS, ImageRecord, list_images
 from ..datasets.market import NAME_PATTERN, SPLIT_DIRS
@@ -67,11 +76,11 @@ def claim_output(out: Path, force: bool) -> None:
     hint = "choose another --out"
     if not ((out / LEGACY_MARKER).is_file() and output_kind(out) is None):  # else made by an earlier version
         claim_output_dir(out, KIND, hint=hint)
-    foreign = foreign_entries(out, OWNED)
+    foreign = foreign_entries(out, OWNED) + changed_entries(out)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputExistsError(f"{out} holds files pfd.data.occlude did not write ({shown}); nothing was "
-                                f"replaced: move them out, or {hint}")
+        raise OutputExistsError(f"{out} holds files pfd.data.occlude did not write, or changed since ({shown}); "
+                                f"nothing was replaced: move them out, or {hint}")
     if any(p.name not in (OUTPUT_MARKER, LEGACY_MARKER) for p in out.iterdir()) and not force:
         raise OutputExistsError(f"{out} holds an occluded dataset already; pass --force to replace it")
 
@@ -115,6 +124,38 @@ def _write_occluded(query: ImageRecord, occluder: Occluder, image: Image.Image, 
     Image.fromarray(occluder.mask).save(folder / MASK_DIR / (Path(name).stem + ".png"), "PNG")
 
 
+def _write_dataset(source: str, dataset, people: list[ImageRecord], root: Path, out: Path,
+                   cfg: OccludeConfig) -> dict:
+    """Write the occluded copy into a temp folder beside `out`, then switch it in with one rename; returns
+    the manifest's query entries. A failure (a full disk included) removes the temp folder."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    try:
+        claim_output_dir(tmp, KIND)  # marks the (empty) temp folder as ours
+        for split in ("train", "gallery"):
+            _link_split(root / SPLIT_DIRS[split], tmp / SPLIT_DIRS[split])
+        (tmp / SPLIT_DIRS["query"]).mkdir()
+        (tmp / MASK_DIR).mkdir()
+        entries = {}
+        for i, query in enumerate(sorted(dataset.query, key=lambda r: r.path)):
+            rng = np.random.default_rng([cfg.seed, i])
+            image = read_image(query.path)
+            occluder = draw_occluder(query, (image.height, image.width), people, root, cfg, rng)
+            _write_occluded(query, occluder, image, tmp)
+            name = os.path.basename(query.path)
+            entries[f"{SPLIT_DIRS['query']}/{name}"] = {
+                "kind": occluder.kind, "source": occluder.detail, "placement": occluder.placement,
+                "box": occluder.box, "fraction": round(occluder.fraction, 4),
+                "mask": f"{MASK_DIR}/{Path(name).stem}.png"}
+        manifest = {"format": "pfd-occlusion-v1", "source": source, "config": asdict(cfg), "queries": entries}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        record_written(tmp)  # --force later replaces only files whose bytes are still these
+        replace_folder(tmp, out)  # ours (claim_output checked), replaced with --force
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return entries
+
+
 def build_occluded(source: str, root_dir: str | os.PathLike, out_dir: str | os.PathLike,
                    cfg: OccludeConfig = OccludeConfig(), force: bool = False) -> dict:
     """Write the occluded copy of dataset `source` (a registry name under root_dir, or folder:PATH) to
@@ -127,32 +168,10 @@ def build_occluded(source: str, root_dir: str | os.PathLike, out_dir: str | os.P
     if "person" in cfg.kinds and not dataset.train:
         raise InvalidInputError(f"dataset {source} has no training split to take person occluders from; "
                                 "use --kinds object,patch")
-    sources = sorted(dataset.train, key=lambda r: r.path)
+    people = sorted(dataset.train, key=lambda r: r.path)  # where person occluders come from
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    try:
-        claim_output_dir(tmp, KIND)  # marks the (empty) temp folder as ours
-        for split in ("train", "gallery"):
-            _link_split(root / SPLIT_DIRS[split], tmp / SPLIT_DIRS[split])
-        (tmp / SPLIT_DIRS["query"]).mkdir()
-        (tmp / MASK_DIR).mkdir()
-        entries = {}
-        for i, query in enumerate(sorted(dataset.query, key=lambda r: r.path)):
-            rng = np.random.default_rng([cfg.seed, i])
-            image = read_image(query.path)
-            occluder = draw_occluder(query, (image.height, image.width), sources, root, cfg, rng)
-            _write_occluded(query, occluder, image, tmp)
-            name = os.path.basename(query.path)
-            entries[f"{SPLIT_DIRS['query']}/{name}"] = {
-                "kind": occluder.kind, "source": occluder.detail, "placement": occluder.placement,
-                "box": occluder.box, "fraction": round(occluder.fraction, 4),
-                "mask": f"{MASK_DIR}/{Path(name).stem}.png"}
-        manifest = {"format": "pfd-occlusion-v1", "source": source, "config": asdict(cfg), "queries": entries}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        replace_folder(tmp, out)  # ours (claim_output checked), replaced with --force
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with disk_full_reported(out, "nothing was written"):
+        entries = _write_dataset(source, dataset, people, root, out, cfg)
     kinds = [e["kind"] for e in entries.values()]
     return {"out": str(out), "queries": len(entries), "kinds": {k: kinds.count(k) for k in cfg.kinds},
             "mean_fraction": round(float(np.mean([e["fraction"] for e in entries.values()])), 4) if entries else 0.0}
@@ -165,5 +184,4 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 def read_mask(folder: str | os.PathLike, entry: dict) -> np.ndarray:
     """[H, W] bool occluder mask of a manifest entry."""
-    with Image.open(Path(folder) / entry["mask"]) as img:
-        return np.asarray(img.convert("L")) > 0
+    return np.asarray(read_image(Path(folder) / entry["mask"]))[..., 0] > 0  # grey: the three channels agree

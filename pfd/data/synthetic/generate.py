@@ -8,8 +8,9 @@ earlier versions carry .pfd-synthetic instead) marks the folder as the generator
 Like Occluded-Duke, every query is occluded and most other images are not. Everything is rendered
 into a sibling temp folder renamed to DIR at the end, so a crash never leaves a half dataset at DIR.
 `force` replaces only a folder that carries the marker and nothing but what the generator wrote there
-(its top-level files and the images meta.json lists, anywhere in the tree); any other non-empty folder
-is refused, whatever `force` says, naming what is not the generator's.
+(its top-level files and the images meta.json lists, anywhere in the tree), each with the bytes it
+wrote (pfd.io.record_written); any other non-empty folder is refused, whatever `force` says, naming
+what is not the generator's or was changed.
 
 Determinism: the plan (identities, cameras, which image shows whom where) comes from
 RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes, however
@@ -40,11 +41,13 @@ from pfd.device import usable_cores
 from pfd.errors import InvalidInputError, OutputExistsError
 from pfd.io import (
     OUTPUT_MARKER,
+    changed_entries,
     check_writable,
     claim_output_dir,
     disk_full_reported,
     foreign_entries,
     output_kind,
+    record_written,
     replace_folder,
 )
 
@@ -258,11 +261,11 @@ def _check_target(out: Path, force: bool) -> None:
     if output_kind(out) != KIND and not (out / LEGACY_MARKER).is_file():
         raise OutputExistsError(f"{out} is not a folder made by the synthetic generator (it holds "
                                 f"{_describe(entries)}); it is never replaced: choose another --out")
-    foreign = foreign_entries(out, _written_files(out))
+    foreign = foreign_entries(out, _written_files(out)) + changed_entries(out)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputExistsError(f"{out} holds files the synthetic generator did not write ({shown}); nothing was "
-                                "replaced: move them out, or choose another --out")
+        raise OutputExistsError(f"{out} holds files the synthetic generator did not write, or changed since ({shown}); "
+                                "nothing was replaced: move them out, or choose another --out")
     if not force:
         state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
         raise OutputExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
@@ -293,6 +296,7 @@ def _render(out: Path, cfg: SyntheticConfig, specs: list[ImageSpec], identities:
                 keypoints[spec.path], infos[spec.path] = kps, info
         _write_json(tmp / META_FILE, {"format": "pfd-synthetic-meta-v1", "config": asdict(cfg), "images": infos})
         _write_json(tmp / KEYPOINTS_FILE, {"format": "pfd-keypoints-v1", "root": ".", "keypoints": keypoints})
+        record_written(tmp)  # --force later replaces only files whose bytes are still these
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
