@@ -42,7 +42,7 @@ from .errors import OutputExistsError, UserError, undo_if_refused
 
 __all__ = ["DiskFullError", "OUTPUT_MARKER", "WRITTEN_RECORD", "atomic_write", "atomic_path", "atomic_save",
            "changed_entries", "claim_output_dir", "check_writable", "claim_output_file", "disk_full_reported",
-           "foreign_entries", "output_kind", "record_written", "replace_folder", "sha256_file"]
+           "foreign_entries", "listing", "output_kind", "record_written", "replace_folder", "sha256_file"]
 
 OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
 WRITTEN_RECORD = ".pfd-written.sha256"  # `sha256sum` lines of the files a dataset writer put in its folder
@@ -188,7 +188,8 @@ def _mark(folder: Path, kind: str) -> None:
     atomic_write(folder / OUTPUT_MARKER, lambda f: f.write(payload))
 
 
-def _listing(entries: list[str], shown: int = 5) -> str:
+def listing(entries: list[str], shown: int = 5) -> str:
+    """The first `shown` entries, then "and N more": what a refusal names of a folder's contents."""
     return ", ".join(entries[:shown]) + (f" and {len(entries) - shown} more" if len(entries) > shown else "")
 
 
@@ -212,7 +213,7 @@ def claim_output_dir(path: str | os.PathLike, kind: str, *, shares: Iterable[str
         if found is not None:
             raise OutputExistsError(f"{folder} is a pfd {found} folder, not a {kind} folder; {hint}")
         if entries and not (adopt is not None and adopt(folder)):
-            raise OutputExistsError(f"{folder} is not empty and was not made by pfd (it holds {_listing(entries)}); "
+            raise OutputExistsError(f"{folder} is not empty and was not made by pfd (it holds {listing(entries)}); "
                                     f"nothing was written: {hint}")
     check_writable(folder)
     made = _make_folder(folder)

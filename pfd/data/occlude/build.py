@@ -32,6 +32,7 @@ from ...io import (
     claim_output_dir,
     disk_full_reported,
     foreign_entries,
+    listing,
     output_kind,
     record_written,
     replace_folder,
@@ -78,9 +79,8 @@ def claim_output(out: Path, force: bool) -> None:
         claim_output_dir(out, KIND, hint=hint)
     foreign = foreign_entries(out, OWNED) + changed_entries(out)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputExistsError(f"{out} holds files pfd.data.occlude did not write, or changed since ({shown}); "
-                                f"nothing was replaced: move them out, or {hint}")
+        raise OutputExistsError(f"{out} holds files pfd.data.occlude did not write, or changed since "
+                                f"({listing(foreign)}); nothing was replaced: move them out, or {hint}")
     if any(p.name not in (OUTPUT_MARKER, LEGACY_MARKER) for p in out.iterdir()) and not force:
         raise OutputExistsError(f"{out} holds an occluded dataset already; pass --force to replace it")
 

@@ -46,6 +46,7 @@ from pfd.io import (
     claim_output_dir,
     disk_full_reported,
     foreign_entries,
+    listing,
     output_kind,
     record_written,
     replace_folder,
@@ -263,9 +264,8 @@ def _check_target(out: Path, force: bool) -> None:
                                 f"{_describe(entries)}); it is never replaced: choose another --out")
     foreign = foreign_entries(out, _written_files(out)) + changed_entries(out)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputExistsError(f"{out} holds files the synthetic generator did not write, or changed since ({shown}); "
-                                "nothing was replaced: move them out, or choose another --out")
+        raise OutputExistsError(f"{out} holds files the synthetic generator did not write, or changed since "
+                                f"({listing(foreign)}); nothing was replaced: move them out, or choose another --out")
     if not force:
         state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
         raise OutputExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
