@@ -166,6 +166,10 @@ _C.TEST.VIS_ORDER = "ap"
 _C.TEST.NO_POSE = "invisible"
 # new: per-occlusion metrics, lower ends of the visible-keypoint buckets (0-5, 6-11, 12-17); checked at load
 _C.TEST.VIS_BUCKETS = [0, 6, 12]
+# new: evaluate each test set again with no keypoints, shuffled keypoints and (on a pfd.data.occlude set) the
+# unoccluded originals' keypoints with the occluded ones hidden: how much the retrieval depends on the pose
+# (pfd.engine.pose_dependence; metrics.json "pose_dependence", report.html)
+_C.TEST.POSE_DEPENDENCE = False
 
 _C.OUTPUT_DIR = "logs"  # checkpoints, logs, metrics
 

@@ -117,6 +117,21 @@ def _flatten(block, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), "-" if block is None else str(block))]
 
 
+def _dependence_section(block: dict) -> str:
+    """The pose-dependence table (TEST.POSE_DEPENDENCE): mAP / Rank-1 per keypoint variant, overall and per
+    bucket of the own keypoints' visible count."""
+    own = block["rows"][0]["mAP"]
+    buckets = [f"{b['visible']} ({b['num_query']})" for b in block["rows"][0]["buckets"]]
+    rows = [[r["keypoints"], percent(r["mAP"]), percent(r["rank1"]),
+             percent(None if r["mAP"] is None or own is None else r["mAP"] - own, signed=True),
+             *(f"{percent(b['mAP'])} / {percent(b['rank1'])}" for b in r["buckets"])] for r in block["rows"]]
+    return ("<h2>Pose dependence (%)</h2><p class=\"legend\">The same model with other keypoints: own (the "
+            "evaluation's), none (nothing visible), shuffled (another image's), oracle (an occluded set's "
+            "unoccluded originals, keypoints under the occluder hidden). Buckets: visible keypoints of own "
+            f"(confidence &ge; {esc(block['keypoint_threshold'])}), mAP / Rank-1.</p>"
+            + table(["keypoints", "mAP", "rank1", "mAP - own", *buckets], rows))
+
+
 def evaluation_page(record: dict, figures: Sequence[tuple[str, str]], ranked: Sequence[dict]) -> str:
     """report.html of one test set: `record` is its metrics.json content; `figures` (file, caption) pairs
     (CMC, training curves); `ranked` the bucket_extremes lists, each with "file" (its picture) and
@@ -132,6 +147,9 @@ def evaluation_page(record: dict, figures: Sequence[tuple[str, str]], ranked: Se
                 for r in buckets["rows"]]
         sections.append(f"<h2>By visible keypoints (confidence &ge; {esc(buckets['keypoint_threshold'])})</h2>"
                         + table(["visible", "queries", "valid queries", "mAP", "rank1"], rows))
+    dependence = record.get("pose_dependence")
+    if dependence and "rows" in dependence:
+        sections.append(_dependence_section(dependence))
     sections.append("<h2>Curves</h2>" + "".join(figure(src, caption) for src, caption in figures))
     if ranked:
         lists = "".join(

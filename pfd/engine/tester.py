@@ -41,6 +41,7 @@ from .checkpoint import (
 from .distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
+from .pose_dependence import dependence_table, pose_dependence
 from .provenance import provenance
 from .rundir import claim_eval_dir
 from .trainer import CURVES_FILE
@@ -260,6 +261,8 @@ def run_test(cfg) -> dict[str, dict]:
         out_dir = set_output_dir(out_root, test_set.name, len(test_sets))
         record = {"dataset": test_set.name, **metrics_record(metrics, query, gallery)}
         record["buckets"] = visibility_buckets(cfg, test_set.keypoints, query, gallery, distmat)
+        if cfg.TEST.POSE_DEPENDENCE:
+            record["pose_dependence"] = pose_dependence(model, cfg, test_set, device, heatmaps, amp_dtype, distmat)
         record["provenance"] = provenance(cfg, checkpoint, test_set.name, test_set.keypoints, device, amp_dtype)
         write_json(record, out_dir / "metrics.json")
         plots.plot_cmc(metrics["cmc"], out_dir / "cmc.png", label=test_set.name, title=f"CMC, {test_set.name}")
@@ -278,4 +281,7 @@ def run_test(cfg) -> dict[str, dict]:
             if record["buckets"] is not None:
                 title = f"{name} by visible keypoints (confidence >= {record['buckets']['keypoint_threshold']:g})"
                 print("\n" + bucket_table(record["buckets"]["rows"], title), flush=True)
+            if "pose_dependence" in record:
+                title = f"{name}: mAP / Rank-1 with other keypoints (buckets: the own keypoints' visible count)"
+                print("\n" + dependence_table(record["pose_dependence"], title), flush=True)
     return rows

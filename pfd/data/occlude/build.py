@@ -182,6 +182,12 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     return json.loads((Path(folder) / MANIFEST_FILE).read_text())["queries"]
 
 
+def read_occlusion_source(folder: str | os.PathLike) -> tuple[str, dict]:
+    """(the source dataset's name as given to the builder, the manifest's query entries) of an occluded folder."""
+    manifest = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+    return manifest["source"], manifest["queries"]
+
+
 def read_mask(folder: str | os.PathLike, entry: dict) -> np.ndarray:
     """[H, W] bool occluder mask of a manifest entry."""
     return np.asarray(read_image(Path(folder) / entry["mask"]))[..., 0] > 0  # grey: the three channels agree
