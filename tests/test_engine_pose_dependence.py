@@ -9,18 +9,16 @@ import torch
 from pfd.data.datasets import build_dataset
 from pfd.data.occlude import OccludeConfig, build_occluded, hidden_keypoints, read_manifest, read_mask
 from pfd.engine import evaluator
-from pfd.engine.evaluator import HeatmapMaker, load_keypoints, prepare_test_sets
+from pfd.engine.evaluator import HeatmapMaker, load_keypoints, load_training_set, prepare_test_sets
 from pfd.engine.pose_dependence import (
     dependence_table,
     keypoint_variants,
     occluded_original_poses,
     pose_dependence,
-    shuffled_poses,
-    without_poses,
 )
 from pfd.engine.trainer import Trainer
 from pfd.model import build_model
-from pfd.pose.cache import KeypointTable
+from pfd.pose.cache import KeypointTable, shuffled_poses, without_poses
 from pfd.pose.heatmaps import render_heatmaps
 
 from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts
@@ -140,3 +138,11 @@ def test_test_py_writes_the_table_into_metrics_and_report(root, tmp_path, capsys
                                   for b in record["buckets"]["rows"]]
     assert "Pose dependence" in (out / "report.html").read_text()
     assert "with other keypoints" in capsys.readouterr().out
+
+
+def test_shuffle_keypoints_trains_on_another_images_keypoints_seeded_by_the_run(root, tmp_path):
+    own = load_training_set(tiny_config(root, tmp_path / "a"))[1]
+    shuffled = load_training_set(tiny_config(root, tmp_path / "b", "DATALOADER.SHUFFLE_KEYPOINTS", "true"))[1]
+    assert shuffled.paths == own.paths
+    np.testing.assert_array_equal(shuffled.keypoints, shuffled_poses(own, 1234).keypoints)  # SOLVER.SEED's default
+    assert not any(np.array_equal(a, b) for a, b in zip(own.keypoints, shuffled.keypoints))

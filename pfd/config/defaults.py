@@ -108,6 +108,9 @@ _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 8
 _C.DATALOADER.SAMPLER = "softmax_triplet"  # softmax_triplet (PK) | softmax (random)
 _C.DATALOADER.NUM_INSTANCE = 4  # K images per identity in a batch
+# new: train on shuffled keypoints (each training image gets another's, a fixed derangement seeded by
+# SOLVER.SEED): the control run that measures whether the pose helps training at all (docs/EXPERIMENTS.md)
+_C.DATALOADER.SHUFFLE_KEYPOINTS = False
 
 # ----------------------------------------------------------------------------- SOLVER
 _C.SOLVER = CN()

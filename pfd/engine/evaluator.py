@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..data.datasets import DatasetError, ImageRecord, ReIDDataset, build_dataset, pool_training, split_names
 from ..data.loader import build_test_loader, check_train_split
-from ..pose.cache import KeypointTable, load_or_build
+from ..pose.cache import KeypointTable, load_or_build, shuffled_poses
 from ..pose.heatmaps import render_heatmaps
 from ..pose.keypoints import flip_keypoints
 from ..precision import autocast
@@ -108,17 +108,18 @@ def load_keypoints(cfg, records: Sequence[ImageRecord], dataset_name: str):
 
 def load_training_set(cfg, world_size: int = 1) -> tuple[ReIDDataset, Mapping[str, np.ndarray] | None]:
     """DATASETS.NAMES and its training keypoints. Several comma-separated names pool their training splits
-    (identities and cameras kept apart, `pool_training`); each dataset's poses come from its own cache.
+    (identities and cameras kept apart, `pool_training`); each dataset's poses come from its own cache
+    (shuffled among the images with DATALOADER.SHUFFLE_KEYPOINTS).
     A training split too small for the configured batches is refused before the pose pass."""
     names = split_names(cfg.DATASETS.NAMES)
     datasets = [build_dataset(name, cfg.DATASETS.ROOT_DIR) for name in names]
     dataset = datasets[0] if len(datasets) == 1 else pool_training(datasets)
     check_train_split(cfg, dataset, world_size)
     tables = [load_keypoints(cfg, ds.train, name) for name, ds in zip(names, datasets)]
-    if len(datasets) == 1:
-        return dataset, tables[0]
-    keypoints = None if tables[0] is None else KeypointTable(
+    keypoints = tables[0] if len(datasets) == 1 or tables[0] is None else KeypointTable(
         [p for t in tables for p in t.paths], np.concatenate([t.keypoints for t in tables]), tables[0].backend)
+    if cfg.DATALOADER.SHUFFLE_KEYPOINTS and keypoints is not None:  # the control run: poses that say nothing
+        keypoints = shuffled_poses(keypoints, cfg.SOLVER.SEED)
     return dataset, keypoints
 
 

@@ -25,33 +25,15 @@ import numpy as np
 
 from ..data.datasets import DatasetError, build_dataset
 from ..data.occlude import MANIFEST_FILE, hidden_keypoints, read_mask, read_occlusion_source
-from ..pose.cache import KeypointTable
+from ..pose.cache import KeypointTable, shuffled_poses, without_poses
 from ..retrieval.metrics import evaluate
 from ..retrieval.occlusion import evaluate_by_visibility, visible_counts
 from .evaluator import TestSet, evaluate_features, extract_features, load_keypoints
 
-__all__ = ["VARIANTS", "SHUFFLE_SEED", "without_poses", "shuffled_poses", "occluded_original_poses",
-           "keypoint_variants", "pose_dependence", "dependence_table"]
+__all__ = ["VARIANTS", "occluded_original_poses", "keypoint_variants", "pose_dependence", "dependence_table"]
 
 logger = logging.getLogger("pfd")
 VARIANTS = ("own", "none", "shuffled", "oracle")
-SHUFFLE_SEED = 0  # the derangement is fixed, so two checkpoints are compared on the same shuffle
-
-
-def without_poses(table: KeypointTable) -> KeypointTable:
-    """The table with every confidence set to 0 (positions kept)."""
-    keypoints = table.keypoints.copy()  # [N, 17, 3]
-    keypoints[:, :, 2] = 0
-    return KeypointTable(table.paths, keypoints, table.backend)
-
-
-def shuffled_poses(table: KeypointTable, seed: int = SHUFFLE_SEED) -> KeypointTable:
-    """Each image given another image's keypoints: one random cycle through all of them (a derangement,
-    so no image keeps its own when there are two or more)."""
-    order = np.random.default_rng(seed).permutation(len(table))  # [N] the cycle's visiting order
-    source = np.empty_like(order)
-    source[order] = np.roll(order, -1)  # image order[i] takes the keypoints of order[i + 1]
-    return KeypointTable(table.paths, table.keypoints[source], table.backend)
 
 
 def occluded_original_poses(cfg, test_set: TestSet) -> dict[str, np.ndarray] | None:

@@ -42,7 +42,7 @@ from .estimator import build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
 from .keypoints import NUM_KEYPOINTS
 
-__all__ = ["KeypointTable", "load_or_build", "cache_path", "compute_keypoints"]
+__all__ = ["KeypointTable", "without_poses", "shuffled_poses", "load_or_build", "cache_path", "compute_keypoints"]
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process
@@ -76,6 +76,23 @@ class KeypointTable(Mapping[str, np.ndarray]):
     @property
     def detection_rate(self) -> float:
         return float(self.detected.mean()) if len(self) else 0.0
+
+
+def without_poses(table: KeypointTable) -> KeypointTable:
+    """The table with every confidence set to 0 (positions kept)."""
+    keypoints = table.keypoints.copy()  # [N, 17, 3]
+    keypoints[:, :, 2] = 0
+    return KeypointTable(table.paths, keypoints, table.backend)
+
+
+def shuffled_poses(table: KeypointTable, seed: int = 0) -> KeypointTable:
+    """Each image given another image's keypoints: one random cycle through all of them (a derangement,
+    so no image keeps its own when there are two or more). The same seed gives the same cycle, so two
+    checkpoints are compared on the same shuffle (TEST.POSE_DEPENDENCE, DATALOADER.SHUFFLE_KEYPOINTS)."""
+    order = np.random.default_rng(seed).permutation(len(table))  # [N] the cycle's visiting order
+    source = np.empty_like(order)
+    source[order] = np.roll(order, -1)  # image order[i] takes the keypoints of order[i + 1]
+    return KeypointTable(table.paths, table.keypoints[source], table.backend)
 
 
 def cache_dir(cfg) -> Path:
