@@ -55,6 +55,7 @@ CHANGES = {
     "MODEL.PFA": ("false", ()),
     "MODEL.PVM": ("false", ()),
     "MODEL.DISENTANGLE": ("false", ()),
+    "MODEL.PART_POOL": ("pose", ()),
     "MODEL.NO_MARGIN": ("false", ()),
     "MODEL.IF_LABELSMOOTH": ("off", ()),
     "MODEL.LABEL_SMOOTH_EPS": ("0.2", ()),

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from test_model_pfd import CAMS, CLASSES, tiny_batch, tiny_cfg
 
 from pfd.model import PFDOutput, build_loss, build_model
+from pfd.model.parts import pose_pool
+from pfd.model.pfd import PFD
 
 
 def train_outputs(*opts, heat=None) -> PFDOutput:
@@ -76,3 +78,35 @@ def test_loss_weights():
                         (("MODEL.DECODER_LOSS_WEIGHT", "-1"), "DECODER_LOSS_WEIGHT=-1")):
         with pytest.raises(ValueError, match=match):
             build_loss(tiny_cfg(*opts))
+
+
+def test_pose_pool_takes_the_tokens_under_each_keypoint_and_the_cls_token_for_hidden_ones():
+    b, d, grid = 2, 8, (4, 2)
+    tokens = torch.randn(b, 1 + 8, d)
+    heat = torch.zeros(b, 17, 16, 8)  # heatmaps at 4x the token grid
+    heat[:, 0, 4:8, 4:8] = 1.0  # keypoint 0 on token (1, 1), row-major index 3
+    heat[:, 1, 0:4, 0:4], heat[:, 1, 12:16, 0:4] = 1.0, 1.0  # keypoint 1 spread over tokens 0 and 6
+    visible = torch.zeros(b, 17, dtype=torch.bool)
+    visible[:, :2] = True
+    parts = pose_pool(tokens, heat, grid, visible)  # [B, 17, D]
+    assert torch.allclose(parts[:, 0], tokens[:, 1 + 3])
+    assert torch.allclose(parts[:, 1], (tokens[:, 1 + 0] + tokens[:, 1 + 6]) / 2)
+    assert torch.equal(parts[:, 2:], tokens[:, :1].expand(b, 15, d))
+
+
+def test_part_pool_pose_zeroes_the_hidden_parts_of_the_eval_feature_and_trains():
+    images, heat, cams, pids = tiny_batch()
+    heat[0, :5] = 0  # the first image's head is hidden
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("MODEL.PART_POOL", "pose"), CLASSES, CAMS)
+    out = model.train()(images, heat, cams)
+    build_loss(tiny_cfg())(out, pids)["total"].backward()
+    assert model.b2[0].attn.qkv.weight.grad.abs().sum() > 0  # the pooled parts train b2
+    feats = model.eval()(images, heat, cams)
+    d, k = model.embed_dim, model.num_keypoints
+    parts = feats[:, d:(1 + k) * d].view(len(images), k, d)
+    visible = heat.flatten(2).amax(-1) >= model.visibility_threshold  # [B, K]
+    assert (parts[~visible].abs().sum(-1) == 0).all() and (parts[visible].abs().sum(-1) > 0).all()
+    assert not visible[0, :5].any() and visible[1:, :5].any()
+    with pytest.raises(ValueError, match="PART_POOL must be cls or pose"):
+        PFD(model.base_vit, CLASSES, input_size=(128, 64), part_pool="tokens")

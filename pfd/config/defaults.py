@@ -38,6 +38,10 @@ _C.MODEL.DECODER_DROPOUT = 0.1  # new
 _C.MODEL.PVM_MODE = "reference"  # new: reference | paper (spec section 7)
 _C.MODEL.DECODER_FFN_RESIDUAL = False  # new: True = paper/DETR feed-forward residual (spec section 6)
 _C.MODEL.PUSH_LOSS = "reference"  # new: reference (1-cos)/2 | paper cos
+# new: the K part features: cls (the reference: b2's cls output over each contiguous token group) | pose
+# (the b2 tokens pooled by each keypoint's heatmap; a hidden keypoint's part is a zero block of the eval
+# feature, so retrieval compares only the parts both images show; docs/EXPERIMENTS.md, issue 34)
+_C.MODEL.PART_POOL = "cls"
 _C.MODEL.FEAT_KIND = "full"  # new: inference feature: full | global | global_visible
 # ablation switches (new; the defaults are the reference model, see docs/ARCHITECTURE.md)
 _C.MODEL.HEAT_WEIGHT = True  # weight the global feature and the decoder memory by the heatmaps (spec section 2)

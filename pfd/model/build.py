@@ -47,7 +47,7 @@ def build_model(cfg, num_classes: int, num_cameras: int, load_pretrained: bool =
                     ffn_residual=cfg.MODEL.DECODER_FFN_RESIDUAL, pvm_mode=cfg.MODEL.PVM_MODE,
                     visibility_threshold=cfg.MODEL.SKT_THRES, feat_kind=cfg.MODEL.FEAT_KIND,
                     heat_weighting=cfg.MODEL.HEAT_WEIGHT, use_pfa=cfg.MODEL.PFA, use_pvm=cfg.MODEL.PVM,
-                    use_disentangle=cfg.MODEL.DISENTANGLE)
+                    use_disentangle=cfg.MODEL.DISENTANGLE, part_pool=cfg.MODEL.PART_POOL)
     else:
         raise ValueError(f"MODEL.NAME must be pfd or vit_baseline, got {cfg.MODEL.NAME!r}")
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "cosine_matrix", "heat_weight", "keypoint_visibility", "pfa", "pvm", "disentangle",
+    "cosine_matrix", "heat_weight", "keypoint_visibility", "pose_pool", "pfa", "pvm", "disentangle",
     "BNNeck", "PartBNNecks", "PartClassifiers", "make_classifier",
 ]
 
@@ -41,6 +41,21 @@ def heat_weight(heatmaps_flat: torch.Tensor, dim: int) -> torch.Tensor:
 def keypoint_visibility(heatmaps_flat: torch.Tensor, threshold: float) -> torch.Tensor:
     """v [B, K] bool: the heatmap peak of keypoint k reaches `threshold` (MODEL.SKT_THRES)."""
     return heatmaps_flat.amax(dim=-1) >= threshold
+
+
+def pose_pool(tokens: torch.Tensor, heatmaps: torch.Tensor, grid: tuple[int, int],
+              visible: torch.Tensor) -> torch.Tensor:
+    """Part features at the keypoints (MODEL.PART_POOL pose): L [B, K, D].
+
+    tokens [B, 1+N, D] (cls first, then the N = gh*gw patch tokens in row-major order), heatmaps [B, K, h, w],
+    visible [B, K] bool. Part k is the mean of the patch tokens weighted by keypoint k's heatmap, averaged
+    down to the token grid; a keypoint that is not visible takes the cls token instead, so every part
+    has a feature to train on and the visible ones describe only what is at their keypoint.
+    """
+    weights = F.adaptive_avg_pool2d(heatmaps.float(), grid).flatten(2)  # [B, K, N] heat per token
+    weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+    pooled = torch.bmm(weights.to(tokens.dtype), tokens[:, 1:])  # [B, K, D]
+    return torch.where(visible.unsqueeze(-1), pooled, tokens[:, :1].expand_as(pooled))
 
 
 def pfa(local_feats: torch.Tensor, keypoint_feats: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from .parts import (
     keypoint_visibility,
     make_classifier,
     pfa,
+    pose_pool,
     pvm,
 )
 
@@ -67,7 +68,7 @@ class PFD(nn.Module):
                  num_views: int = 17, num_decoder_layers: int = 2, num_heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, ffn_residual: bool = False, pvm_mode: str = "reference",
                  visibility_threshold: float = 0.3, feat_kind: str = "full", heat_weighting: bool = True,
-                 use_pfa: bool = True, use_pvm: bool = True, use_disentangle: bool = True):
+                 use_pfa: bool = True, use_pvm: bool = True, use_disentangle: bool = True, part_pool: str = "cls"):
         super().__init__()
         dim, k = backbone.embed_dim, NUM_KEYPOINTS
         if backbone.num_patches < k:
@@ -75,6 +76,8 @@ class PFD(nn.Module):
                              f"{k} part groups: use a larger INPUT.SIZE_TRAIN or a smaller MODEL.STRIDE_SIZE")
         if pvm_mode == "reference" and num_views != k:
             raise ValueError(f"MODEL.QUERY_NUM={num_views} needs MODEL.PVM_MODE paper (reference PVM needs {k})")
+        if part_pool not in ("cls", "pose"):
+            raise ValueError(f"MODEL.PART_POOL must be cls or pose, got {part_pool!r}")
         if feat_kind not in ("full", "global", "global_visible"):
             raise ValueError(f"MODEL.FEAT_KIND must be full, global or global_visible, got {feat_kind!r}")
         self.num_keypoints, self.num_views, self.embed_dim = k, num_views, dim
@@ -85,7 +88,7 @@ class PFD(nn.Module):
                              f"got {num_views}")
         # Ablation switches (all True = the reference model; see docs/ARCHITECTURE.md).
         self.heat_weighting, self.use_pfa, self.use_pvm = heat_weighting, use_pfa, use_pvm
-        self.use_disentangle = use_disentangle
+        self.use_disentangle, self.part_pool = use_disentangle, part_pool
 
         self.base_vit = backbone
         self.b2 = backbone.last_block_copy()  # [last block copy, final norm copy]
@@ -159,7 +162,11 @@ class PFD(nn.Module):
         g_bn = self.bottleneck(g)
         if not self.training and self.feat_kind == "global":
             return g_bn  # the compact index needs neither parts nor decoder
-        local = self.encode_parts(tokens)  # L [B, K, D]
+        if self.part_pool == "pose":  # parts at the keypoints; the hidden ones zero in the eval feature
+            block, norm = self.b2[0], self.b2[1]
+            local = pose_pool(norm(block(tokens)), heatmaps, self.base_vit.grid_size, visible)  # L [B, K, D]
+        else:
+            local = self.encode_parts(tokens)  # L [B, K, D]
         local_bn = self.bottleneck_parts(local)  # [B, K, D]
 
         views = self.decoder(self.query_embed, memory)  # V [B, Nq, D]
@@ -173,6 +180,8 @@ class PFD(nn.Module):
         f_h_bn = self.bottleneck_decoder(f_h)
 
         if not self.training:
+            if self.part_pool == "pose":
+                local_bn = local_bn * visible.unsqueeze(-1).to(local_bn.dtype)  # hidden parts: zero blocks
             return self._inference_feature(g_bn, local_bn, f_h_bn, parts)
         parts_bn = self.bottleneck_decoder_parts(parts)  # [B, Nq, D]
         enc_scores = torch.cat([self.classifier_encoder(g_bn).unsqueeze(0), self.classifier_parts(local_bn)])
