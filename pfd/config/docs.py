@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, add_debug_argument, user_errors
+from ..errors import InvalidInputError, add_debug_argument, require_file, user_errors
 from ..io import atomic_write
 from .schema import FIXED, SCHEMA, SILENT, Key
 
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     with user_errors(args.debug):
-        path = Path(args.path)
+        path = require_file(args.path, "markdown file", "docs/USAGE.md or another file holding the markers")
         text = path.read_text()
         new = with_key_reference(text, str(path))
         if new != text:
