@@ -6,7 +6,7 @@ REQS := requirements.txt requirements-common.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | cksum | cut -d' ' -f1)
 DEMO_DIR ?= demo_output
 
-.PHONY: install test test-fast demo clean
+.PHONY: install test test-fast docs demo clean
 
 $(STAMP): $(REQS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(XDIST) -m "not slow" --durations=10 tests
+
+# docs/USAGE.md's key reference, generated from the config schema (a test fails while they differ).
+docs: $(STAMP)
+	$(PY) -m pfd.config.docs docs/USAGE.md
 
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 import pfd.config as config
+import pfd.config.checks as checks
 from pfd.config import ConfigError, config_from_text, config_hash, load_config
 from pfd.model.losses import build_loss
 
@@ -79,7 +80,7 @@ def test_shipped_configs_load(path):
 
 
 def test_reference_config_loads_unchanged(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(config, "_warned", set())
+    monkeypatch.setattr(checks, "_warned", set())
     path = tmp_path / "skeleton_pfd.yml"
     path.write_text(REFERENCE_YAML)
     cfg = load_config(path)
@@ -91,6 +92,10 @@ def test_reference_config_loads_unchanged(tmp_path, caplog, monkeypatch):
     assert cfg.MODEL.SKT_THRES == pytest.approx(0.2)
     assert cfg.SOLVER.WEIGHT_DECAY == pytest.approx(1e-4)  # YAML reads 1e-4 as a string
     assert cfg.TEST.FEAT_NORM == "yes"
+
+
+def test_a_reference_style_config_keeps_the_hash_it_had_before_the_config_schema():
+    assert config_hash(config_from_text(REFERENCE_YAML)) == "c094c6dbee4e"  # computed with main at a680144
 
 
 def test_command_line_overrides_with_types():
@@ -221,7 +226,7 @@ def test_yaml_syntax_errors_name_file_line_and_column(tmp_path):
     with pytest.raises(ConfigError, match=r"^stored config, line 1, column \d+: YAML syntax error"):
         config_from_text("MODEL: {NAME: pfd", source="stored config")
 def test_reference_keys_without_effect_warn_once_naming_the_key(caplog, monkeypatch):
-    monkeypatch.setattr(config, "_warned", set())
+    monkeypatch.setattr(checks, "_warned", set())
     load_config(None, ["MODEL.JPM", "true", "MODEL.IF_WITH_CENTER", "yes", "MODEL.SHIFT_NUM", "8"])
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(lines) == 3 and all("\n" not in line and "has no effect here" in line for line in lines)
@@ -233,12 +238,22 @@ def test_reference_keys_without_effect_warn_once_naming_the_key(caplog, monkeypa
     assert caplog.records == []
 
 
-def test_every_accepted_unused_key_of_the_defaults_warns():
-    """NO_EFFECT lists exactly the keys defaults.py marks "accepted, unused"."""
-    text = (REPO / "pfd" / "config" / "defaults.py").read_text().splitlines()
-    marked = {line.split("=")[0].strip().removeprefix("_C.") for line in text if "accepted, unused" in line
-              and line.startswith("_C.")}
-    assert marked == set(config.NO_EFFECT)
+def test_every_reference_only_key_warns_once_and_is_dropped(caplog, monkeypatch):
+    """A reference-only key set to another value than its default warns, naming the key and what does its job
+    here, and is not in the loaded config; its switch (only_with) turned on where it has one."""
+    monkeypatch.setattr(checks, "_warned", set())
+    assert config.REFERENCE_ONLY and "SOLVER.WARMUP_METHOD" in config.REFERENCE_ONLY
+    for name in config.REFERENCE_ONLY:
+        key = config.SCHEMA[name]
+        other = {bool: lambda v: str(not v), int: lambda v: str(v + 1), float: lambda v: str(v * 2),
+                 str: lambda v: v + "x", list: lambda v: str(v[:1])}[type(key.default)](key.default)
+        switch = [key.only_with, "true"] if key.only_with else []
+        caplog.clear()
+        cfg = load_config(None, [name, other, *switch])
+        lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and f" {name} " in r.getMessage()]
+        assert len(lines) == 1 and lines[0].startswith(f"command line: {name} ") and key.reference_only in lines[0]
+        section, leaf = name.split(".")
+        assert leaf not in cfg[section]
 
 
 def test_disentangle_off_turns_the_push_loss_off_and_refuses_a_push_weight():

@@ -157,6 +157,16 @@ def test_resume_compares_the_stored_config_and_names_what_differs(data_root, sav
     trainer.close()
 
 
+def test_resuming_a_run_started_without_model_resume_does_not_report_it(data_root, saved, tmp_path):
+    """MODEL.RESUME (what `train.py --resume` sets) says how this run starts, not what it trains: a checkpoint
+    whose stored config lacks it resumes without naming it as a change (OUTPUT_DIR, which differs, is named)."""
+    trainer = Trainer(tiny_config(data_root, tmp_path / "resumed", *QUICK, "SOLVER.MAX_EPOCHS", "3",
+                                  "MODEL.RESUME", str(saved / "last.pth")))
+    assert trainer.start_epoch == 1
+    assert "resuming" in trainer_log(trainer) and "MODEL.RESUME" not in trainer_log(trainer)
+    trainer.close()
+
+
 def trainer_log(trainer) -> str:
     return (trainer.output_dir / "log.txt").read_text()
 

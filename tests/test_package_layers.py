@@ -10,7 +10,7 @@ PFD = Path(__file__).resolve().parents[1] / "pfd"
 # A module imports only modules of lower layers and of its own package (or base module). Commands
 # (`python -m pfd.pose`, `pfd.data.synthetic`: their `__main__.py`) sit above all and are exempt.
 LAYERS = (
-    ("errors", "precision", "lazy"),  # the base modules import nothing of ours ...
+    ("errors", "precision", "lazy", "skeleton"),  # the base modules import nothing of ours ...
     ("io", "state_dict", "image", "device"),  # ... or only errors (device: its MODEL.DEVICE errors are UserErrors)
     ("config", "retrieval"),
     ("pose",),  # keypoint definitions, estimators, the keypoint cache

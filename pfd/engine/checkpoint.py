@@ -16,11 +16,11 @@ Files in OUTPUT_DIR: `last.pth` (every epoch), `epoch_NNN.pth` (every CHECKPOINT
 last epoch), `best.pth` (best validation mAP; only with DATASETS.VAL_IDS, never chosen on a test set).
 
 The stored config lets errors say what a checkpoint is (`describe_checkpoint`) and which config keys
-differ from the current ones (`config_differences`): a resumed run may change only RESUME_FREE keys.
+differ from the current ones (`config_differences`): a resumed run may change only the keys the config
+schema lets change on resume (pfd.config.RESUME_FREE); MODEL.RESUME itself is not compared.
 """
 from __future__ import annotations
 
-import fnmatch
 import random
 import shutil
 from pathlib import Path
@@ -31,7 +31,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..config import get_cfg_defaults
+from ..config import RESUME_FREE, SCHEMA, SILENT, get_cfg_defaults
 from ..errors import CHECKPOINT_FILE, InvalidInputError, require_file
 from ..io import atomic_write
 from ..state_dict import load_torch_file
@@ -43,12 +43,6 @@ __all__ = [
 ]
 
 FORMAT = "pfd-checkpoint-v1"
-# Keys a resumed run may change without changing what it trains: where files are, how often it logs,
-# saves and evaluates, how it evaluates, and the device and precision it runs with.
-RESUME_FREE = ("OUTPUT_DIR", "MODEL.RESUME", "MODEL.DEVICE", "MODEL.DEVICE_ID", "MODEL.PRETRAIN_PATH",
-               "MODEL.POSE_WEIGHT", "MODEL.POSE_FILE", "MODEL.POSE_CACHE_DIR", "DATASETS.ROOT_DIR",
-               "DATASETS.TEST_NAMES", "DATALOADER.NUM_WORKERS", "SOLVER.LOG_PERIOD", "SOLVER.CHECKPOINT_PERIOD",
-               "SOLVER.EVAL_PERIOD", "SOLVER.AMP", "SOLVER.COMPILE", "TEST.*")
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> Path:
@@ -79,10 +73,12 @@ def _flat(values: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(stored_yaml: str, cfg) -> dict[str, tuple[Any, Any]]:
     """{key: (stored value, current value)} for every key of `cfg` whose value differs from the config
-    a checkpoint stores (keys the stored config lacks count with their default)."""
+    a checkpoint stores (keys the stored config lacks count with their default). SILENT keys (MODEL.RESUME:
+    how this run starts, not what it trains) are not compared."""
     stored = _flat(yaml.safe_load(get_cfg_defaults().dump())) | _flat(yaml.safe_load(stored_yaml) or {})
     current = _flat(yaml.safe_load(cfg.dump()))
-    return {key: (stored.get(key), value) for key, value in current.items() if stored.get(key) != value}
+    return {key: (stored.get(key), value) for key, value in current.items()
+            if stored.get(key) != value and SCHEMA[key].resume != SILENT}
 
 
 def format_differences(diffs: dict[str, tuple[Any, Any]]) -> str:
@@ -91,7 +87,7 @@ def format_differences(diffs: dict[str, tuple[Any, Any]]) -> str:
 
 def resume_blockers(diffs: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
     """The differences a resumed run cannot absorb (every key outside RESUME_FREE)."""
-    return {k: v for k, v in diffs.items() if not any(fnmatch.fnmatchcase(k, free) for free in RESUME_FREE)}
+    return {k: v for k, v in diffs.items() if k not in RESUME_FREE}
 
 
 def misfit_error(path: str | Path, cfg, err: Exception) -> Exception:

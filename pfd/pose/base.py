@@ -11,10 +11,11 @@ from PIL import Image
 from ..config import POSE_BACKENDS as BACKENDS  # the one list of names (the config validates against it)
 from ..image import read_image
 
-__all__ = ["BACKENDS", "PATH_BACKENDS", "PER_PROCESS_BACKENDS", "PROJECT_FORMAT", "PoseEstimator"]
+__all__ = ["BACKENDS", "PATH_BACKENDS", "PIXEL_BACKENDS", "PER_PROCESS_BACKENDS", "PROJECT_FORMAT", "PoseEstimator"]
 
 # Backends that look keypoints up by image path (predict_paths only), not by pixels.
 PATH_BACKENDS = frozenset({"file", "synthetic"})
+PIXEL_BACKENDS = tuple(b for b in BACKENDS if b not in PATH_BACKENDS)  # read pixels: can pose any photo
 # CPU-bound, one image at a time: the cache spreads them over processes, each with its own estimator.
 PER_PROCESS_BACKENDS = frozenset({"mediapipe"})
 PROJECT_FORMAT = "pfd-keypoints-v1"  # the "format" of the project's keypoints.json

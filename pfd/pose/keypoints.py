@@ -3,14 +3,8 @@ check of keypoint values a user gives (keypoint files, `ReIDModel.embed`)."""
 import numpy as np
 
 from ..errors import InvalidInputError
-
-COCO_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
-NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
+from ..skeleton import COCO_KEYPOINTS as COCO_KEYPOINTS  # re-exported: the layout is declared below config
+from ..skeleton import NUM_KEYPOINTS
 
 # (left, right) index pairs swapped by a horizontal flip.
 FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))

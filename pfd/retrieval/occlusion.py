@@ -21,18 +21,18 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
+from ..skeleton import NUM_KEYPOINTS
 from .metrics import NoMatchError, evaluate
 
 __all__ = ["DEFAULT_BUCKETS", "check_buckets", "visible_counts", "evaluate_by_visibility", "bucket_table"]
 
 DEFAULT_BUCKETS = (0, 6, 12)  # 0-5, 6-11, 12-17 visible keypoints
-NUM_KEYPOINTS = 17  # COCO-17, the project's keypoint layout (pfd.pose.keypoints)
 
 
 def check_buckets(lows: Sequence[int], num_keypoints: int = NUM_KEYPOINTS) -> list[tuple[int, int]]:
     """[(low, high), ...] inclusive ranges of the bucket lower ends `lows`; an InvalidInputError naming
     TEST.VIS_BUCKETS unless they start at 0, increase strictly and stay <= num_keypoints (so every query
-    falls in exactly one bucket). The config checks TEST.VIS_BUCKETS with it when it loads."""
+    falls in exactly one bucket). The config checks TEST.VIS_BUCKETS by the same rule when it loads."""
     lows = [int(v) for v in lows]
     if not lows or lows[0] != 0 or any(b <= a for a, b in zip(lows, lows[1:])) or lows[-1] > num_keypoints:
         raise InvalidInputError(f"TEST.VIS_BUCKETS {lows}: expected increasing lower ends of visible-keypoint buckets, "

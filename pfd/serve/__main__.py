@@ -11,18 +11,18 @@ import argparse
 import logging
 
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
-
-POSE_BACKENDS = ("hrnet", "mediapipe")  # backends that read pixels, so can pose an uploaded photo
+from pfd.pose.base import PIXEL_BACKENDS  # the backends that can pose an uploaded photo
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pfd.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--index", required=True, help="index folder (index.faiss + meta.json)")
+    parser.add_argument("--index", required=True, help="index folder written by `query.py index` or Gallery.save "
+                                                          "(manifest.json and its version folder)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--pose-backend", choices=POSE_BACKENDS, default=None,
+    parser.add_argument("--pose-backend", choices=PIXEL_BACKENDS, default=None,
                         help="pose estimator for uploaded photos sent without keypoints (default: the model's "
                              "own when it reads pixels, else mediapipe)")
     parser.add_argument("--max-upload-mb", type=float, default=8.0, help="largest upload in MiB (default 8)")

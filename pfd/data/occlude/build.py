@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...config import COVERAGE_RULE, valid_coverage
 from ...errors import InvalidInputError, OutputExistsError
 from ...image import read_image
 from ...io import (
@@ -64,9 +65,8 @@ class OccludeConfig:
             raise InvalidInputError(f"occluder kinds {','.join(self.kinds)!r}: expected a comma-separated "
                                     f"subset of {','.join(KINDS)}")
         low, high = self.coverage
-        if not 0.05 <= low < high <= 0.95 or high - low < 0.05:
-            raise InvalidInputError(f"coverage {low},{high}: expected MIN,MAX with 0.05 <= MIN, MIN + 0.05 <= MAX "
-                                    "<= 0.95")
+        if not valid_coverage(low, high):
+            raise InvalidInputError(f"coverage {low},{high}: expected MIN,MAX with {COVERAGE_RULE}")
         if self.seed < 0:
             raise InvalidInputError(f"seed {self.seed}: expected >= 0")
 
