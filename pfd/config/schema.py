@@ -285,6 +285,10 @@ SCHEMA: dict[str, Key] = {
     "TEST.VIS_BUCKETS": Key([0, 6, 12], "lower ends of the visible-keypoint buckets of the per-occlusion metrics",
                             rule=_check_vis_buckets, allowed=f"increasing from 0, at most {NUM_KEYPOINTS}",
                             resume=FREE, new=True),
+    "TEST.PART_DISTANCE": Key("concat", "how evaluation compares features: concat (the reference: one vector) or "
+                                        "visible (PFD's part blocks only where both images show the part; "
+                                        "pfd.retrieval.part_distance)", choices=("concat", "visible"), resume=FREE,
+                              new=True),
     "TEST.POSE_DEPENDENCE": Key(False, "evaluate each test set again with no, shuffled and (on a pfd.data.occlude set) "
                                        "oracle keypoints: how much retrieval depends on the pose "
                                        "(pfd.engine.pose_dependence)", resume=FREE, new=True),

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..config import ConfigError
 from ..data.datasets import DatasetError, ImageRecord, ReIDDataset, build_dataset, pool_training, split_names
 from ..data.loader import build_test_loader, check_train_split
 from ..pose.cache import KeypointTable, load_or_build, shuffled_poses
@@ -22,6 +23,7 @@ from ..pose.keypoints import flip_keypoints
 from ..precision import autocast
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate
 from ..retrieval.metrics import retrieval_options
+from ..retrieval.part_distance import PartLayout
 from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "evaluation_datasets", "prepare_test_sets",
@@ -41,9 +43,11 @@ WHOLE_BODY_PRIOR = (
 
 @dataclass
 class FeatureSet:
-    """Features [N, F] (float32, on the extraction device) of `records`, in record order."""
+    """Features [N, F] (float32, on the extraction device) of `records`, in record order; `part_layout` where
+    their part blocks are, when TEST.PART_DISTANCE visible compares them (pfd.retrieval.part_distance)."""
     feats: torch.Tensor
     records: Sequence[ImageRecord]
+    part_layout: PartLayout | None = None
 
     @cached_property
     def pids(self) -> np.ndarray:
@@ -175,6 +179,19 @@ def loader_features(model: nn.Module, loader: Iterable[dict], device: torch.devi
     return torch.cat(feats), torch.cat(order)
 
 
+def part_layout(model: nn.Module, cfg) -> PartLayout | None:
+    """The model's part blocks when TEST.PART_DISTANCE visible asks for them, else None; a feature without
+    parts (the ViT baseline, MODEL.FEAT_KIND global*) is refused with the keys to change."""
+    if cfg.TEST.PART_DISTANCE != "visible":
+        return None
+    layout = getattr(model, "part_layout", None)
+    if layout is None:
+        raise ConfigError(f"TEST.PART_DISTANCE visible compares part features, which MODEL.NAME {cfg.MODEL.NAME} "
+                          f"with MODEL.FEAT_KIND {cfg.MODEL.FEAT_KIND} has not: use PFD with MODEL.FEAT_KIND full, "
+                          "or TEST.PART_DISTANCE concat")
+    return layout
+
+
 def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,
                      heatmaps: HeatmapMaker, amp_dtype: torch.dtype | None, desc: str = "features") -> FeatureSet:
     """Eval-mode features of `records`: each rank extracts a strided share, all get the gathered whole."""
@@ -184,7 +201,7 @@ def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keyp
                                    flip=cfg.TEST.FLIP_FEATS)
     feats = all_gather_rows(feats)
     order = all_gather_rows(index * world + rank)  # position in `records`
-    return FeatureSet(feats[torch.argsort(order)], records)  # [N, F] in record order, on `device`
+    return FeatureSet(feats[torch.argsort(order)], records, part_layout(model, cfg))  # [N, F] in record order
 
 
 def ranks_reported(cmc, ranks) -> dict:
@@ -196,7 +213,7 @@ def evaluate_features(cfg, query: FeatureSet, gallery: FeatureSet) -> tuple[dict
     """Market-1501 metrics of `query` against `gallery` (TEST.FEAT_NORM, TEST.RE_RANKING), and the
     distance matrix [Nq, Ng] they were computed from."""
     return retrieval_evaluate(query.feats, gallery.feats, query.pids, gallery.pids, query.camids, gallery.camids,
-                              **retrieval_options(cfg))
+                              part_layout=query.part_layout, **retrieval_options(cfg))
 
 
 def evaluate_test_sets(model: nn.Module, cfg, test_sets: Sequence[TestSet], device: torch.device,

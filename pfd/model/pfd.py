@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pfd.pose.keypoints import NUM_KEYPOINTS
+from pfd.retrieval.part_distance import PartLayout
 
 from .backbone import ViTBackbone
 from .decoder import PartViewDecoder, PartViewDecoderLayer
@@ -117,6 +118,12 @@ class PFD(nn.Module):
         """Width of the eval-mode feature for MODEL.FEAT_KIND."""
         blocks = {"full": 2 + self.num_keypoints + self.num_views, "global": 1, "global_visible": 2}
         return blocks[self.feat_kind] * self.embed_dim
+
+    @property
+    def part_layout(self) -> PartLayout | None:
+        """Where the K part blocks l_k_bn / K sit in the eval feature (FEAT_KIND full), for the visibility-aware
+        distance (TEST.PART_DISTANCE visible); None for the shorter features, which have no parts."""
+        return PartLayout(self.embed_dim, self.num_keypoints, self.embed_dim) if self.feat_kind == "full" else None
 
     @property
     def matching_free_dim(self) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..device import resolve_device
+from .part_distance import PartLayout, visible_part_distance
 
 __all__ = ["distance_matrix", "rank_gallery"]
 
@@ -42,8 +43,10 @@ def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=1)
 
 
-def distance_matrix(query_feats, gallery_feats, normalize: bool = True, device=None) -> torch.Tensor:
-    """[num_query, num_gallery] float32 squared Euclidean distances (2 - 2 cos when ``normalize``).
+def distance_matrix(query_feats, gallery_feats, normalize: bool = True, device=None,
+                    part_layout: PartLayout | None = None) -> torch.Tensor:
+    """[num_query, num_gallery] float32 squared Euclidean distances (2 - 2 cos when ``normalize``), or with
+    ``part_layout`` the visibility-aware distance of ``pfd.retrieval.part_distance`` (TEST.PART_DISTANCE).
 
     Computed on ``device`` (default: the query features' device) in query blocks, so the only large
     allocation is the result itself. Small negative values from rounding are clamped to 0.
@@ -51,13 +54,16 @@ def distance_matrix(query_feats, gallery_feats, normalize: bool = True, device=N
     q = _features(query_feats, "query_feats", device)
     g = _features(gallery_feats, "gallery_feats", q.device)
     _check_dims(q, g)
-    if normalize:
+    if normalize and part_layout is None:
         q, g = _l2_normalize(q), _l2_normalize(g)
     out = torch.empty(q.shape[0], g.shape[0], dtype=torch.float32, device=q.device)
     g_sq = None if normalize else (g * g).sum(1)  # [G]
     step = max(1, _CHUNK_ELEMENTS // max(1, g.shape[0]))
     for s in range(0, q.shape[0], step):
         block = q[s:s + step]
+        if part_layout is not None:
+            out[s:s + step] = visible_part_distance(block, g, part_layout)
+            continue
         sim = block @ g.T  # [B, G]
         if normalize:
             out[s:s + step] = (2 - 2 * sim).clamp_(min=0)

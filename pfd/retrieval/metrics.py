@@ -205,22 +205,24 @@ def retrieval_options(cfg) -> dict:
 
 def evaluate_features(query_feats, gallery_feats, q_pids, g_pids, q_camids, g_camids, *,
                       normalize: bool = True, rerank: tuple | None = None, max_rank: int = 50,
-                      device=None) -> tuple[dict, torch.Tensor]:
+                      device=None, part_layout=None) -> tuple[dict, torch.Tensor]:
     """Distance matrix (optionally k-reciprocal re-ranked) of features, then ``evaluate``.
 
     Features [N, F] (numpy or torch). ``normalize``: L2-normalize first (distance 2 - 2 cos).
     ``rerank``: None or (k1, k2, lambda) for ``rerank.re_ranking`` (needs a (q+g)^2 matrix, see there).
-    ``device``: where to compute (default: the query features' device). Use
+    ``device``: where to compute (default: the query features' device). ``part_layout``: a
+    ``part_distance.PartLayout`` for the visibility-aware distance (TEST.PART_DISTANCE visible). Use
     ``evaluate_features(..., **retrieval_options(cfg))`` to follow a config.
     Returns (metrics, distmat [num_query, num_gallery] float32 on ``device``).
     """
     from .index import distance_matrix
     from .rerank import re_ranking
 
-    distmat = distance_matrix(query_feats, gallery_feats, normalize=normalize, device=device)
+    options = {"normalize": normalize, "device": device, "part_layout": part_layout}
+    distmat = distance_matrix(query_feats, gallery_feats, **options)
     if rerank is not None:
         k1, k2, lambda_value = rerank
-        q_q = distance_matrix(query_feats, query_feats, normalize=normalize, device=device)
-        g_g = distance_matrix(gallery_feats, gallery_feats, normalize=normalize, device=device)
+        q_q = distance_matrix(query_feats, query_feats, **options)
+        g_g = distance_matrix(gallery_feats, gallery_feats, **options)
         distmat = re_ranking(distmat, q_q, g_g, k1=k1, k2=k2, lambda_value=lambda_value)
     return evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank), distmat
