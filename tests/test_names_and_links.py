@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,13 +28,14 @@ from pfd.data.writer import claim_dataset_dir
 from pfd.engine.compare import compare_page
 from pfd.engine.rundir import LOCK_FILE, RunLock, claim_eval_dir, claim_run_dir, replace_run
 from pfd.engine.tester import set_output_dir
+from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError, OutputExistsError, UserError
 from pfd.io import OUTPUT_MARKER, atomic_write, claim_output_dir, flat_name, remove_inside
 from pfd.pose.cache import cache_path
 from pfd.retrieval import IndexLoadError, build_index, load_index, save_index
 from pfd.retrieval.index_folder import MANIFEST_FILE
 
-from engine_tiny import DEMO_CONFIG, SMALL_SYNTHETIC, exit_status
+from engine_tiny import DEMO_CONFIG, SMALL_SYNTHETIC, exit_status, load_script, make_data, tiny_config, tiny_opts
 
 BAD_NAMES = ["..", "../../escaped", "/etc/passwd", "a/b", "folder:../../../x/ds3", "folder:/abs/path/ds3",
              "we ird <b>&'\"", "ümlaut", "x" * 300, ".", ""]
@@ -361,3 +363,27 @@ def test_replace_deletes_test_py_s_report_files_in_a_run_folder(tmp_path):
         (run / name).write_bytes(b"ours")
     assert replace_run(run) == sorted([*files, f"synthetic/{OUTPUT_MARKER}"])
     assert [p.name for p in run.iterdir()] == [OUTPUT_MARKER]
+
+
+@pytest.mark.slow
+def test_test_py_writes_every_set_in_its_own_flat_folder_inside_output_dir(tmp_path):
+    """Issue 31 item 2 end to end: `DATASETS.TEST_NAMES synthetic,folder:../../../x/ds3` wrote the second set's
+    metrics.json and report.html over a user's in OUTPUT_DIR/../x/ds3 (OUTPUT_DIR / "folder:.." / ".." / ...);
+    an absolute folder: path was mirrored deep inside OUTPUT_DIR. Each set now has one flat folder in
+    OUTPUT_DIR, named after it."""
+    root = make_data(tmp_path / "a" / "b" / "data")  # ROOT_DIR/../../../x/ds3 is tmp_path/x/ds3
+    Trainer(tiny_config(root, tmp_path / "run", "TEST.EVAL", "false")).save(0, improved=False)
+    ds3 = tmp_path / "x" / "ds3"
+    shutil.copytree(root / "synthetic", ds3)
+    users = users_folder(tmp_path / "a" / "x").rename(tmp_path / "a" / "x" / "ds3")  # where main wrote the set
+    before = snapshot(users)
+    sets = ["synthetic", "folder:../../../x/ds3", f"folder:{ds3}"]
+    out = tmp_path / "a" / "eval"
+    load_script("test").main(["--config", str(DEMO_CONFIG), *tiny_opts(root, out), "DATASETS.TEST_NAMES",
+                              ",".join(sets), "TEST.WEIGHT", str(tmp_path / "run" / "last.pth")])
+    assert snapshot(users) == before
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == sorted(flat_name(name) for name in sets)
+    for name in sets:
+        assert json.loads((out / flat_name(name) / "metrics.json").read_text())["dataset"] == name
+        assert (out / flat_name(name) / "report.html").is_file()
