@@ -11,6 +11,7 @@ an existing index, `--replace` builds anew over one (without either, an existing
 refuses an index built by another model or config.
 """
 import argparse
+import sys
 
 from pfd.errors import add_debug_argument, user_errors
 from pfd.query import build_gallery_index, search_image
@@ -18,6 +19,19 @@ from pfd.retrieval.gallery_index import INDEX_KINDS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command and its options; config overrides may come before, between or after the options, as for
+    train.py, test.py and pfd.compare (each command's own parser reads them with parse_intermixed_args,
+    which argparse does not offer through subparsers)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, commands = _parsers()
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # help, or the usage error naming the commands
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -47,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "folder; an existing file is replaced only when it is a picture pfd wrote)")
     add_debug_argument(search)
     search.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
-    return parser.parse_args(argv)
+    return parser, {"index": index, "search": search}
 
 
 def main(argv=None) -> None:

@@ -3,24 +3,49 @@
     python bench/compare_seeds.py OUT_SEED0 OUT_SEED1 OUT_SEED2 [--variants pfd vit_baseline]
 
 Each OUT is a `pfd.compare --out` folder (one per SOLVER.SEED); the metrics are read from
-OUT/VARIANT/test[/SET]/metrics.json. Cells are mean +- sample standard deviation in %, overall and
-per visible-keypoint bucket (with the bucket's query count), then each variant minus vit_baseline
-(or the --pairs A:B given, e.g. pfd_occ:pfd).
+OUT/VARIANT/test[/SET]/metrics.json, each test set (`folder:` ones too) named by its record's "dataset".
+Cells are mean +- sample standard deviation in %, overall and per visible-keypoint bucket (with the
+bucket's query count), then each variant minus vit_baseline (or the --pairs A:B given, e.g. pfd_occ:pfd).
+A test set missing from some folders, or bucketed otherwise there, is tabled over the folders that
+agree, under a note naming the others. A missing folder, variant or metrics file is one `error:` line
+(exit status 2).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pfd.errors import InvalidInputError, MissingFileError, require_folder, user_errors  # noqa: E402
+
 
 def records(out: Path, variant: str) -> dict[str, dict]:
     """{test set: metrics.json record} of one variant of one compare folder."""
-    test = out / variant / "test"
-    files = sorted(test.glob("*/metrics.json")) or [test / "metrics.json"]
-    return {f.parent.name if f.parent != test else "test": json.loads(f.read_text()) for f in files}
+    test = require_folder(out / variant / "test", f"{out}: variant {variant}'s evaluation folder",
+                          "the folder pfd.compare evaluates a variant into")
+    files = sorted(test.glob("metrics.json")) + sorted(test.glob("*/metrics.json"))
+    if not files:
+        raise MissingFileError(f"{test} holds no metrics.json (nor TEST_SET/metrics.json): was {variant} evaluated?")
+    found = {}
+    for file in files:
+        try:
+            record = json.loads(file.read_text())
+            found[str(record.get("dataset") or file.parent.name)] = record
+        except (ValueError, AttributeError) as err:
+            raise InvalidInputError(f"{file}: not a metrics.json record ({err})") from None
+    return found
+
+
+def groups(record: dict) -> list[str]:
+    """The column groups: all queries, then each visibility bucket, with their query counts."""
+    rows = (record.get("buckets") or {}).get("rows", [])
+    return [f"all ({record['num_query']})"] + [f"{r['visible']} vis ({r['num_query']})" for r in rows]
 
 
 def cells(record: dict) -> list[float]:
@@ -38,29 +63,63 @@ def fmt(values: np.ndarray, signed: bool = False) -> str:
     return f"{mean} ± {values.std(ddof=1):.1f}" if len(values) > 1 else mean
 
 
-def main() -> None:
+def parse_pairs(pairs: list[str], variants: list[str]) -> list[tuple[str, str]]:
+    """--pairs A:B as (A, B), each a variant of --variants; default: each variant minus vit_baseline."""
+    if not pairs:
+        return [(v, "vit_baseline") for v in variants if v != "vit_baseline" and "vit_baseline" in variants]
+    out = []
+    for pair in pairs:
+        names = pair.split(":")
+        if len(names) != 2 or not all(n in variants for n in names):
+            raise InvalidInputError(f"--pairs {pair}: expected A:B with A and B among --variants "
+                                    f"({', '.join(variants)})")
+        out.append((names[0], names[1]))
+    return out
+
+
+def set_table(name: str, data: dict[str, list[dict]], outs: list[Path], pairs: list[tuple[str, str]]) -> str:
+    """The markdown table of test set `name` over the folders whose every variant has it, bucketed alike;
+    a note names the folders left out and why."""
+    variants = list(data)
+    present = [i for i in range(len(outs)) if all(name in data[v][i] for v in variants)]
+    reference = groups(data[variants[0]][present[0]][name])
+    agree = [i for i in present if all(groups(data[v][i][name]) == reference for v in variants)]
+    lines = [f"\n**{name}** ({len(agree)} seeds; mAP / Rank-1 in %, mean ± std)\n"]
+    missing = [str(outs[i]) for i in range(len(outs)) if i not in present]
+    other = [str(outs[i]) for i in present if i not in agree]
+    if missing:
+        lines.append(f"> note: {name} is missing from {', '.join(missing)} (not evaluated there); left out\n")
+    if other:
+        lines.append(f"> note: {name} is bucketed or sized otherwise in {', '.join(other)} than in "
+                     f"{outs[present[0]]} ({', '.join(reference)}); left out\n")
+    lines.append("| variant | " + " | ".join(f"{g} mAP | R-1" for g in reference) + " |")
+    lines.append("|---" * (1 + 2 * len(reference)) + "|")
+    table = {v: np.array([cells(data[v][i][name]) for i in agree]) for v in variants}
+    for v, arr in table.items():
+        lines.append(f"| {v} | " + " | ".join(fmt(arr[:, i]) for i in range(arr.shape[1])) + " |")
+    for a, b in pairs:
+        diff = table[a] - table[b]
+        lines.append(f"| {a} - {b} | " + " | ".join(fmt(diff[:, i], signed=True) for i in range(diff.shape[1])) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outs", nargs="+", type=Path)
     parser.add_argument("--variants", nargs="+", default=["pfd", "vit_baseline"])
     parser.add_argument("--pairs", nargs="+", default=[], metavar="A:B",
                         help="differences to print (default: each variant minus vit_baseline)")
-    args = parser.parse_args()
-    data = {v: [records(out, v) for out in args.outs] for v in args.variants}
-    first = data[args.variants[0]][0]
-    for name, record in first.items():
-        groups = ["all"] + [f"{r['visible']} vis" for r in (record.get("buckets") or {}).get("rows", [])]
-        counts = [record["num_query"]] + [r["num_query"] for r in (record.get("buckets") or {}).get("rows", [])]
-        print(f"\n**{name}** ({len(args.outs)} seeds; mAP / Rank-1 in %, mean ± std)\n")
-        print("| variant | " + " | ".join(f"{g} ({c}) mAP | R-1" for g, c in zip(groups, counts)) + " |")
-        print("|---" * (1 + 2 * len(groups)) + "|")
-        table = {v: np.array([cells(runs[name]) for runs in data[v]]) for v in args.variants}
-        for v, arr in table.items():
-            print(f"| {v} | " + " | ".join(fmt(arr[:, i]) for i in range(arr.shape[1])) + " |")
-        pairs = [p.split(":") for p in args.pairs] or [(v, "vit_baseline") for v in table if v != "vit_baseline"]
-        for a, b in pairs:
-            if a in table and b in table:
-                row = " | ".join(fmt((table[a] - table[b])[:, i], signed=True) for i in range(table[a].shape[1]))
-                print(f"| {a} - {b} | {row} |")
+    args = parser.parse_args(argv)
+    with user_errors():
+        for out in args.outs:
+            require_folder(out, "compare folder", "a pfd.compare --out folder")
+        pairs = parse_pairs(args.pairs, args.variants)
+        data = {v: [records(out, v) for out in args.outs] for v in args.variants}
+    for name in dict.fromkeys(name for runs in data.values() for found in runs for name in found):
+        if any(all(name in data[v][i] for v in data) for i in range(len(args.outs))):
+            print(set_table(name, data, args.outs, pairs), flush=True)
+        else:
+            print(f"\n> note: {name} was evaluated for some variants only, in every folder; no table", flush=True)
 
 
 if __name__ == "__main__":

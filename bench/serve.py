@@ -14,7 +14,6 @@ folder; --tiny: 20 requests from 2 clients. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -53,6 +52,14 @@ def demo_index(root: Path) -> Path:
     return root / "index"
 
 
+def gallery_images(index: Path) -> list[str]:
+    """The paths of the images an index holds, in its order (the service's numbers): rows of removed
+    images (None in the index's list) are skipped."""
+    from pfd.retrieval.index_folder import load_index
+
+    return [path for path in load_index(index, use_gpu=False).meta["paths"] if path is not None]
+
+
 def start_server(index: Path, log: Path, timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,9 +79,9 @@ def start_server(index: Path, log: Path, timeout: float = 300.0) -> tuple[subpro
     raise SystemExit(f"pfd.serve did not come up:\n{log.read_text()[-3000:]}")
 
 
-def run(url: str, meta: dict, source: str, clients: int, requests: int) -> list[float]:
-    """Latencies (s) of `requests` searches from `clients` threads, after WARMUP untimed ones."""
-    paths = meta["paths"]
+def run(url: str, paths: list[str], source: str, clients: int, requests: int) -> list[float]:
+    """Latencies (s) of `requests` searches from `clients` threads, after WARMUP untimed ones; `paths`: the
+    gallery's images, in the order the service numbers them."""
 
     def ask(client: httpx.Client, i: int) -> float:
         number = i % len(paths)
@@ -107,11 +114,11 @@ def main(argv=None) -> None:
         args.clients, args.requests = 2, 20
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
         index = Path(args.index) if args.index else demo_index(Path(tmp))
+        paths = gallery_images(index)
         proc, url = start_server(index, Path(tmp) / "server.log")
         try:
-            meta = json.loads((index / "meta.json").read_text())
             wall = time.perf_counter()
-            latencies = run(url, meta, args.source, args.clients, args.requests)
+            latencies = run(url, paths, args.source, args.clients, args.requests)
             wall = time.perf_counter() - wall
             health = httpx.get(url + "/api/health").json()
         finally:

@@ -8,14 +8,12 @@ each like test.py (OUT/NAME/test/metrics.json) and prints one table per test set
 queries and per visible-keypoint bucket (TEST.VIS_BUCKETS), and each variant minus the baseline.
 """
 import argparse
-import re
 
 from pfd.config import load_config
 from pfd.engine.compare import DEFAULT_VARIANTS, compare_tables, run_compare
 from pfd.engine.distributed import cleanup
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
-
-VARIANT_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a variant trains into OUT/NAME: a plain name, never a path
+from pfd.io import child_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,9 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def variants_from_args(args) -> dict[str, list[str]]:
     variants = dict(DEFAULT_VARIANTS)
     for name, *overrides in args.variant:
-        if not VARIANT_NAME.fullmatch(name) or name in (".", ".."):
-            raise InvalidInputError(f"--variant {name}: a variant name is a plain folder name (letters, digits, "
-                                    "'.', '_', '-'; no '/'): it trains into OUT/NAME")
+        child_path(args.out, name, "--variant")  # a plain name: it trains into OUT/NAME
         if len(overrides) % 2:
             raise InvalidInputError(f"--variant {name}: overrides come in KEY VALUE pairs, got {overrides}")
         if name in variants:

@@ -20,7 +20,12 @@ ONNX file this program wrote), and never inside one of our folders of another pu
 that the folder can be written (`check_writable`: a read-only or forbidden folder fails at once, as
 an OSError naming it, which pfd.errors.user_errors prints as one line). What a claim made is undone
 when the command is then refused on its input (pfd.errors.undo_if_refused): a new folder holding only
-its marker and log is removed, with the empty folders made above it.
+its marker and log is removed, with the empty folders made above it. No output lies inside one of our
+folders of another purpose (`NESTS` lists the exceptions: an evaluation in its run, a compare's runs).
+
+Names and links: a name a user gives (a test set, a variant, a `folder:` dataset) becomes a path only
+through `child_path` (a plain name, `flat_name` makes one of any text), so it never leads outside its
+folder; and every removal goes through `remove_inside`, which never follows a symbolic link.
 """
 from __future__ import annotations
 
@@ -34,22 +39,32 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from .errors import OutputExistsError, UserError, undo_if_refused
+from .errors import InvalidInputError, OutputExistsError, UserError, undo_if_refused
 
-__all__ = ["DiskFullError", "OUTPUT_MARKER", "WRITTEN_RECORD", "atomic_write", "atomic_path", "atomic_save",
-           "changed_entries", "claim_output_dir", "check_writable", "claim_output_file", "disk_full_reported",
-           "foreign_entries", "listing", "output_kind", "record_written", "replace_folder", "sha256_file"]
+__all__ = ["DiskFullError", "NESTS", "OUTPUT_MARKER", "WRITTEN_RECORD", "atomic_write", "atomic_path", "atomic_save",
+           "changed_entries", "child_path", "claim_output_dir", "check_writable", "claim_output_file",
+           "disk_full_reported", "flat_name", "foreign_entries", "listing", "output_kind", "record_written",
+           "refuse_inside_ours", "remove_inside", "remove_stale_folders", "replace_folder", "sha256_file",
+           "temp_folder", "unowned_entries"]
 
 OUTPUT_MARKER = ".pfd-output.json"  # in every folder the project made: {"format", "kind"}
 WRITTEN_RECORD = ".pfd-written.sha256"  # `sha256sum` lines of the files a dataset writer put in its folder
 STARTUP_FILES = frozenset({OUTPUT_MARKER, "log.txt"})  # what a command writes into its folder before its work
 
+# The kinds of our folders each kind of output may be made in, at any depth: an evaluation beside its run (or
+# per test set inside its own folder), a compare's variant runs and their evaluations, a pose cache next to
+# either. Anything else inside one of our folders is refused, and a single file always (claim_output_file).
+NESTS = {"run": frozenset({"compare"}), "eval": frozenset({"run", "eval", "compare"}),
+         "pose_cache": frozenset({"run", "eval", "compare"})}
+
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _GLOB_MAGIC = re.compile(r"[*?[]")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # what a name a user gives may become, as one path component
 
 
 class DiskFullError(UserError, OSError):
@@ -83,7 +98,7 @@ def remove_orphaned_temps(path: Path) -> list[Path]:
     for candidate in path.parent.glob(f".{glob.escape(path.name)}.tmp-*.tmp"):
         match = pattern.match(candidate.name)
         if match and match["host"] == socket.gethostname() and _process_gone(int(match["pid"])):
-            candidate.unlink(missing_ok=True)
+            remove_inside(path.parent, candidate)  # a link of that name goes, never what it points to
             removed.append(candidate)
     return removed
 
@@ -193,6 +208,44 @@ def listing(entries: list[str], shown: int = 5) -> str:
     return ", ".join(entries[:shown]) + (f" and {len(entries) - shown} more" if len(entries) > shown else "")
 
 
+def flat_name(text: str) -> str:
+    """A safe file or folder name for `text` (a test set such as `folder:../x/ds3`, a dataset name): `text`
+    itself when it is a plain name (PLAIN_NAME, not "." or "..", at most 100 characters), else the plain
+    characters of its last part and the first 8 hex digits of its SHA-256 (`ds3-1f2e3d4c`), so that two texts
+    never share a name."""
+    if PLAIN_NAME.fullmatch(text) and text not in (".", "..") and len(text) <= 100:
+        return text
+    last = re.split(r"[/\\:]", text.rstrip("/\\"))[-1]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", last).strip("._-")[:40] or "set"
+    return f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def child_path(folder: str | os.PathLike, name: str, what: str) -> Path:
+    """`folder / name` for a name a user gave (`what` says which, for the error): the one way such a name
+    becomes a path. It must be plain (letters, digits, '.', '_', '-'; not "." or ".."; at most 255 characters),
+    so it is never an absolute path nor leads out of `folder`; a symbolic link already at that place is
+    refused too (what is written there would land where it points)."""
+    if not PLAIN_NAME.fullmatch(name) or name in (".", "..") or len(name) > 255:
+        raise InvalidInputError(f"{what} {name[:80]!r}: expected a plain name (letters, digits, '.', '_', '-'; no "
+                                f"'/'; at most 255 of them), as it becomes a folder or file inside {folder}")
+    path = Path(folder) / name
+    if path.is_symlink():
+        raise OutputExistsError(f"{path} ({what} {name!r}) is a symbolic link; pfd never writes through a link: "
+                                "remove it, or choose another name")
+    return path
+
+
+def refuse_inside_ours(target: Path, kind: str | None, hint: str) -> None:
+    """OutputExistsError when `target` lies, at any depth, inside one of our folders that an output of `kind`
+    may not be made in (NESTS; a single file, kind None, in none of them)."""
+    allowed = NESTS.get(kind, frozenset())
+    for folder in target.absolute().parents:  # an index's files live in INDEX/v0001/: every level counts
+        found = output_kind(folder)
+        if found is not None and found not in allowed:
+            raise OutputExistsError(f"{target} lies inside a pfd {found} folder ({folder}), whose files only its "
+                                    f"own commands write; {hint}")
+
+
 def claim_output_dir(path: str | os.PathLike, kind: str, *, shares: Iterable[str] = (),
                      adopt: Callable[[Path], bool] | None = None, hint: str = "choose another output folder") -> Path:
     """Make `path` a folder of ours of `kind` and return it, or refuse it.
@@ -200,9 +253,11 @@ def claim_output_dir(path: str | os.PathLike, kind: str, *, shares: Iterable[str
     New or empty: created and marked. Marked with `kind` or one of `shares` (kinds whose folders
     this output may live in, e.g. an evaluation inside its training run): returned as is. Unmarked
     but recognized by `adopt` (a folder an earlier version of the project made): marked and returned.
-    Anything else raises OutputExistsError naming what is there; `hint` says how to proceed.
+    Anything else raises OutputExistsError naming what is there; `hint` says how to proceed. So does a
+    path inside one of our folders where `kind` does not belong (NESTS).
     """
     folder = Path(path)
+    refuse_inside_ours(folder, kind, hint)
     if folder.exists() and not folder.is_dir():
         raise OutputExistsError(f"{folder} exists and is not a folder; {hint}")
     if folder.is_dir():
@@ -236,7 +291,7 @@ def _unmake(folder: Path, made: Path | None) -> None:
         if not folder.is_dir() or not set(os.listdir(folder)) <= STARTUP_FILES:
             return
         for name in STARTUP_FILES:
-            (folder / name).unlink(missing_ok=True)
+            remove_inside(folder, folder / name)
     except OSError:
         return  # undo is best effort: the command's own error is the one to report
     _remove_empty_folders(folder, made)
@@ -248,8 +303,9 @@ def _remove_empty_folders(folder: Path, made: Path | None) -> None:
         return
     for path in [folder, *folder.parents]:
         try:
-            path.rmdir()
-        except OSError:
+            if path.is_symlink() or not remove_inside(path.parent, path):
+                return
+        except (OSError, UserError):
             return
         if path == made:
             return
@@ -267,22 +323,26 @@ def check_writable(path: Path) -> None:
     raise OSError(code, os.strerror(code), str(existing))
 
 
+def _tree_entries(root: Path) -> Iterator[tuple[str, bool]]:
+    """(relative path, is a symbolic link) of every file under `root` and of every link in it; a link to a
+    folder is listed, never entered (os.walk does not follow links)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            yield (rel_dir / name).as_posix(), os.path.islink(os.path.join(dirpath, name))
+        dirnames.sort()
+
+
 def foreign_entries(folder: str | os.PathLike, owned: Iterable[str]) -> list[str]:
     """Paths under `folder` (relative, sorted, recursive) that match none of the `owned` glob patterns
     (fnmatch against the relative path, so `*` also matches `/`; folders are entered; the markers of
-    the folder and of its sub-folders, and its `record_written` file, are always owned)."""
+    the folder and of its sub-folders, and its `record_written` file, are always owned). A symbolic
+    link is always foreign, whatever its name: the project never makes one."""
     root, patterns = Path(folder), [*owned, OUTPUT_MARKER, f"*/{OUTPUT_MARKER}", WRITTEN_RECORD]
     exact = {p for p in patterns if not _GLOB_MAGIC.search(p)}  # plain paths: a set lookup, not a scan
     globs = [p for p in patterns if p not in exact]
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        for name in filenames:
-            rel = (rel_dir / name).as_posix()
-            if rel not in exact and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in globs):
-                found.append(rel)
-        dirnames.sort()
-    return sorted(found)
+    return sorted(rel for rel, link in _tree_entries(root)
+                  if link or (rel not in exact and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in globs)))
 
 
 def record_written(folder: str | os.PathLike) -> None:
@@ -294,17 +354,36 @@ def record_written(folder: str | os.PathLike) -> None:
     atomic_write(root / WRITTEN_RECORD, lambda f: f.write(text.encode()))
 
 
+def _recorded(root: Path) -> dict[str, str] | None:
+    """Relative path -> SHA-256 of the files `record_written` recorded in `root`; None without a record."""
+    try:
+        lines = (root / WRITTEN_RECORD).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    return dict(reversed(line.split("  ", 1)) for line in lines if "  " in line)
+
+
 def changed_entries(folder: str | os.PathLike) -> list[str]:
     """Files `record_written` recorded under `folder` whose content differs now (a user edited or replaced
     them), relative and sorted; none when the folder has no record (an earlier version made it)."""
     root = Path(folder)
-    try:
-        lines = (root / WRITTEN_RECORD).read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    recorded = dict(reversed(line.split("  ", 1)) for line in lines if "  " in line)  # path -> digest
+    recorded = _recorded(root) or {}
     return sorted(rel for rel, digest in recorded.items()
                   if (root / rel).is_file() and sha256_file(root / rel) != digest)
+
+
+def unowned_entries(folder: str | os.PathLike, legacy_owned: Iterable[str] = ()) -> list[str]:
+    """What in a dataset writer's `folder` that writer did not write or that changed since (relative, sorted):
+    the one `--force` rule of both writers. With the folder's WRITTEN_RECORD: every file it does not list,
+    every link, and every listed file whose SHA-256 differs. A folder of an earlier version has no record:
+    then the files matching none of `legacy_owned` (glob patterns, as `foreign_entries`)."""
+    root = Path(folder)
+    recorded = _recorded(root)
+    if recorded is None:
+        return foreign_entries(root, legacy_owned)
+    unlisted = [rel for rel, link in _tree_entries(root)
+                if link or (rel not in recorded and Path(rel).name not in (OUTPUT_MARKER, WRITTEN_RECORD))]
+    return sorted(set(unlisted + changed_entries(root)))
 
 
 def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], *, what: str = "file",
@@ -316,11 +395,7 @@ def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], 
     our marked folders (an index, a run: their files are written by their own commands only).
     """
     target = Path(path)
-    for folder in target.absolute().parents:  # an index's files live in INDEX/v0001/: every level counts
-        kind = output_kind(folder)
-        if kind is not None:
-            raise OutputExistsError(f"{target} lies inside a pfd {kind} folder ({folder}), whose files only its "
-                                    f"own commands write; {hint}")
+    refuse_inside_ours(target, None, hint)
     if target.is_dir():
         raise OutputExistsError(f"{target} is a folder; {hint}")
     if target.exists() and not is_ours(target):
@@ -331,14 +406,85 @@ def claim_output_file(path: str | os.PathLike, is_ours: Callable[[Path], bool], 
     return target
 
 
+def remove_inside(root: str | os.PathLike, path: str | os.PathLike, *, tree: bool = False) -> bool:
+    """Remove `path`, which lies inside the folder `root`, never following a symbolic link: the one removal
+    of the project. A file or a link is unlinked (what a link points to is never touched); a folder is
+    removed when empty, or with all it holds when `tree` (shutil.rmtree, which unlinks the links inside
+    rather than entering them). The folders from `root` down to `path` are opened without following links,
+    so a link planted on the way (INDEX/v0001 -> another index) refuses the removal (OutputExistsError)
+    instead of deleting through it. Returns False when nothing was there or the folder was not empty."""
+    root, path = Path(root), Path(path)
+    parts = path.relative_to(root).parts
+    if not parts or ".." in parts:
+        raise ValueError(f"remove_inside: {path} is not a path inside {root}")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for depth, part in enumerate(parts[:-1], 1):
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                return False
+            except OSError as err:
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise OutputExistsError(f"{root.joinpath(*parts[:depth])} is a symbolic link or a file where a "
+                                        f"folder of ours belongs; nothing was removed through it") from None
+            os.close(fd)
+            fd = inner
+        try:
+            mode = os.lstat(parts[-1], dir_fd=fd).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(mode):
+            os.unlink(parts[-1], dir_fd=fd)
+        elif tree:
+            shutil.rmtree(parts[-1], dir_fd=fd)
+        else:
+            try:
+                os.rmdir(parts[-1], dir_fd=fd)
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def temp_folder(out: Path) -> Path:
+    """A new empty folder beside `out` for a writer to fill, then rename to `out`: `OUT.tmp-HOST-PID-XXXX`,
+    so that one a killed writer left is recognized and removed by the next one (`remove_stale_folders`)."""
+    return Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-{socket.gethostname()}-{os.getpid()}-", dir=out.parent))
+
+
+def remove_stale_folders(out: Path) -> list[Path]:
+    """Remove the folders that killed writers of this host left beside `out`: temp folders (`temp_folder`)
+    and old versions set aside by `replace_folder` (`OUT.old-HOST-PID`), when their process is gone and
+    they hold our marker or nothing. A link of such a name is left alone. Returns what was removed."""
+    pattern = re.compile(rf"^{re.escape(out.name)}\.(?:tmp-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+|"
+                         rf"old-(?P<old_host>.+)-(?P<old_pid>\d+))$")
+    removed = []
+    for candidate in sorted(out.parent.iterdir()) if out.parent.is_dir() else []:
+        match = pattern.match(candidate.name)
+        if not match or candidate.is_symlink() or not candidate.is_dir():
+            continue
+        host, pid = (match["host"], match["pid"]) if match["host"] else (match["old_host"], match["old_pid"])
+        if (host == socket.gethostname() and _process_gone(int(pid))
+                and (output_kind(candidate) is not None or not any(candidate.iterdir()))):
+            remove_inside(out.parent, candidate, tree=True)
+            removed.append(candidate)
+    return removed
+
+
 def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
     """Move the finished folder `tmp` to `out` (a folder of ours, already checked), replacing it: the old
-    one is renamed aside first and removed last, so a kill leaves `out` old or new, or the old one aside."""
+    one is set aside first (`OUT.old-HOST-PID`) and removed last, so a kill leaves `out` old or new, or
+    the old one aside (which the next writer removes: `remove_stale_folders`)."""
     tmp, out = Path(tmp), Path(out)
     old = None
     if out.exists():
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        old = out.with_name(f"{out.name}.old-{socket.gethostname()}-{os.getpid()}")
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:
-        shutil.rmtree(old)
+        remove_inside(old.parent, old, tree=True)

@@ -47,8 +47,7 @@ def build_gallery_index(config: str, weights: str, gallery: str, out: str, index
     setup_logger(None)
     existing = Gallery.load(out) if append else None  # before any work: the index must be whole
     records = folder_records(gallery)  # every image checked before the output folder is claimed
-    if not append:
-        check_index_output(out, replace)
+    check_index_output(out, replace, existing.index.saved_as if existing else None)  # links refused before work
     require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
     name = "gallery_" + hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:10]
     model = ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE)  # a bad checkpoint fails before posing

@@ -254,3 +254,18 @@ def test_embed_names_a_lazily_opened_image_that_fails_to_decode(setup, tmp_path)
     cut.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(ImageReadError, match=rf"images\[0\] \({cut}\): cannot decode the image"):
         setup["model"].embed(Image.open(cut), keypoints=np.zeros((17, 3)))
+
+
+def test_keypoints_a_user_gives_are_checked_with_a_named_tolerance(setup):
+    """The strict range check is for keypoints a user gives (an estimator's are marked missing instead),
+    and its message names the tolerance."""
+    model = setup["model"]
+    path = setup["dataset"].query[0].path
+    width, height = Image.open(path).size
+    kps = np.zeros((17, 3), np.float32)
+    kps[15] = [width / 2, height + 0.9, 0.7]  # within the 1 px tolerance: accepted
+    assert model.embed(path, keypoints=kps).shape == (1, model.feature_dim)
+    kps[15] = [width / 2, height + 3.0, 0.7]
+    with pytest.raises(UserError, match=r"keypoint left_ankle .* expected a keypoint inside its image, at most 1 px "
+                                        r"outside it \(the tolerance\)"):
+        model.embed(path, keypoints=kps)

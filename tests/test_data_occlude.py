@@ -107,7 +107,7 @@ def test_refuses_a_folder_it_did_not_make_and_replaces_its_own_only_with_force(s
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(OutputExistsError, match="not made by pfd"):
+    with pytest.raises(OutputExistsError, match="not a folder made by pfd.data.occlude"):
         build_occluded(f"folder:{source}", ".", foreign)
     assert (foreign / "notes.txt").read_text() == "keep me" and len(list(foreign.iterdir())) == 1
     ours = tmp_path / "ours"

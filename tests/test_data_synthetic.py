@@ -230,7 +230,7 @@ def test_force_replaces_only_the_generators_own_folder(tmp_path, capsys):
     assert exit_status(main, args) == 0 and (out / MARKER_FILE).is_file()
     capsys.readouterr()
     assert exit_status(main, args) == 2  # its own folder: refused without --force, which the message offers
-    assert "made by this generator; pass --force to replace it" in capsys.readouterr().err
+    assert "made by the synthetic generator; pass --force to replace it" in capsys.readouterr().err
     assert exit_status(main, args + ["--force", "--seed", "5"]) == 0
     assert "query 2 ids/4 images (100% occluded)" in capsys.readouterr().out
     assert json.loads((out / META_FILE).read_text())["config"]["seed"] == 5 and is_complete(out)

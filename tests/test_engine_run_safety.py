@@ -1,5 +1,6 @@
 """A run is never overwritten or shared, and a diverged run stops before it writes a checkpoint."""
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -169,6 +170,20 @@ def test_resuming_a_run_started_without_model_resume_does_not_report_it(data_roo
 
 def trainer_log(trainer) -> str:
     return (trainer.output_dir / "log.txt").read_text()
+
+
+def test_resume_of_a_run_started_without_resume_reports_no_change_of_model_resume(data_root, saved, tmp_path):
+    """Issue 31: every --resume of a run started without one warned `changed MODEL.RESUME '' there, 'auto'
+    here`; how a run is started is no change. A real change (OUTPUT_DIR, copied elsewhere) still is one."""
+    run = tmp_path / "copied"
+    shutil.copytree(saved, run)
+    trainer = Trainer(tiny_config(data_root, run, *QUICK, "SOLVER.MAX_EPOCHS", "3", "MODEL.RESUME", "auto"))
+    try:
+        log = trainer_log(trainer)
+        assert trainer.start_epoch == 1 and "resuming" in log and "OUTPUT_DIR" in log
+        assert "MODEL.RESUME" not in log
+    finally:
+        trainer.close()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])

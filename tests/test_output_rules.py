@@ -225,7 +225,7 @@ def test_compare_checks_names_and_every_variant_folder_before_training(data_root
     main, argv = command("compare", data_root, out)
     capsys.readouterr()
     assert exit_status(main, [*argv, "--variant", "../../escaped", "MODEL.PFA", "false"]) == 2
-    assert "plain folder name" in error_line(capsys.readouterr().err) and not out.exists()
+    assert "expected a plain name" in error_line(capsys.readouterr().err) and not out.exists()
     (out / "vit_baseline").mkdir(parents=True)  # the second variant's folder is taken
     (out / "vit_baseline" / "notes.txt").write_text("mine")
     assert exit_status(main, argv) == 2

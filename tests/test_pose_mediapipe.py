@@ -8,6 +8,7 @@ import pfd.pose.mediapipe_backend as mp_backend
 from pfd.data.synthetic import make_identities, render_person
 from pfd.errors import MissingFileError
 from pfd.image import read_image
+from pfd.pose.keypoints import check_keypoint_values
 from pfd.pose.mediapipe_backend import MediapipeEstimator, prepare_crop
 
 
@@ -105,3 +106,23 @@ def test_a_pose_pass_prints_none_of_mediapipes_native_log_lines():
     assert float(proc.stdout.split()[-1]) > 0  # a person was found: the graph really ran
     assert not any(noise in proc.stderr for noise in mp_backend.NATIVE_NOISE), proc.stderr
     assert proc.stderr.strip() == "E0000 some_calculator.cc:1] a real native error"
+
+
+CUT_OFF_FEET = ("query/1004_c2s1_000005_00.jpg", "query/1034_c2s1_000005_00.jpg",
+                "bounding_box_test/1023_c2s1_000007_00.jpg")  # CUHK03 crops that cut the person's feet
+
+
+def test_landmarks_guessed_off_a_cut_off_crop_are_marked_missing(estimator, cuhk03_root):
+    """Issue 31: BlazePose places hidden ankles a few pixels below a crop that cuts the feet; its keypoints
+    failed the range check meant for keypoints a user gives. They are marked missing instead (as the
+    model's transform would ignore them), and the rest of the person is kept."""
+    images = [read_image(cuhk03_root / name) for name in CUT_OFF_FEET]
+    raw = np.stack([estimator.landmarks(image)[list(mp_backend.BLAZEPOSE_TO_COCO)] for image in images])
+    assert (raw[:, 15:, 1] > 128).any(axis=1).all()  # the premise: an ankle below each 64x128 crop
+    kps = estimator.predict(images)
+    sizes = [image.size for image in images]
+    check_keypoint_values(kps, list(CUT_OFF_FEET), "mediapipe", sizes)  # the user's check now passes
+    off = ((raw[..., :2] < -0.5) | (raw[..., :2] >= np.array([63.5, 127.5]))).any(axis=2)  # off the crop's pixels
+    assert (kps[off][:, 2] == 0).all() and (kps[~off][:, 2] == np.clip(raw[~off][:, 2], 0, 1)).all()
+    np.testing.assert_array_equal(kps[..., :2], raw[..., :2])
+    assert (kps[:, 5:13, 2] > 0).any(axis=1).all()  # shoulders, elbows, wrists, hips: still the person

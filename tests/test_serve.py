@@ -195,9 +195,9 @@ def test_four_concurrent_clients_get_correct_answers(server, tiny):
 
 
 def test_relative_paths_and_the_upload_pose_backend(tiny):
-    meta = {"gallery": "/data/g", "paths": ["/data/g/a/1.jpg", "/data/g2/2.jpg", "/elsewhere/3.jpg"]}
-    assert relative_paths(meta) == ["a/1.jpg", "2.jpg", "3.jpg"]  # outside the root: the file name only
-    assert relative_paths({"gallery": None, "paths": ["/x/1.jpg"]}) == ["1.jpg"]
+    meta = {"gallery": "/data/g", "paths": ["/data/g/a/1.jpg", None, "/data/g2/2.jpg", "/elsewhere/3.jpg"]}
+    assert relative_paths(meta, [0, 2, 3]) == ["a/1.jpg", "2.jpg", "3.jpg"]  # outside the root: the file name only
+    assert relative_paths({"gallery": None, "paths": ["/x/1.jpg"]}, [0]) == ["1.jpg"]
     cfg = tiny["model"].cfg
     assert upload_pose_backend(cfg) == "mediapipe" and upload_pose_backend(cfg, "hrnet") == "hrnet"
     assert Limits().max_k == 100

@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 from ..config import load_config
 from ..errors import OutputExistsError
-from ..io import atomic_write, claim_output_dir
+from ..io import atomic_write, child_path, claim_output_dir, flat_name
 from . import report
 from .checkpoint import load_checkpoint
 from .evaluator import evaluation_datasets
 from .rundir import existing_run
-from .tester import run_test, set_output_dir
+from .tester import run_test
 from .trainer import train
 
 __all__ = ["DEFAULT_VARIANTS", "run_compare", "compare_table", "compare_tables", "compare_page"]
@@ -53,7 +53,7 @@ def _planned(config: str, opts: Sequence[str], out: Path, variants: dict[str, li
     test set that cannot be read (e.g. cuhk03_occ not made yet) fails now, not after the training."""
     plan = []
     for name, extra in variants.items():
-        run_dir = out / name
+        run_dir = child_path(out, name, "variant")
         cfg = load_config(config, [*opts, *extra, "OUTPUT_DIR", str(run_dir), "TEST.EVAL", "false"])
         evaluation_datasets(cfg)
         reused = reuse and _finished(run_dir, cfg.SOLVER.MAX_EPOCHS)
@@ -157,7 +157,7 @@ def _set_sections(test_set: str, results: dict[str, dict], out: Path, num_sets: 
     labels = [f"{group} {metric}" for group in _groups(results[names[0]]) for metric in ("mAP", "R-1")]
     cells = {name: _cells(rec) for name, rec in results.items()}
     others = [n for n in names if n != baseline] if baseline in results else []
-    folder = set_output_dir(Path("test"), test_set, num_sets).as_posix()  # the set's folder in OUT/NAME
+    folder = "test" if num_sets == 1 else f"test/{flat_name(test_set)}"  # the set's folder in OUT/NAME (set_output_dir)
 
     def diff(a, b):
         if a is None or b is None:

@@ -18,6 +18,7 @@ OUTPUT_DIR with `claim_eval_dir`: an evaluation folder, or a run folder (it eval
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -27,16 +28,18 @@ import time
 from pathlib import Path
 
 from ..errors import OutputExistsError, UserError
-from ..io import OUTPUT_MARKER, claim_output_dir, foreign_entries, output_kind
+from ..io import OUTPUT_MARKER, claim_output_dir, foreign_entries, output_kind, remove_inside
 
 __all__ = ["LOCK_FILE", "OutputDirInUseError", "RunLock", "claim_eval_dir", "claim_run_dir", "existing_run",
            "refuse_existing_run", "replace_run"]
 
 LOCK_FILE = "train.lock"
 RUN_PATTERNS = ("last.pth", "best.pth", "epoch_*.pth", "metrics.jsonl")
-EVAL_FILES = ("metrics.json", "cmc.png", "ranked_lists.png", "log.txt")  # test.py's, per test set
+# test.py's, per test set: the report with its pictures and the run's curves copied beside it (tester.write_report)
+EVAL_FILES = ("metrics.json", "cmc.png", "ranked_lists.png", "ranked_*.png", "report.html", "training_curves.png",
+              "log.txt")
 TEMP_FILES = ".*.tmp-*.tmp"  # pfd.io.atomic_write's temp files
-RUN_FILES = (*RUN_PATTERNS, LOCK_FILE, "training_curves.png", TEMP_FILES, *EVAL_FILES,
+RUN_FILES = (*RUN_PATTERNS, LOCK_FILE, TEMP_FILES, *EVAL_FILES,
              *(f"*/{name}" for name in (*EVAL_FILES, TEMP_FILES)))  # + test.py's beside it (per test set)
 
 log = logging.getLogger("pfd")
@@ -88,7 +91,7 @@ class RunLock:
     def acquire(cls, path: Path) -> "RunLock":
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            file = open(path, "a+")
+            file = _open_lock(path)
             try:
                 fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -123,10 +126,23 @@ class RunLock:
             return
         try:
             if os.stat(self.path).st_ino == os.fstat(self._file.fileno()).st_ino:
-                self.path.unlink()
+                remove_inside(self.path.parent, self.path)
         except FileNotFoundError:
             pass
         self._file.close()
+
+
+def _open_lock(path: Path):
+    """The lock file opened for reading and appending, created when absent; a symbolic link in its place
+    is refused rather than followed (the lock is truncated and written)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise OutputDirInUseError(f"{path} is a symbolic link where the run's lock file belongs; remove it, or "
+                                  "train into another OUTPUT_DIR") from None
+    return os.fdopen(fd, "a+")
 
 
 def refuse_existing_run(output_dir: str | os.PathLike) -> None:
@@ -173,15 +189,17 @@ def refuse_foreign_files(output_dir: Path) -> None:
 
 def replace_run(output_dir: Path) -> list[str]:
     """Delete the earlier run in `output_dir` (a run folder of ours, whose lock the caller holds):
-    every file but the lock and the marker, then the emptied sub-folders; returns the deleted paths."""
+    every file but the lock and the marker, then the emptied sub-folders; returns the deleted paths.
+    A symbolic link in it is a foreign entry (refused), and no removal follows one (pfd.io.remove_inside)."""
     refuse_foreign_files(output_dir)
     deleted = []
-    for path in sorted(output_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # files before folders
-        rel = path.relative_to(output_dir).as_posix()
-        if path.is_dir():
-            if not any(path.iterdir()):
-                path.rmdir()
-        elif rel not in (LOCK_FILE, OUTPUT_MARKER):
-            path.unlink()
-            deleted.append(rel)
+    for dirpath, dirnames, filenames in os.walk(output_dir, topdown=False):  # files before their folders
+        folder = Path(dirpath)
+        for name in filenames:
+            rel = (folder / name).relative_to(output_dir).as_posix()
+            if rel not in (LOCK_FILE, OUTPUT_MARKER):
+                remove_inside(output_dir, folder / name)
+                deleted.append(rel)
+        for name in dirnames:
+            remove_inside(output_dir, folder / name)  # when emptied
     return sorted(deleted)

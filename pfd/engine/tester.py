@@ -1,7 +1,8 @@
 """test.py's work: load a checkpoint, evaluate every test set, write metrics, plots and a table.
 
-Outputs per test set (in OUTPUT_DIR, or OUTPUT_DIR/<name> when several; OUTPUT_DIR is new, an
-evaluation folder or a training run of ours: rundir.claim_eval_dir): `metrics.json`
+Outputs per test set (in OUTPUT_DIR, or in a folder of it named after the set when several:
+`set_output_dir`; OUTPUT_DIR and each set's folder are new, an evaluation folder or a training run of
+ours: rundir.claim_eval_dir): `metrics.json`
 (the numbers, "buckets" by visible keypoints, and "provenance": see pfd.engine.provenance),
 `cmc.png` (CMC curve), `ranked_lists.png` (TEST.NUM_VIS queries with their top 10, picked by
 TEST.VIS_ORDER; none when 0) and `report.html` (pfd.engine.report: all of it on one page, with the
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..config import FEATURE_KEYS, config_hash
 from ..errors import InvalidInputError, outputs_kept
-from ..io import atomic_write, sha256_file
+from ..io import atomic_write, child_path, flat_name, sha256_file
 from ..model import build_model
 from ..model.convert import load_state_into, to_own_layout
 from ..precision import dtype_name, eval_dtype
@@ -144,8 +145,10 @@ def trained_config_warning(stored_config: str, cfg) -> str | None:
 
 
 def set_output_dir(out_root: Path, name: str, num_sets: int) -> Path:
-    """Where test.py writes one test set's outputs: OUTPUT_DIR itself for one set, OUTPUT_DIR/NAME for several."""
-    return out_root if num_sets == 1 else out_root / name
+    """Where test.py writes one test set's outputs: OUTPUT_DIR itself for one set, else a folder in it named
+    after the set (pfd.io.flat_name: `synthetic`, or for `folder:../x/ds3` its last part and a short hash,
+    `ds3-1f2e3d4c`), never outside OUTPUT_DIR nor deeper in it."""
+    return out_root if num_sets == 1 else child_path(out_root, flat_name(name), "test set")
 
 
 def write_json(obj, path: Path) -> None:
@@ -254,11 +257,13 @@ def run_test(cfg) -> dict[str, dict]:
             logger.warning(warning)
     checkpoint = {"path": str(cfg.TEST.WEIGHT), "sha256": sha256_file(cfg.TEST.WEIGHT), "format": info["format"]}
     test_sets = prepare_test_sets(cfg)
+    # each set's folder through the output guard, before any work: a user's folder there is refused
+    out_dirs = {t.name: claim_eval_dir(set_output_dir(out_root, t.name, len(test_sets))) for t in test_sets}
     rows: dict[str, dict] = {}
 
     def write_outputs(test_set: TestSet, metrics: dict, query: FeatureSet, gallery: FeatureSet,
                       distmat: torch.Tensor) -> None:
-        out_dir = set_output_dir(out_root, test_set.name, len(test_sets))
+        out_dir = out_dirs[test_set.name]
         record = {"dataset": test_set.name, **metrics_record(metrics, query, gallery)}
         record["buckets"] = visibility_buckets(cfg, test_set.keypoints, query, gallery, distmat)
         if cfg.TEST.POSE_DEPENDENCE:

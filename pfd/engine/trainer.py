@@ -215,6 +215,7 @@ class Trainer:
                 f"{path} is {describe_checkpoint(ckpt)}; the run cannot continue faithfully with a changed "
                 f"{format_differences(blockers)}. Resume with the stored values, or train into a new OUTPUT_DIR "
                 f"(MODEL.PRETRAIN_CHOICE self, MODEL.PRETRAIN_PATH {path} starts from these weights)")
+        diffs.pop("MODEL.RESUME", None)  # how this run was started (--resume or not) is no change to report
         if diffs:
             self.logger.warning("resuming %s with changed %s", path, format_differences(diffs))
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import re
 import time
 import zipfile
 from pathlib import Path
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from ..device import usable_cores
 from ..image import ImageReadError
-from ..io import claim_output_dir, foreign_entries
+from ..io import child_path, claim_output_dir, flat_name, foreign_entries
 from .base import PER_PROCESS_BACKENDS, PoseEstimator
 from .estimator import build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
@@ -114,9 +113,9 @@ def claim_cache_dir(folder: Path) -> Path:
 
 
 def cache_path(cfg, dataset_name: str, backend: str) -> Path:
-    """`<cache dir>/<dataset>_<backend>.npz` (names like folder:PATH are made file-safe)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name).strip("_") or "dataset"
-    return cache_dir(cfg) / f"{safe}_{backend}.npz"
+    """`<cache dir>/<dataset>_<backend>.npz` (a name like folder:PATH becomes its last part and a short hash:
+    pfd.io.flat_name)."""
+    return child_path(cache_dir(cfg), f"{flat_name(dataset_name)}_{backend}.npz", "pose cache of dataset")
 
 
 def _file_stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

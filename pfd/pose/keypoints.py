@@ -1,5 +1,6 @@
-"""COCO-17 keypoint definitions shared by every pose backend, the augmentations and the model, and the one
-check of keypoint values a user gives (keypoint files, `ReIDModel.embed`)."""
+"""COCO-17 keypoint definitions shared by every pose backend, the augmentations and the model, the one
+check of keypoint values a user gives (keypoint files, `ReIDModel.embed`), and what an estimator's
+keypoints off the image become (marked missing)."""
 import numpy as np
 
 from ..errors import InvalidInputError
@@ -29,14 +30,28 @@ SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), 
             (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
 
 
-EDGE_SLACK = 1.0  # px a present keypoint may lie outside its image (rounding, pixel-centre conventions)
+EDGE_SLACK = 1.0  # px a present keypoint a user gives may lie outside its image (rounding, pixel-centre conventions)
+
+
+def mark_outside(kps, sizes) -> np.ndarray:
+    """An estimator's keypoints [N, 17, 3] with every one off its image's pixels (x outside [-0.5, width - 0.5),
+    y likewise; `sizes` [N, 2] = width, height) marked missing (confidence 0), as a copy. BlazePose places
+    the hidden ankles of a crop that cuts the feet a few pixels below it; the model's transform ignores such
+    points the same way (pfd.data.transforms), so no feature changes. Keypoints a user gives are checked
+    instead (`check_keypoint_values`)."""
+    kps = np.array(kps, np.float32).reshape(-1, NUM_KEYPOINTS, 3)
+    wh = np.asarray(sizes, np.float32).reshape(-1, 1, 2)  # [N, 1, 2]
+    off = ((kps[..., :2] < -0.5) | (kps[..., :2] >= wh - 0.5)).any(axis=2)  # [N, 17]
+    kps[off, 2] = 0.0
+    return kps
 
 
 def check_keypoint_values(kps, names, source, sizes=None) -> None:
     """Refuse keypoints [N, 17, 3] (x, y, confidence) that are not finite, have a confidence outside [0, 1],
     or, given `sizes` [N, 2] (each image's width, height), are present (confidence > 0) but lie more than
-    EDGE_SLACK px outside their image. The error names `source`, the first bad entry (`names[n]`) and
-    keypoint, and how many entries are affected. The one check of keypoint files and `ReIDModel.embed`."""
+    EDGE_SLACK px (the tolerance) outside their image. The error names `source`, the first bad entry
+    (`names[n]`) and keypoint, the tolerance, and how many entries are affected. The one check of keypoints
+    a user gives: keypoint files and `ReIDModel.embed(keypoints=)` (an estimator's: `mark_outside`)."""
     kps = np.asarray(kps, np.float32).reshape(-1, NUM_KEYPOINTS, 3)
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(kps).all(axis=2) | ~((kps[..., 2] >= 0) & (kps[..., 2] <= 1))  # [N, 17]
@@ -45,7 +60,8 @@ def check_keypoint_values(kps, names, source, sizes=None) -> None:
             wh = np.asarray(sizes, np.float32).reshape(-1, 1, 2)  # [N, 1, 2]
             inside = ((kps[..., :2] >= -EDGE_SLACK) & (kps[..., :2] <= wh + EDGE_SLACK)).all(axis=2)  # [N, 17]
             bad = (kps[..., 2] > 0) & ~inside
-            expected = "a keypoint inside its image; one outside it must be marked missing (confidence 0)"
+            expected = (f"a keypoint inside its image, at most {EDGE_SLACK:g} px outside it (the tolerance); one "
+                        "farther out must be marked missing (confidence 0)")
     if bad.any():
         n, k = np.argwhere(bad)[0]
         size = "" if sizes is None else " in an image of {}x{}".format(*np.asarray(sizes, np.int64).reshape(-1, 2)[n])

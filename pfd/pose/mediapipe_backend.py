@@ -30,6 +30,7 @@ from PIL import Image
 from ..errors import InvalidInputError, MissingFileError
 from ..image import to_rgb
 from .base import PoseEstimator
+from .keypoints import mark_outside
 
 __all__ = ["MediapipeEstimator", "BLAZEPOSE_TO_COCO", "prepare_crop", "mediapipe_identity"]
 
@@ -104,7 +105,7 @@ def mediapipe_identity(model_complexity: int = 1, min_detection_confidence: floa
     from importlib.metadata import version
 
     return (f"mediapipe-{version('mediapipe')}-c{model_complexity}-d{min_detection_confidence}"
-            f"-canvas{CANVAS}h{PERSON_HEIGHT}g{CANVAS_GRAY[0]}-bicubic")
+            f"-canvas{CANVAS}h{PERSON_HEIGHT}g{CANVAS_GRAY[0]}-bicubic-inside")  # inside: off-image points marked
 
 
 class MediapipeEstimator(PoseEstimator):
@@ -143,13 +144,14 @@ class MediapipeEstimator(PoseEstimator):
         return points
 
     def predict_one(self, image: Image.Image) -> np.ndarray:
-        """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found."""
+        """COCO-17 [17, 3] in the crop's pixels; all zeros when no person is found. Landmarks off the crop
+        (a cut-off person's feet) are marked missing (pfd.pose.keypoints.mark_outside)."""
         points = self.landmarks(image)
         if points is None:
             return np.zeros((17, 3), np.float32)
         out = points[list(BLAZEPOSE_TO_COCO)]
         out[:, 2] = np.clip(out[:, 2], 0.0, 1.0)
-        return out
+        return mark_outside(out, image.size)[0]  # hidden feet guessed below a cut-off crop: missing
 
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:

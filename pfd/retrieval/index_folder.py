@@ -13,17 +13,18 @@ cover both files, so an edited, swapped or shortened ``meta.json`` is refused ra
 Replacing a folder that holds an index needs ``replace=True`` (``query.py index --replace``); saving
 a gallery back to the folder it was loaded from is an update, refused if another process saved there
 in between. Folders of the first layout (``index.faiss`` + ``meta.json`` at the top, pfd-index-v1)
-are not loaded: the message says to re-index; ``--replace`` accepts them as ours.
+are not loaded: the message says to re-index; ``--replace`` accepts them as ours. A folder holding a
+symbolic link where its own files or version folders belong is refused before any write, and no
+removal follows a link (pfd.io.remove_inside).
 """
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 from ..errors import OutputExistsError, UserError
-from ..io import atomic_write, claim_output_dir, sha256_file
+from ..io import OUTPUT_MARKER, atomic_write, claim_output_dir, listing, remove_inside, sha256_file
 from .gallery_index import META_FORMAT, GalleryIndex
 from .index import _faiss, _faiss_has_gpu
 
@@ -80,13 +81,13 @@ def is_index_folder(folder) -> bool:
 
 
 def _versions(folder: Path) -> list[str]:
-    return sorted((p.name for p in folder.iterdir() if p.is_dir() and _VERSION.match(p.name)),
+    return sorted((p.name for p in folder.iterdir() if _VERSION.match(p.name) and p.is_dir() and not p.is_symlink()),
                   key=lambda name: int(name[1:]))
 
 
 def _remove_old_versions(folder: Path, keep: str) -> None:
     """Delete the files we wrote in every version folder but ``keep`` (a user's file there stays, and so
-    does its folder), and a first-layout index's two files."""
+    does its folder), and a first-layout index's two files; never through a link (pfd.io.remove_inside)."""
     for version in _versions(folder):
         if version == keep:
             continue
@@ -94,12 +95,24 @@ def _remove_old_versions(folder: Path, keep: str) -> None:
         for path in vdir.iterdir():
             if path.name in (INDEX_FILE, META_FILE) or path.name.startswith((f".{INDEX_FILE}.tmp-",
                                                                              f".{META_FILE}.tmp-")):
-                path.unlink(missing_ok=True)
-        if not any(vdir.iterdir()):
-            vdir.rmdir()
+                remove_inside(folder, path)
+        remove_inside(folder, vdir)  # when emptied
     if _is_legacy_index(folder):
-        (folder / INDEX_FILE).unlink()
-        (folder / META_FILE).unlink()
+        remove_inside(folder, folder / INDEX_FILE)
+        remove_inside(folder, folder / META_FILE)
+
+
+def _refuse_links(folder: Path) -> None:
+    """OutputExistsError naming the symbolic links an index folder holds where its own files and version
+    folders belong (manifest, marker, vNNNN, the files inside a version, a first layout's two files): a save
+    writes and removes there, and would do it through a link, in another index or a user's folder."""
+    top = [folder / name for name in (MANIFEST_FILE, OUTPUT_MARKER, INDEX_FILE, META_FILE)]
+    versions = [p for p in folder.iterdir() if _VERSION.match(p.name)]
+    inside = [p for v in versions if v.is_dir() and not v.is_symlink() for p in v.iterdir()]
+    links = [p.relative_to(folder).as_posix() for p in [*top, *versions, *inside] if p.is_symlink()]
+    if links:
+        raise OutputExistsError(f"{folder} holds symbolic links where the index's own files belong ({listing(links)});"
+                                " nothing was written: remove them, or choose another folder for the index")
 
 
 def check_index_output(index_dir, replace: bool = False, loaded_from: tuple[Path, str] | None = None) -> Path:
@@ -108,6 +121,7 @@ def check_index_output(index_dir, replace: bool = False, loaded_from: tuple[Path
     hint = ("choose a new or empty folder for the index (an existing index is replaced with --replace / "
             "replace=True, or grown with --append / Gallery.add)")
     folder = claim_output_dir(index_dir, "index", adopt=_is_legacy_index, hint=hint)
+    _refuse_links(folder)
     manifest = read_manifest(folder)
     current = manifest["version"] if manifest else None
     if replace or (manifest is None and not _is_legacy_index(folder)):
@@ -143,7 +157,7 @@ def save_index(gallery: GalleryIndex, index_dir, *, replace: bool = False) -> Pa
         atomic_write(vdir / META_FILE, lambda f: f.write(payload))
         files = {INDEX_FILE: sha256_file(vdir / INDEX_FILE), META_FILE: sha256_file(vdir / META_FILE)}
     except BaseException:
-        shutil.rmtree(vdir, ignore_errors=True)
+        remove_inside(folder, vdir, tree=True)
         raise
     record = {"format": META_FORMAT, "version": version, "files": files, "num_items": len(gallery),
               "index_type": gallery.meta["index_type"]}

@@ -9,6 +9,7 @@ authenticates before exposing it.
 """
 import argparse
 import logging
+import socket
 
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
 from pfd.pose.base import PIXEL_BACKENDS  # the backends that can pose an uploaded photo
@@ -33,11 +34,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_port(host: str, port: int) -> None:
+    """Bind `host`:`port` once, as uvicorn will (SO_REUSEADDR), and let it go: a port out of range, in use or
+    not allowed is an InvalidInputError now, one line before the model loads, not uvicorn's after it."""
+    if not 0 <= port <= 65535:
+        raise InvalidInputError(f"--port {port}: expected a TCP port number from 0 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise InvalidInputError(f"--host {host}: not an address of this machine ({err.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise InvalidInputError(f"--host {host} --port {port}: cannot listen there ({err.strerror}); choose "
+                                    "another --port, or stop the program that uses it") from None
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors(args.debug):  # a missing or damaged index, a bad flag: one line, exit status 2
         if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.max_k <= 0:
             raise InvalidInputError("--max-upload-mb, --max-pixels and --max-k must be positive")
+        check_port(args.host, args.port)  # before the model loads (seconds to minutes)
         import uvicorn
 
         from pfd.api import Gallery, ReIDModel

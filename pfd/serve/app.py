@@ -7,6 +7,10 @@
     GET  /api/gallery/{n}      gallery image number n: the file named by the index's own list, never a
                                path taken from the request
 
+Gallery images are numbered 0 .. size - 1 in the order of the index's list, skipping the rows of images
+removed from it (`Gallery.remove`, or a changed file replaced by `--append`), which stay in the list as
+None: every number names an image the gallery holds.
+
 Errors are `{"error": "<one line>"}` with a 4xx status (5xx for a bug, logged with its traceback); a
 failing request never stops the server.
 
@@ -65,11 +69,11 @@ def upload_pose_backend(cfg, requested: str | None = None) -> str:
     return "mediapipe" if own in PATH_BACKENDS else own
 
 
-def relative_paths(meta: dict) -> list[str]:
-    """Each gallery path relative to the folder the index was built from (its file name when outside it)."""
+def relative_paths(meta: dict, rows: list[int]) -> list[str]:
+    """The gallery paths of `rows` relative to the folder the index was built from (the file name when outside it)."""
     root = meta.get("gallery")
     out = []
-    for path in meta["paths"]:
+    for path in (meta["paths"][row] for row in rows):
         inside = root and os.path.commonpath([root, path]) == os.path.normpath(root)
         out.append(os.path.relpath(path, root) if inside else os.path.basename(path))
     return out
@@ -84,8 +88,9 @@ class _Searcher:
         self.cfg = self.model.cfg
         self.threshold = float(self.cfg.MODEL.SKT_THRES)
         self.upload_backend = upload_pose_backend(self.cfg, pose_backend)
-        self.paths = relative_paths(gallery.meta)
-        self.row_of = {p: i for i, p in enumerate(gallery.meta["paths"])}  # Match.path -> index number
+        self.rows = [row for row, path in enumerate(gallery.meta["paths"]) if path is not None]  # number -> row
+        self.paths = relative_paths(gallery.meta, self.rows)
+        self.number_of = {gallery.meta["paths"][row]: n for n, row in enumerate(self.rows)}  # Match.path -> number
         self._pose_lock = threading.Lock()
         self._upload_estimator = None
 
@@ -103,7 +108,7 @@ class _Searcher:
         if not 0 <= number < len(self.paths):
             raise RequestError(f"gallery image {number}: no such image (the gallery holds {len(self.paths)}, "
                                f"numbered 0 to {len(self.paths) - 1})", 404)
-        path = Path(self.gallery.meta["paths"][number])
+        path = Path(self.gallery.meta["paths"][self.rows[number]])
         if not path.is_file():
             raise RequestError(f"gallery image {number} ({self.paths[number]}) is missing from the disk", 404)
         return path
@@ -143,9 +148,9 @@ class _Searcher:
                       "width": width, "height": height, "pose": pose, "keypoint_threshold": self.threshold,
                       "keypoints": None if kps is None else np.asarray(kps).round(2).tolist(),
                       "visible_keypoints": None if kps is None else int(visible_counts(kps[None], self.threshold)[0])},
-            "matches": [{"rank": rank, "index": self.row_of[m.path], "path": self.paths[self.row_of[m.path]],
+            "matches": [{"rank": rank, "index": self.number_of[m.path], "path": self.paths[self.number_of[m.path]],
                          "id": m.id, "camera": m.camera, "distance": round(m.distance, 6),
-                         "url": f"/api/gallery/{self.row_of[m.path]}"} for rank, m in enumerate(matches, 1)],
+                         "url": f"/api/gallery/{self.number_of[m.path]}"} for rank, m in enumerate(matches, 1)],
             "elapsed_ms": round(1000 * (time.perf_counter() - start), 1),
         }
 

@@ -6,18 +6,18 @@ are kept); OUT/bounding_box_test and OUT/bounding_box_train are hard links to th
 (`cuhk03_occ`). OUT/occlusion_masks/<query>.png is each occluder's mask (white = covered) and
 OUT/occlusion.json the manifest: per query the occluder kind, its source (the other identity's
 image for a person occluder), placement, box [x0, y0, x1, y1] and the covered share of the person
-box (the whole crop). The folder carries the output guard's marker (pfd.io, kind `occluded`).
+box (the whole crop). The folder carries the output guard's marker (pfd.io, kind `occluded`); `--force`
+replaces it by the rule the synthetic generator shares (pfd.data.writer: by the recorded content of its files).
 
 Deterministic: query i (in file-name order) draws everything from RNG(seed, i), and images are
 written with fixed JPEG settings, so the same source and seed give the same bytes.
-Everything is written into a sibling temp folder renamed to OUT at the end.
+Everything is written into a sibling temp folder renamed to OUT at the end (pfd.data.writer).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,22 +25,12 @@ import numpy as np
 from PIL import Image
 
 from ...config import COVERAGE_RULE, valid_coverage
-from ...errors import InvalidInputError, OutputExistsError
+from ...errors import InvalidInputError
 from ...image import read_image
-from ...io import (
-    OUTPUT_MARKER,
-    changed_entries,
-    claim_output_dir,
-    disk_full_reported,
-    foreign_entries,
-    listing,
-    output_kind,
-    record_written,
-    replace_folder,
-)
 from ..datasets import build_dataset
 from ..datasets.base import IMAGE_EXTENSIONS, ImageRecord, list_images
 from ..datasets.market import NAME_PATTERN, SPLIT_DIRS
+from ..writer import claim_dataset_dir, write_dataset_dir
 from .occluders import KINDS, Occluder, object_occluder, patch_occluder, person_occluder
 
 MANIFEST_FILE = "occlusion.json"
@@ -48,7 +38,8 @@ MASK_DIR = "occlusion_masks"
 KIND = "occluded"  # the output guard's kind for this command's folders
 LEGACY_MARKER = ".pfd-occlude"  # the marker of earlier versions, still recognized
 JPEG_QUALITY = 95
-# What this command writes: the splits' images, the masks, the manifest (a user's notes.txt anywhere is not).
+# What a folder of an earlier version (no record of its files' SHA-256) may hold: the splits' images, the
+# masks, the manifest (a user's notes.txt anywhere is not).
 OWNED = [f"{d}/*{ext}" for d in SPLIT_DIRS.values() for ext in IMAGE_EXTENSIONS] + [f"{MASK_DIR}/*.png",
                                                                                    MANIFEST_FILE, LEGACY_MARKER]
 
@@ -69,20 +60,6 @@ class OccludeConfig:
             raise InvalidInputError(f"coverage {low},{high}: expected MIN,MAX with {COVERAGE_RULE}")
         if self.seed < 0:
             raise InvalidInputError(f"seed {self.seed}: expected >= 0")
-
-
-def claim_output(out: Path, force: bool) -> None:
-    """The one place the output folder is checked (pfd.io's guard, kind `occluded`): new or empty, or
-    (with `force`) one this command made that holds nothing a user put there."""
-    hint = "choose another --out"
-    if not ((out / LEGACY_MARKER).is_file() and output_kind(out) is None):  # else made by an earlier version
-        claim_output_dir(out, KIND, hint=hint)
-    foreign = foreign_entries(out, OWNED) + changed_entries(out)
-    if foreign:
-        raise OutputExistsError(f"{out} holds files pfd.data.occlude did not write, or changed since "
-                                f"({listing(foreign)}); nothing was replaced: move them out, or {hint}")
-    if any(p.name not in (OUTPUT_MARKER, LEGACY_MARKER) for p in out.iterdir()) and not force:
-        raise OutputExistsError(f"{out} holds an occluded dataset already; pass --force to replace it")
 
 
 def _original_pid(record: ImageRecord) -> int:
@@ -124,54 +101,46 @@ def _write_occluded(query: ImageRecord, occluder: Occluder, image: Image.Image, 
     Image.fromarray(occluder.mask).save(folder / MASK_DIR / (Path(name).stem + ".png"), "PNG")
 
 
-def _write_dataset(source: str, dataset, people: list[ImageRecord], root: Path, out: Path,
+def _write_dataset(source: str, dataset, people: list[ImageRecord], root: Path, tmp: Path,
                    cfg: OccludeConfig) -> dict:
-    """Write the occluded copy into a temp folder beside `out`, then switch it in with one rename; returns
-    the manifest's query entries. A failure (a full disk included) removes the temp folder."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    try:
-        claim_output_dir(tmp, KIND)  # marks the (empty) temp folder as ours
-        for split in ("train", "gallery"):
-            _link_split(root / SPLIT_DIRS[split], tmp / SPLIT_DIRS[split])
-        (tmp / SPLIT_DIRS["query"]).mkdir()
-        (tmp / MASK_DIR).mkdir()
-        entries = {}
-        for i, query in enumerate(sorted(dataset.query, key=lambda r: r.path)):
-            rng = np.random.default_rng([cfg.seed, i])
-            image = read_image(query.path)
-            occluder = draw_occluder(query, (image.height, image.width), people, root, cfg, rng)
-            _write_occluded(query, occluder, image, tmp)
-            name = os.path.basename(query.path)
-            entries[f"{SPLIT_DIRS['query']}/{name}"] = {
-                "kind": occluder.kind, "source": occluder.detail, "placement": occluder.placement,
-                "box": occluder.box, "fraction": round(occluder.fraction, 4),
-                "mask": f"{MASK_DIR}/{Path(name).stem}.png"}
-        manifest = {"format": "pfd-occlusion-v1", "source": source, "config": asdict(cfg), "queries": entries}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        record_written(tmp)  # --force later replaces only files whose bytes are still these
-        replace_folder(tmp, out)  # ours (claim_output checked), replaced with --force
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Write the occluded copy into the (new, empty) folder `tmp`; returns the manifest's query entries."""
+    for split in ("train", "gallery"):
+        _link_split(root / SPLIT_DIRS[split], tmp / SPLIT_DIRS[split])
+    (tmp / SPLIT_DIRS["query"]).mkdir()
+    (tmp / MASK_DIR).mkdir()
+    entries = {}
+    for i, query in enumerate(sorted(dataset.query, key=lambda r: r.path)):
+        rng = np.random.default_rng([cfg.seed, i])
+        image = read_image(query.path)
+        occluder = draw_occluder(query, (image.height, image.width), people, root, cfg, rng)
+        _write_occluded(query, occluder, image, tmp)
+        name = os.path.basename(query.path)
+        entries[f"{SPLIT_DIRS['query']}/{name}"] = {
+            "kind": occluder.kind, "source": occluder.detail, "placement": occluder.placement,
+            "box": occluder.box, "fraction": round(occluder.fraction, 4),
+            "mask": f"{MASK_DIR}/{Path(name).stem}.png"}
+    manifest = {"format": "pfd-occlusion-v1", "source": source, "config": asdict(cfg), "queries": entries}
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return entries
 
 
 def build_occluded(source: str, root_dir: str | os.PathLike, out_dir: str | os.PathLike,
                    cfg: OccludeConfig = OccludeConfig(), force: bool = False) -> dict:
     """Write the occluded copy of dataset `source` (a registry name under root_dir, or folder:PATH) to
-    out_dir; returns a summary {queries, kinds: {kind: count}, mean_fraction, out}."""
+    out_dir; returns a summary {queries, kinds: {kind: count}, mean_fraction, out}. out_dir is checked
+    (pfd.data.writer.claim_dataset_dir: new, or ours and replaced with `force`; never inside the source)
+    before anything is written."""
     cfg.validate()
-    out = Path(out_dir)
-    claim_output(out, force)
     dataset = build_dataset(source, root_dir)
     root = Path(dataset.root)
+    out = claim_dataset_dir(out_dir, KIND, "pfd.data.occlude", force, legacy_marker=LEGACY_MARKER,
+                            legacy_owned=lambda folder: OWNED, source=root)
     if "person" in cfg.kinds and not dataset.train:
         raise InvalidInputError(f"dataset {source} has no training split to take person occluders from; "
                                 "use --kinds object,patch")
     people = sorted(dataset.train, key=lambda r: r.path)  # where person occluders come from
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with disk_full_reported(out, "nothing was written"):
-        entries = _write_dataset(source, dataset, people, root, out, cfg)
+    entries = {}
+    write_dataset_dir(out, KIND, lambda tmp: entries.update(_write_dataset(source, dataset, people, root, tmp, cfg)))
     kinds = [e["kind"] for e in entries.values()]
     return {"out": str(out), "queries": len(entries), "kinds": {k: kinds.count(k) for k in cfg.kinds},
             "mean_fraction": round(float(np.mean([e["fraction"] for e in entries.values()])), 4) if entries else 0.0}

@@ -7,10 +7,10 @@ view, occluder and hidden fraction; DIR/.pfd-output.json (pfd.io's marker, kind 
 earlier versions carry .pfd-synthetic instead) marks the folder as the generator's own.
 Like Occluded-Duke, every query is occluded and most other images are not. Everything is rendered
 into a sibling temp folder renamed to DIR at the end, so a crash never leaves a half dataset at DIR.
-`force` replaces only a folder that carries the marker and nothing but what the generator wrote there
-(its top-level files and the images meta.json lists, anywhere in the tree), each with the bytes it
-wrote (pfd.io.record_written); any other non-empty folder is refused, whatever `force` says, naming
-what is not the generator's or was changed.
+`force` replaces only a folder that carries the marker and nothing but the files the generator wrote,
+each with the bytes it wrote (their recorded SHA-256: pfd.data.writer, the rule pfd.data.occlude shares);
+any other non-empty folder is refused, whatever `force` says, naming what is not the generator's or
+was changed.
 
 Determinism: the plan (identities, cameras, which image shows whom where) comes from
 RNG(seed, 0) and each image from its own RNG(seed, 1, index), so same seed -> same bytes, however
@@ -21,8 +21,6 @@ so the query and gallery images are the same bytes whatever that setting.
 import glob
 import json
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -37,20 +35,10 @@ from tqdm import tqdm
 from pfd.data.synthetic.identity import HEIGHT_SCALE, Identity, make_identities
 from pfd.data.synthetic.person import VIEWS, draw_person, observe_keypoints, sample_pose
 from pfd.data.synthetic.scene import Camera, make_cameras, occlude
+from pfd.data.writer import claim_dataset_dir, write_dataset_dir
 from pfd.device import usable_cores
-from pfd.errors import InvalidInputError, OutputExistsError
-from pfd.io import (
-    OUTPUT_MARKER,
-    changed_entries,
-    check_writable,
-    claim_output_dir,
-    disk_full_reported,
-    foreign_entries,
-    listing,
-    output_kind,
-    record_written,
-    replace_folder,
-)
+from pfd.errors import InvalidInputError
+from pfd.io import OUTPUT_MARKER
 
 KEYPOINTS_FILE = "keypoints.json"
 META_FILE = "meta.json"
@@ -233,14 +221,10 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
     return (Path(out_dir) / KEYPOINTS_FILE).is_file()
 
 
-def _describe(entries: list[Path], shown: int = 5) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in entries)
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def _written_files(out: Path) -> list[str]:
-    """Glob patterns of the files the generator wrote into `out`: its top-level files and every image
-    its meta.json lists (none when meta.json is unreadable: then every image counts as foreign)."""
+def _legacy_written(out: Path) -> list[str]:
+    """What a folder of an earlier version (no record of its files' SHA-256) may hold: the generator's
+    top-level files and every image its meta.json lists (none when meta.json is unreadable: then every
+    image counts as foreign)."""
     try:
         images = json.loads((out / META_FILE).read_text())["images"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -248,59 +232,29 @@ def _written_files(out: Path) -> list[str]:
     if not isinstance(images, dict):
         images = {}
     listed = [path for path in images if isinstance(path, str) and not glob.has_magic(path)]  # a pattern: foreign
-    return [MARKER_FILE, LEGACY_MARKER, KEYPOINTS_FILE, META_FILE, *listed]
-
-
-def _check_target(out: Path, force: bool) -> None:
-    """Refuse a target that holds anything the generator did not write; `force` replaces only its own."""
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
-    entries = list(out.iterdir()) if out.is_dir() else []
-    if not entries:
-        check_writable(out)  # a read-only folder fails now, naming it
-        return
-    if output_kind(out) != KIND and not (out / LEGACY_MARKER).is_file():
-        raise OutputExistsError(f"{out} is not a folder made by the synthetic generator (it holds "
-                                f"{_describe(entries)}); it is never replaced: choose another --out")
-    foreign = foreign_entries(out, _written_files(out)) + changed_entries(out)
-    if foreign:
-        raise OutputExistsError(f"{out} holds files the synthetic generator did not write, or changed since "
-                                f"({listing(foreign)}); nothing was replaced: move them out, or choose another --out")
-    if not force:
-        state = "a complete" if is_complete(out) else "an incomplete (no keypoints.json)"
-        raise OutputExistsError(f"{out} holds {state} synthetic dataset made by this generator; "
-                                "pass --force to replace it, or choose another --out")
+    return [LEGACY_MARKER, KEYPOINTS_FILE, META_FILE, *listed]
 
 
 def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, separators=(",", ":")))
 
 
-def _render(out: Path, cfg: SyntheticConfig, specs: list[ImageSpec], identities: list[Identity],
-            cameras: list[Camera], progress: bool, workers: int) -> None:
-    """Render every image and the two JSON files into a temp folder beside `out`, then move it to `out`
-    (the temp folder is removed on any error)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    try:
-        claim_output_dir(tmp, KIND)  # marks the (empty) temp folder as the generator's
-        for folder in SPLIT_DIRS.values():
-            (tmp / folder).mkdir()
-        write = partial(_write_image, identities=identities, cameras=cameras, cfg=cfg, folder=tmp)
-        workers = min(workers or usable_cores(), -(-len(specs) // IMAGES_PER_TASK))
-        keypoints, infos = {}, {}
-        with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-            written = pool.map(write, specs, chunksize=IMAGES_PER_TASK) if pool else map(write, specs)
-            written = tqdm(written, total=len(specs), desc=f"synthetic {out.name}", unit="img",
-                           disable=not progress, mininterval=0.5)
-            for spec, (kps, info) in zip(specs, written):  # in plan order
-                keypoints[spec.path], infos[spec.path] = kps, info
-        _write_json(tmp / META_FILE, {"format": "pfd-synthetic-meta-v1", "config": asdict(cfg), "images": infos})
-        _write_json(tmp / KEYPOINTS_FILE, {"format": "pfd-keypoints-v1", "root": ".", "keypoints": keypoints})
-        record_written(tmp)  # --force later replaces only files whose bytes are still these
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _render(tmp: Path, cfg: SyntheticConfig, specs: list[ImageSpec], identities: list[Identity],
+            cameras: list[Camera], progress: bool, workers: int, label: str) -> None:
+    """Render every image and the two JSON files into the (new, empty) folder `tmp`."""
+    for folder in SPLIT_DIRS.values():
+        (tmp / folder).mkdir()
+    write = partial(_write_image, identities=identities, cameras=cameras, cfg=cfg, folder=tmp)
+    workers = min(workers or usable_cores(), -(-len(specs) // IMAGES_PER_TASK))
+    keypoints, infos = {}, {}
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        written = pool.map(write, specs, chunksize=IMAGES_PER_TASK) if pool else map(write, specs)
+        written = tqdm(written, total=len(specs), desc=f"synthetic {label}", unit="img",
+                       disable=not progress, mininterval=0.5)
+        for spec, (kps, info) in zip(specs, written):  # in plan order
+            keypoints[spec.path], infos[spec.path] = kps, info
+    _write_json(tmp / META_FILE, {"format": "pfd-synthetic-meta-v1", "config": asdict(cfg), "images": infos})
+    _write_json(tmp / KEYPOINTS_FILE, {"format": "pfd-keypoints-v1", "root": ".", "keypoints": keypoints})
 
 
 def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(), force: bool = False,
@@ -312,16 +266,16 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(
     cfg.validate()
     if workers < 0:
         raise InvalidInputError(f"synthetic dataset: workers={workers}, expected >= 0 (0 = one per CPU core)")
-    start, out = time.perf_counter(), Path(out_dir)
-    _check_target(out, force)
+    start = time.perf_counter()
+    out = claim_dataset_dir(out_dir, KIND, "the synthetic generator", force, legacy_marker=LEGACY_MARKER,
+                            legacy_owned=_legacy_written)
     plan_rng = np.random.default_rng([cfg.seed, 0])
     identities = make_identities(cfg.num_identities, plan_rng)
     cameras = make_cameras(cfg.cameras, cfg.size, plan_rng)
     specs = plan_images(cfg, plan_rng)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with disk_full_reported(out, "nothing was written"):
-        _render(out, cfg, specs, identities, cameras, progress, workers)
+    write_dataset_dir(out, KIND, lambda tmp: _render(tmp, cfg, specs, identities, cameras, progress, workers,
+                                                     out.name))
     counts = {}
     for split in SPLIT_DIRS:
         chosen = [s for s in specs if s.split == split]
