@@ -7,8 +7,10 @@ OUT/VARIANT/test[/SET]/metrics.json, each test set (`folder:` ones too) named by
 Cells are mean +- sample standard deviation in %, overall and per visible-keypoint bucket (with the
 bucket's query count), then each variant minus vit_baseline (or the --pairs A:B given, e.g. pfd_occ:pfd).
 A test set missing from some folders, or bucketed otherwise there, is tabled over the folders that
-agree, under a note naming the others. A missing folder, variant or metrics file is one `error:` line
-(exit status 2).
+agree, under a note naming the others. Runs evaluated with TEST.POSE_DEPENDENCE get a second table per
+test set: each variant's mAP / Rank-1 with its own, no, shuffled and oracle keypoints, and the paired
+differences own - none and oracle - own (what the keypoints contribute, issue 34).
+A missing folder, variant or metrics file is one `error:` line (exit status 2).
 """
 from __future__ import annotations
 
@@ -103,6 +105,32 @@ def set_table(name: str, data: dict[str, list[dict]], outs: list[Path], pairs: l
     return "\n".join(lines)
 
 
+def pose_rows(record: dict) -> dict[str, dict]:
+    """{keypoints: row} of a record's "pose_dependence" block ({} without one)."""
+    return {row["keypoints"]: row for row in (record.get("pose_dependence") or {}).get("rows", [])}
+
+
+def pose_table(name: str, data: dict[str, list[dict]], outs: list[Path]) -> str | None:
+    """The markdown pose-dependence table of test set `name` over the folders where every variant has it,
+    or None when no run of the set was evaluated with TEST.POSE_DEPENDENCE."""
+    seeds = [i for i in range(len(outs)) if all(pose_rows(data[v][i].get(name, {})) for v in data)]
+    if not seeds:
+        return None
+    kinds = list(pose_rows(data[next(iter(data))][seeds[0]][name]))
+    lines = [f"\n**{name}, pose dependence** ({len(seeds)} seeds; mAP / Rank-1 in %, mean ± std)\n",
+             "| variant | " + " | ".join(f"{k} mAP | R-1" for k in kinds) + " | own - none | oracle - own |",
+             "|---" * (3 + 2 * len(kinds)) + "|"]
+    for v in data:
+        rows = [pose_rows(data[v][i][name]) for i in seeds]
+        value = {(k, m): np.array([np.nan if k not in r else r[k][m] for r in rows], float)
+                 for k in kinds for m in ("mAP", "rank1")}
+        diffs = [value[("own", "mAP")] - value[("none", "mAP")],
+                 value.get(("oracle", "mAP"), np.full(len(rows), np.nan)) - value[("own", "mAP")]]
+        lines.append(f"| {v} | " + " | ".join(fmt(value[(k, m)]) for k in kinds for m in ("mAP", "rank1"))
+                     + " | " + " | ".join(fmt(d, signed=True) for d in diffs) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outs", nargs="+", type=Path)
@@ -118,6 +146,9 @@ def main(argv=None) -> None:
     for name in dict.fromkeys(name for runs in data.values() for found in runs for name in found):
         if any(all(name in data[v][i] for v in data) for i in range(len(args.outs))):
             print(set_table(name, data, args.outs, pairs), flush=True)
+            dependence = pose_table(name, data, args.outs)
+            if dependence:
+                print(dependence, flush=True)
         else:
             print(f"\n> note: {name} was evaluated for some variants only, in every folder; no table", flush=True)
 

@@ -63,3 +63,27 @@ def test_a_missing_run_is_one_line(case, tmp_path, capsys):
     assert exit_status(main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1
+
+
+def test_runs_with_pose_dependence_get_its_table_with_paired_differences(tmp_path, capsys):
+    outs = []
+    for seed in range(3):
+        out = compare_folder(tmp_path, seed, sets=("cuhk03_occ",))
+        for variant in ("pfd", "vit_baseline"):
+            path = out / variant / "test" / "metrics.json"
+            rec = json.loads(path.read_text())
+            shift = 0.05 if variant == "pfd" else 0.0  # the baseline's rows do not move with the keypoints
+            rec["pose_dependence"] = {"rows": [
+                {"keypoints": k, "mAP": rec["mAP"] + d * shift, "rank1": rec["rank1"], "buckets": []}
+                for k, d in (("own", 0), ("none", -1 - seed), ("shuffled", -1), ("oracle", 1))]}
+            path.write_text(json.dumps(rec))
+        outs.append(str(out))
+    assert exit_status(main, outs) == 0
+    out = capsys.readouterr().out
+    assert "**cuhk03_occ, pose dependence** (3 seeds" in out
+    assert ("| own mAP | R-1 | none mAP | R-1 | shuffled mAP | R-1 | oracle mAP | R-1 | own - none | oracle - own |"
+            in out)
+    assert "| pfd | 51.0 ± 1.0 | 61.0 ± 1.0 | 41.0 ± 4.0 |" in out and "| +10.0 ± 5.0 | +5.0 ± 0.0 |" in out
+    assert "| +0.0 ± 0.0 | +0.0 ± 0.0 |" in out  # the baseline's
+    single = [str(compare_folder(tmp_path / "plain", seed, sets=("cuhk03",))) for seed in range(2)]
+    assert exit_status(main, single) == 0 and "pose dependence" not in capsys.readouterr().out
