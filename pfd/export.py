@@ -115,12 +115,12 @@ def matching_margins(model: nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[
     """The eval-mode features [B, F] and, per sample, the smallest similarity gap of PFA's and PVM's argmax
     matchings [B] (inf for a model or feature without matchings: the ViT baseline, FEAT_KIND global).
 
-    The matchings' inputs are read with forward hooks (P from pose_decoder_linear, L from b2's norm, V from
-    the decoder) and their similarities recomputed with pfd.model.parts' own functions.
+    The matchings' inputs are read with forward hooks (P from pose_decoder_linear, L from part_features, V
+    from the decoder) and their similarities recomputed with pfd.model.parts' own functions.
     """
     seen: dict[str, torch.Tensor] = {}
     modules = {"P": getattr(model, "pose_decoder_linear", None), "V": getattr(model, "decoder", None),
-               "L": model.b2[1] if hasattr(model, "b2") else None}
+               "L": getattr(model, "part_features", None)}
     hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
              for name, m in modules.items() if m is not None]
     try:

@@ -94,6 +94,24 @@ def test_vit_baseline_exports(tmp_path):
         assert relative_difference(onnx_features(session, *inputs), model(*inputs).numpy()) <= 1e-4
 
 
+def test_part_pool_pose_exports_with_its_zero_blocks(tmp_path):
+    """MODEL.PART_POOL pose at the demo's overlapping stride (its token grid does not divide the heatmap)."""
+    cfg = load_config(None, ["MODEL.PART_POOL", "pose", "MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224",
+                             "MODEL.VIT_DEPTH", "2", "MODEL.STRIDE_SIZE", "[8, 16]", "MODEL.NUM_HEAD", "4",
+                             "MODEL.DECODER_FFN_DIM", "384", "INPUT.SIZE_TRAIN", "[128, 64]",
+                             "INPUT.SIZE_TEST", "[128, 64]"])
+    model = build_model(cfg, num_classes=10, num_cameras=4, load_pretrained=False).eval()
+    report = export_onnx(model, tmp_path / "pose.onnx", cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4)
+    assert report["relative_difference"] <= 1e-4
+    images, heatmaps, camids = example_inputs(3, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4, seed=6)
+    heatmaps[0, :5] = 0  # a hidden head
+    session = onnxruntime.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    feats = onnx_features(session, images, heatmaps, camids)  # [3, F]
+    d = model.embed_dim
+    assert np.abs(feats[0, d:6 * d]).max() == 0 and np.abs(feats[0, 6 * d:18 * d]).max() > 0  # head hidden only
+    assert np.abs(feats[1, d:18 * d]).max() == 0  # sample 1 shows no keypoint
+
+
 class Crop(torch.nn.Module):
     """A stand-in model with the export signature (exports in seconds)."""
 

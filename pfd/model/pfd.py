@@ -92,6 +92,7 @@ class PFD(nn.Module):
         self.use_disentangle, self.part_pool = use_disentangle, part_pool
 
         self.base_vit = backbone
+        self.part_features = nn.Identity()  # marks L [B, K, D] for forward hooks (pfd.export's matching check)
         self.b2 = backbone.last_block_copy()  # [last block copy, final norm copy]
         for p in [*backbone.vit.blocks[-1].parameters(), *backbone.vit.norm.parameters()]:
             p.requires_grad_(False)
@@ -174,6 +175,7 @@ class PFD(nn.Module):
             local = pose_pool(norm(block(tokens)), heatmaps, self.base_vit.grid_size, visible)  # L [B, K, D]
         else:
             local = self.encode_parts(tokens)  # L [B, K, D]
+        local = self.part_features(local)
         local_bn = self.bottleneck_parts(local)  # [B, K, D]
 
         views = self.decoder(self.query_embed, memory)  # V [B, Nq, D]
