@@ -457,6 +457,8 @@ class Gallery:
                               times=None if row_times is None else [row_times[i] for i in rows], keypoints=used)
         if isinstance(gallery_store, GalleryIndex):
             gallery_store.meta["recall_at_10"] = builder.recall_at_10()
+        else:
+            gallery_store.flush()
         gallery = cls(gallery_store, model)
         if store is not None and isinstance(gallery_store, GalleryIndex):
             gallery.save(store, replace=replace)
@@ -481,6 +483,8 @@ class Gallery:
         for rows, feats, used in _embed_chunks(model, records, kps, np.asarray(new, np.int64), chunk_size, progress):
             self.index.add(feats, [records[i] for i in rows], [checksums[i] for i in rows],
                            times=None if row_times is None else [row_times[i] for i in rows], keypoints=used)
+        if new and not isinstance(self.index, GalleryIndex):
+            self.index.flush()
         return {"added": len(new) - len(changed), "duplicates": duplicates, "replaced": len(changed)}
 
     def remove(self, paths) -> int:

@@ -221,8 +221,12 @@ else:
 
 def kill_at_marker(tmp_path, mode, stage, out):
     marker = tmp_path / f"marker-{mode}-{stage}"
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, mode, stage, str(out), str(marker)], cwd=REPO, env=env,
+    kill_child_at(marker, [CHILD, mode, stage, str(out), str(marker)], PYTHONPATH=REPO)
+
+
+def kill_child_at(marker, args: list[str], **env: str) -> None:
+    """Run `python -c *args` (with `env` added) and SIGKILL it once it has made `marker`."""
+    proc = subprocess.Popen([sys.executable, "-c", *args], cwd=REPO, env=dict(os.environ, **env),
                             stderr=subprocess.PIPE)
     while not marker.exists():  # wait for the child to reach the marked moment (never a fixed sleep)
         if proc.poll() is not None:

@@ -287,10 +287,13 @@ class GalleryIndex:
         return self._columns
 
     def _filtered_search(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top k of the `allowed` rows [R]: fetch 4x more each round until every query has k of them (or
-        all there are); when the probed IVF lists run out first, search again with every list probed."""
-        total, want = self.index.ntotal, min(k, int(allowed.sum()))
-        fetch, params = min(total, 4 * k + len(self.meta["tombstones"])), None
+        """Top k of the `allowed` rows [R]: fetch 4x what the share of allowed rows needs on average, 4x more
+        each round until every query has k of them (or all there are); when the probed IVF lists run out
+        first, search again with every list probed."""
+        total, passing = self.index.ntotal, int(allowed.sum())
+        want = min(k, passing)
+        first = min(total, 4 * k * len(allowed) // max(1, passing) + len(self.meta["tombstones"]))
+        fetch, params = first, None
         while True:
             scores, rows = self._search_index.search(q, max(1, fetch), params=params)
             keep = (rows >= 0) & allowed[np.maximum(rows, 0)]
@@ -300,7 +303,7 @@ class GalleryIndex:
             if fetch < total and not (rows[short] < 0).any():
                 fetch = min(total, 4 * fetch)
             elif params is None and (params := self._probe_every_list()) is not None:
-                fetch = min(total, 4 * k + len(self.meta["tombstones"]))
+                fetch = first
             else:  # every allowed row the index can return is in
                 break
         dist = _to_distance(scores, self.meta["normalized"]).astype(np.float32)

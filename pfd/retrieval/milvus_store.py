@@ -384,6 +384,11 @@ class MilvusGallery:
                     for j, r in enumerate(records[s:s + per_insert])]
             self.client.insert(self.name, rows)
 
+    def flush(self) -> None:
+        """Seal what was inserted into indexed segments (after a build or an add: Milvus Lite searches a
+        growing segment about 10x slower; a server seals segments on its own too)."""
+        self.client.flush(self.name)
+
     def _reserve_ids(self, count: int) -> int:
         """Hand out `count` ids: raise pfd.next_id first, so that a kill after this never reuses them."""
         start = int(self.client.describe_collection(self.name)["properties"]["pfd.next_id"])
@@ -420,27 +425,28 @@ class MilvusGallery:
             hits = self.client.search(self.name, search_params=params, **run)
         return hits, k
 
-    def _distance(self, value: float) -> float:
-        """Milvus's score -> pfd.retrieval's distance (2 - 2 cos; squared L2: Lite returns it unsquared)."""
+    def _distances(self, scores) -> np.ndarray:
+        """Milvus's scores -> pfd.retrieval's distances (2 - 2 cos; squared L2: Lite returns it unsquared)."""
+        scores = np.asarray(scores, np.float32)
         if self.meta["normalized"]:
-            return float(_to_distance(np.float32(value), True))
-        return float(value) ** 2 if self.location.lite else float(value)
+            return _to_distance(scores, True).astype(np.float32)
+        return scores ** 2 if self.location.lite else scores
 
     def search(self, query_feats, topk: int = 10, where: SearchFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(distances [Q, k] float32, rows [Q, k] int64; -1 pads), as GalleryIndex.search."""
+        """(distances [Q, k] float32, rows [Q, k] int64; -1 and inf pad), as GalleryIndex.search."""
         hits, k = self._search(query_feats, topk, where, [])
         dist, rows = np.full((len(hits), k), np.inf, np.float32), np.full((len(hits), k), -1, np.int64)
         for i, found in enumerate(hits):
-            for j, hit in enumerate(found):
-                dist[i, j], rows[i, j] = self._distance(hit["distance"]), hit["id"]
+            rows[i, :len(found)] = [h["id"] for h in found]
+            dist[i, :len(found)] = self._distances([h["distance"] for h in found])
         return dist, rows
 
     def find(self, query_feat, k: int, where: SearchFilter | None = None) -> list[Hit]:
         """The k nearest images of one query [1, F] that pass `where`, with their stored fields."""
-        hits, _ = self._search(query_feat, k, where, FIELDS)
-        return [Hit(int(h["id"]), self._distance(h["distance"]), e["path"], int(e["pid"]), int(e["camid"]),
-                    e["sha256"], e["time"], decode_keypoints(e["keypoints"]))
-                for h in hits[0] for e in [h["entity"]]]
+        found = self._search(query_feat, k, where, FIELDS)[0][0]
+        dist = self._distances([h["distance"] for h in found])
+        return [Hit(int(h["id"]), float(d), e["path"], int(e["pid"]), int(e["camid"]), e["sha256"], e["time"],
+                    decode_keypoints(e["keypoints"])) for h, d in zip(found, dist) for e in [h["entity"]]]
 
     def close(self) -> None:
         """Let go of the connection; for Lite, of the folder too (another process may then open it)."""
