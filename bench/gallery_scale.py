@@ -166,7 +166,8 @@ def run(args, workdir: Path) -> dict:
     camera = SearchFilter.of(cameras=[0])
     result = {
         "bench": "gallery_scale", "store": args.store, "size": args.size, "dim": args.dim, "kind": args.kind,
-        "params": store.meta["params"], "train_rows": train_rows, "threads": args.threads, "tiny": args.tiny,
+        "params": store.meta["params"], "train_rows": train_rows, "threads": args.threads, "seed": args.seed,
+        "tiny": args.tiny,
         "latent": args.latent, "images_per_id": args.images_per_id, "queries": args.queries,
         "build_s": round(train_s + add_s, 2), "train_s": round(train_s, 2), "add_s": round(add_s, 2),
         "build_cpu_s": round(train_cpu_s + add_cpu_s, 2),

@@ -515,7 +515,8 @@ class Gallery:
         if isinstance(self.index, GalleryIndex) and not is_milvus_location(str(location)):
             self.folder = save_index(self.index, location, replace=replace)
             return self.folder
-        if not isinstance(self.index, GalleryIndex) and str(location) == str(self.index.location):
+        if not isinstance(self.index, GalleryIndex) and is_milvus_location(str(location)) \
+                and self.index.is_at(str(location)):
             return str(location)
         raise InvalidInputError(f"{location}: a gallery moves to another store (FAISS folder or Milvus collection) "
                                 f"by building it there: `python query.py index ... --out {location}` "

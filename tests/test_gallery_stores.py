@@ -186,6 +186,30 @@ def test_milvus_refusals_name_the_way_out(tmp_path, release_lite):
         gallery.search(sorted(images.iterdir())[0], k=2)
 
 
+def test_a_reducing_kind_keeps_its_stage_with_the_collection(tmp_path, release_lite, monkeypatch):
+    """pca+ivfpq on Milvus: the PCA stage is trained on our side, stored beside the collection, applied before
+    inserts and searches, and read back on load; a damaged stage is refused. Lite has no IVF_PQ, so the
+    server's index is stood in for by Lite's IVF_FLAT: what is tested is our side."""
+    import pfd.retrieval.milvus_store as milvus_store
+    monkeypatch.setitem(milvus_store.MILVUS_INDEX, "pca+ivfpq", "IVF_FLAT")
+    images = image_folder(tmp_path / "g", 40)
+    where = location("milvus-lite", tmp_path)
+    gallery = Gallery.build(FakeModel(dim=64), images, index="pca+ivfpq", store=where)
+    release_lite(gallery)
+    assert gallery.meta["vector_dim"] == 32 == gallery.meta["params"]["d_out"]  # 64 values reduced to 32
+    assert gallery.meta["transform"]["parts"] == 1
+    target = sorted(images.iterdir())[17]
+    found = [m.path for m in gallery.search(target, k=5)]
+    assert found[0] == str(target)
+    gallery.close()
+    loaded = Gallery.load(where, FakeModel(dim=64))
+    release_lite(loaded)
+    assert [m.path for m in loaded.search(target, k=5)] == found
+    loaded.index.client.delete("gallery_pfd_transform", filter="part >= 0")
+    with pytest.raises(IndexLoadError, match="pca\\+ivfpq stage .* is missing or damaged.*--replace"):
+        Gallery.load(where)
+
+
 CHILD = r"""
 import sys, time
 import pfd.retrieval.milvus_store as store
@@ -256,7 +280,6 @@ def real_features(cuhk03_root, tmp_path_factory):
     return qf, gf, query, gallery
 
 
-@pytest.mark.slow  # builds a model (15 s)
 def test_flat_searches_agree_on_real_features(real_features, tmp_path, release_lite):
     qf, gf, query, gallery = real_features
     faiss_index = build_index(gf, gallery)
@@ -286,7 +309,7 @@ def test_query_py_and_the_service_answer_from_milvus_as_from_the_folder(tmp_path
     answer as on the FAISS folder of the same images; the filters reach Milvus from both."""
     import httpx
     from milvus_lite.server_manager import server_manager_instance
-    from serve_tiny import build_tiny_index, running_server
+    from serve_tiny import browser_page, build_tiny_index, running_server
 
     from engine_tiny import DEMO_CONFIG, load_script, tiny_opts
     query_script = load_script("query")
@@ -331,3 +354,12 @@ def test_query_py_and_the_service_answer_from_milvus_as_from_the_folder(tmp_path
         assert httpx.get(url + "/api/gallery/7").content == open(gallery.meta["paths"][7], "rb").read()
         bad = httpx.post(url + "/api/search", data={"gallery": "7", "since": "later"}, timeout=60)
         assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
+        with browser_page() as page:  # the page's filter fields reach the search
+            page.goto(url + "/")
+            page.wait_for_function("document.querySelectorAll('#samples button').length > 0")
+            page.click("#filters summary")
+            page.fill("#cameras", "1")
+            page.click("#samples button")
+            page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)
+            cameras = page.eval_on_selector_all("#results li", "items => items.map(i => i.dataset.camera)")
+            assert cameras and set(cameras) == {"1"}

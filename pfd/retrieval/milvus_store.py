@@ -110,8 +110,9 @@ def _client(location: MilvusLocation, create: bool):
         elif output_kind(folder) != LITE_FOLDER_KIND:
             raise IndexLoadError(f"{location}: no Milvus Lite gallery at {folder}; build one with `python query.py "
                                  f"index ... --out {location}`")
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors become ours, one line each
     from pymilvus import MilvusClient
+    for name in ("pymilvus", "pymilvus.milvus_client", "milvus_lite"):  # (set by pymilvus's import)
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # their errors become ours, one line each
     try:
         return MilvusClient(uri=location.uri, token="" if location.lite else os.environ.get(TOKEN_ENV, ""))
     except Exception as err:  # pymilvus raises several types, none of them a user's bug
@@ -283,6 +284,11 @@ class MilvusGallery:
         client.load_collection(location.collection)
         return gallery
 
+    def is_at(self, location: str) -> bool:
+        """Whether `location` names this gallery's collection (however it is spelled)."""
+        other = parse_location(location)
+        return (other.uri, other.collection) == (self.location.uri, self.location.collection)
+
     @property
     def where(self) -> str:
         return f"{self.location} (collection {self.name!r})"
@@ -434,7 +440,7 @@ class MilvusGallery:
 
     def search(self, query_feats, topk: int = 10, where: SearchFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances [Q, k] float32, rows [Q, k] int64; -1 and inf pad), as GalleryIndex.search."""
-        hits, k = self._search(query_feats, topk, where, [])
+        hits, k = self._search(query_feats, topk, where, ["id"])  # (Lite returns every field, vector too, for [])
         dist, rows = np.full((len(hits), k), np.inf, np.float32), np.full((len(hits), k), -1, np.int64)
         for i, found in enumerate(hits):
             rows[i, :len(found)] = [h["id"] for h in found]

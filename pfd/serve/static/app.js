@@ -106,6 +106,7 @@ function showResults(answer) {
   $("results").replaceChildren(...answer.matches.map((match) => {
     const item = document.createElement("li");
     item.dataset.id = match.id;
+    item.dataset.camera = match.camera;
     if (queryId >= 0 && match.id >= 0) item.className = match.id === queryId ? "right" : "wrong";
     const img = document.createElement("img");
     img.src = match.url;
