@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     index.add_argument("--index-type", choices=tuple(INDEX_KINDS), default="flat",
                        help="flat: exact search; flat-fp16: exact up to rounding, half the memory; ivfpq, pca+ivfpq, "
                             "opq+ivfpq: compressed approximate search for big galleries (opq+ivfpq is the one to use: "
-                            "within 0.3 mAP of exact search on real features, docs/PERFORMANCE.md)")
+                            "within 0.3 mAP of exact search on real features, docs/PERFORMANCE.md); in Milvus Lite "
+                            "flat only, on a Milvus server flat, ivfpq, pca+ivfpq, opq+ivfpq")
     index.add_argument("--replace", action="store_true", help="replace the index already in --out")
     index.add_argument("--append", action="store_true",
                        help="add the gallery's images that are not in the index at --out yet (same path and "
