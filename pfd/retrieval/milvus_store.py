@@ -111,8 +111,10 @@ def _client(location: MilvusLocation, create: bool):
             raise IndexLoadError(f"{location}: no Milvus Lite gallery at {folder}; build one with `python query.py "
                                  f"index ... --out {location}`")
     from pymilvus import MilvusClient
-    for name in ("pymilvus", "pymilvus.milvus_client", "milvus_lite"):  # (set by pymilvus's import)
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # their errors become ours, one line each
+    # Their errors become ours, one line each (levels set after pymilvus's import, which sets its own); Lite's
+    # in-process gRPC server logs a traceback for each call it lacks (AllocTimestamp, which pymilvus 2.5 tries).
+    for name in ("pymilvus", "pymilvus.milvus_client", "milvus_lite", "grpc._server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         return MilvusClient(uri=location.uri, token="" if location.lite else os.environ.get(TOKEN_ENV, ""))
     except Exception as err:  # pymilvus raises several types, none of them a user's bug
@@ -256,9 +258,10 @@ class MilvusGallery:
         schema.add_field("time", DataType.DOUBLE, nullable=True)
         schema.add_field("keypoints", DataType.VARCHAR, max_length=1024, nullable=True)
         index = client.prepare_index_params()
-        p = meta["params"]
-        build = {"nlist": p["nlist"], "m": p["m"], "nbits": p["nbits"]} if meta["milvus_index"] == "IVF_PQ" else {}
-        index.add_index(field_name="vector", index_type=meta["milvus_index"], metric_type=_metric(meta), params=build)
+        p, kind = meta["params"], meta["milvus_index"]
+        build = {} if kind == "FLAT" else {"nlist": p["nlist"], **({"m": p["m"], "nbits": p["nbits"]}
+                                                                     if kind == "IVF_PQ" else {})}
+        index.add_index(field_name="vector", index_type=kind, metric_type=_metric(meta), params=build)
         client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong",
                                  properties={"pfd.format": MILVUS_FORMAT, "pfd.model_id": meta.get("model_id", ""),
                                              "pfd.config_hash": meta.get("config_hash", ""),
