@@ -259,8 +259,7 @@ class MilvusGallery:
         schema.add_field("keypoints", DataType.VARCHAR, max_length=1024, nullable=True)
         index = client.prepare_index_params()
         p, kind = meta["params"], meta["milvus_index"]
-        build = {} if kind == "FLAT" else {"nlist": p["nlist"], **({"m": p["m"], "nbits": p["nbits"]}
-                                                                     if kind == "IVF_PQ" else {})}
+        build = {"nlist": p["nlist"], "m": p["m"], "nbits": p["nbits"]} if kind == "IVF_PQ" else {}
         index.add_index(field_name="vector", index_type=kind, metric_type=_metric(meta), params=build)
         client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong",
                                  properties={"pfd.format": MILVUS_FORMAT, "pfd.model_id": meta.get("model_id", ""),
