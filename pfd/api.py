@@ -8,12 +8,16 @@
     gallery.save("my_index")                           # replace=True to replace an existing index
     for match in Gallery.load("my_index", model).search("person.jpg", k=5):
         print(match.path, match.id, match.camera, match.distance)
+    Gallery.build(model, "gallery_folder/", store="milvus:gallery.db")   # the same gallery in Milvus Lite
 
 `ReIDModel` wraps the evaluation model of pfd.engine (checkpoint loading from tester.py, the forward
 loop of evaluator.py), so `embed` returns the features test.py computes for the same images. A
 `Gallery` folder is the one `query.py` reads and writes (pfd.retrieval.index_folder): each reads the
 other's. A saved gallery grows and shrinks: `Gallery.load(...).add(folder)` embeds only the new images,
 `.remove(paths)` takes images out, `.save(folder)` writes the new version (a kill leaves the old one).
+Instead of a folder, a gallery can live in a Milvus collection (pfd.retrieval.milvus_store): every method
+takes `milvus:PATH.db` (Milvus Lite) or `milvus://HOST:PORT/COLLECTION` (a server) where it takes a folder;
+there `add` and `remove` are written at once. `search` filters by camera and time (pfd.retrieval.stores).
 """
 from __future__ import annotations
 
@@ -46,10 +50,18 @@ from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.keypoints import NUM_KEYPOINTS, check_keypoint_values
 from .precision import eval_dtype
 from .retrieval.gallery_index import MAX_TRAIN_BYTES, GalleryIndex, new_gallery_index
-from .retrieval.index_folder import META_FILE, IndexLoadError, check_built_with, load_index, save_index
+from .retrieval.index_folder import (
+    META_FILE,
+    IndexLoadError,
+    check_built_with,
+    check_index_output,
+    load_index,
+    save_index,
+)
 from .retrieval.metrics import retrieval_options
+from .retrieval.stores import SearchFilter, is_milvus_location, to_timestamp
 
-__all__ = ["ReIDModel", "Gallery", "Match", "folder_records", "parse_name"]
+__all__ = ["ReIDModel", "Gallery", "Match", "check_gallery_output", "folder_records", "parse_name"]
 
 CHUNK_SIZE = 1024  # images embedded and indexed at a time by Gallery.build / add (memory: CHUNK_SIZE features)
 RECALL_PROBES = 1000  # gallery features whose exact top-10 measures a compressed index's recall@10
@@ -92,19 +104,38 @@ def _keypoint_rows(keypoints, records: Sequence[ImageRecord]) -> np.ndarray | No
     return keypoints
 
 
+def _time_rows(times, records: Sequence[ImageRecord]) -> list[float | None] | None:
+    """Times in record order (seconds since the epoch, None = unknown) from a mapping path -> time (seconds,
+    datetime or ISO 8601 text; missing = unknown) or a sequence aligned with the records; None stays None."""
+    if times is None:
+        return None
+    if isinstance(times, Mapping):
+        values = [times.get(r.path) for r in records]
+    elif len(times) == len(records):
+        values = list(times)
+    else:
+        raise InvalidInputError(f"times: {len(times)} values for {len(records)} images; pass one per image or a "
+                                f"mapping image path -> time")
+    return [to_timestamp(v, f"times[{r.path!r}]") for v, r in zip(values, records)]
+
+
 def _embed_chunks(model, records: Sequence[ImageRecord], keypoints, rows: np.ndarray, chunk_size: int,
                   progress: bool, known: dict | None = None):
-    """(rows [n], features [n, F]) of `records[rows]`, `chunk_size` images at a time: never all features at once.
-    `known`: row -> feature already embedded (taken out of it as used)."""
+    """(rows [n], features [n, F], the keypoints [n, 17, 3] they were made from or None) of `records[rows]`,
+    `chunk_size` images at a time: never all features at once. `known`: row -> (feature, keypoints) already
+    embedded (taken out of it as used)."""
     known = {} if known is None else known
     for start in range(0, len(rows), chunk_size):
         part = rows[start:start + chunk_size]
         todo = np.asarray([i for i in part.tolist() if i not in known], np.int64)
         if len(todo):
-            feats = model.embed([records[i].path for i in todo], None if keypoints is None else keypoints[todo],
-                                camids=[records[i].camid for i in todo], progress=progress)
-            known.update(zip(todo.tolist(), feats))
-        yield part, np.stack([known.pop(i) for i in part.tolist()])
+            feats, used = model.embed([records[i].path for i in todo], None if keypoints is None else keypoints[todo],
+                                      camids=[records[i].camid for i in todo], progress=progress,
+                                      return_keypoints=True)
+            known.update(zip(todo.tolist(), zip(feats, [None] * len(todo) if used is None else used)))
+        done = [known.pop(i) for i in part.tolist()]
+        kps = None if any(k is None for _, k in done) else np.stack([k for _, k in done])
+        yield part, np.stack([f for f, _ in done]), kps
 
 
 def _train(builder, model, records: Sequence[ImageRecord], keypoints, chunk_size: int, progress: bool,
@@ -118,9 +149,9 @@ def _train(builder, model, records: Sequence[ImageRecord], keypoints, chunk_size
     known = {}
 
     def training_chunks():
-        for rows, feats in itertools.chain([first], chunks):
+        for rows, feats, kps in itertools.chain([first], chunks):
             if keep:
-                known.update(zip(rows.tolist(), feats))
+                known.update(zip(rows.tolist(), zip(feats, [None] * len(rows) if kps is None else kps)))
             yield feats
 
     builder.train(training_chunks())
@@ -252,14 +283,15 @@ class ReIDModel:
         """SHA-256 of the checkpoint file (what a gallery index's `model_id` must match)."""
         return sha256_file(self.checkpoint)
 
-    def embed(self, images, keypoints=None, camids=None, progress: bool = False) -> np.ndarray:
+    def embed(self, images, keypoints=None, camids=None, progress: bool = False, return_keypoints: bool = False):
         """Features [N, F] (float32; L2-normalized when TEST.FEAT_NORM is yes, as evaluation ranks them).
 
         images: paths, PIL images or uint8 RGB arrays [H, W, 3] of any size (one, a list, or [N, H, W, 3]).
         keypoints: [N, 17, 3] COCO-17 (x, y, confidence) in each image's own pixels; None = computed by
             the configured pose backend (MODEL.POSE_BACKEND; unused with MODEL.POSE_ONLINE).
         camids: [N] 0-based cameras for the camera embedding; None, -1 or out of range = camera 0.
-        Images are processed in batches of TEST.IMS_PER_BATCH.
+        Images are processed in batches of TEST.IMS_PER_BATCH. `return_keypoints`: return (features, the
+        keypoints [N, 17, 3] they were made from), keypoints None with MODEL.POSE_ONLINE (a gallery stores them).
         """
         items = _image_items(images)
         kps = self._keypoints(items, keypoints)  # [N, 17, 3]
@@ -273,6 +305,8 @@ class ReIDModel:
                                    flip=self.cfg.TEST.FLIP_FEATS)
         if self.normalize:
             feats = F.normalize(feats, dim=1)  # as pfd.retrieval ranks them
+        if return_keypoints:
+            return feats.cpu().numpy(), None if self.cfg.MODEL.POSE_ONLINE else kps
         return feats.cpu().numpy()
 
     def keypoints(self, images) -> np.ndarray:
@@ -330,95 +364,168 @@ class ReIDModel:
 
 class Match(NamedTuple):
     """One search result: a gallery image, its identity and 0-based camera (-1 = unknown), its distance
-    (squared Euclidean, 2 - 2 cos on normalized features; smaller is closer)."""
+    (squared Euclidean, 2 - 2 cos on normalized features; smaller is closer), and what the gallery stores
+    of it: its SHA-256, the keypoints [17, 3] its feature was made from (None: not stored), its time
+    (seconds since the epoch; None: unknown) and its number in the gallery (`index`)."""
 
     path: str
     id: int
     camera: int
     distance: float
+    sha256: str | None = None
+    keypoints: np.ndarray | None = None
+    time: float | None = None
+    index: int = -1
+
+
+def _open_store(location):
+    """The gallery store at `location`: a FAISS index folder, or a Milvus collection."""
+    if is_milvus_location(str(location)):
+        from .retrieval.milvus_store import MilvusGallery
+        return MilvusGallery.open(str(location))
+    return load_index(location)
+
+
+def check_gallery_output(location: str | os.PathLike, index: str = "flat", replace: bool = False) -> None:
+    """Refuse now, before any work, a place `Gallery.build(..., store=location)` would refuse: a folder
+    that is not ours or holds an index (unless `replace`); a Milvus collection likewise, or a kind it lacks."""
+    if is_milvus_location(str(location)):
+        from .retrieval.milvus_store import check_output
+        check_output(str(location), index, replace)
+    else:
+        check_index_output(location, replace)
+
+
+def _new_store(location, kind: str, model: "ReIDModel", num_items: int, params: dict | None, replace: bool,
+               **ids):
+    """(an empty store, the builder that trains it: FAISS's IndexBuilder, Milvus's PCA/OPQ stage or None).
+    A Milvus collection is created at once (refused now when it exists); a folder is checked, written by save."""
+    if is_milvus_location(str(location)):
+        from .retrieval.milvus_store import MilvusGallery
+        return MilvusGallery.create(str(location), kind, model.feature_dim, num_items, model.normalize, params,
+                                    replace, **ids)
+    if location is not None:
+        check_index_output(location, replace)  # before any embedding
+    return new_gallery_index(kind, model.feature_dim, num_items, model.normalize, params, **ids)
 
 
 class Gallery:
-    """Gallery images in a FAISS index (pfd.retrieval.index) with the model that embeds queries for it."""
+    """Gallery images in a store (a FAISS index folder, pfd.retrieval.index_folder, or a Milvus collection,
+    pfd.retrieval.milvus_store) with the model that embeds queries for it."""
 
-    def __init__(self, index: GalleryIndex, model: ReIDModel | None = None, folder: str | os.PathLike | None = None):
-        self.index = index
-        self.folder = None if folder is None else Path(folder)  # where it was loaded from
+    def __init__(self, index, model: ReIDModel | None = None, folder: str | os.PathLike | None = None):
+        self.index = index  # the store: GalleryIndex (FAISS) or MilvusGallery
+        self.folder = None if folder is None else Path(folder)  # the index folder it was loaded from
         self._model = model
 
     @classmethod
     def build(cls, model: ReIDModel, folder_or_paths, index: str = "flat",
               keypoints: np.ndarray | Mapping[str, np.ndarray] | None = None, progress: bool = False,
-              chunk_size: int = CHUNK_SIZE, params: dict | None = None, seed: int = 0) -> "Gallery":
+              chunk_size: int = CHUNK_SIZE, params: dict | None = None, seed: int = 0, times=None,
+              store: str | os.PathLike | None = None, replace: bool = False) -> "Gallery":
         """Embed every image of a folder (recursive) or a list of paths and index them, chunk by chunk.
 
         index: a kind of pfd.retrieval.INDEX_KINDS ("flat" exact, "flat-fp16", "ivfpq", "pca+ivfpq",
         "opq+ivfpq" compressed approximate). Identities and cameras come from Market-1501 style names
         (else -1). keypoints: [N, 17, 3] in record order, or a mapping absolute path -> [17, 3] (missing
-        = not visible); None = the model's pose backend. Memory: `chunk_size` features at a time (kinds
-        that learn first embed a random training sample of `params["train_rows"]` images, `seed`).
+        = not visible); None = the model's pose backend. times: each image's time, a mapping absolute
+        path -> seconds / datetime / ISO 8601 text (missing = unknown) or one per image. Memory:
+        `chunk_size` features at a time (kinds that learn first embed a random training sample of
+        `params["train_rows"]` images, `seed`). store: where to write it, a folder (saved at the end,
+        as `save`) or a Milvus location (written as it goes); None = in memory until `save`. replace:
+        replace the gallery already there (else refused before any work).
         """
         folder, records = _gallery_records(folder_or_paths)
         kps = _keypoint_rows(keypoints, records)
+        row_times = _time_rows(times, records)
+        ids = dict(model_id=model.model_id, config_hash=model.config_hash, feature_kind=model.cfg.MODEL.FEAT_KIND,
+                   config=model.cfg.dump(), weights=str(model.checkpoint), model_name=model.cfg.MODEL.NAME,
+                   gallery=None if folder is None else str(folder))
+        gallery_store, builder = _new_store(store, index, model, len(records), params, replace, **ids)
         checksums = [sha256_file(r.path) for r in records]
-        gallery_index, builder = new_gallery_index(
-            index, model.feature_dim, len(records), model.normalize, params, model_id=model.model_id,
-            config_hash=model.config_hash, feature_kind=model.cfg.MODEL.FEAT_KIND)
+        measure = isinstance(gallery_store, GalleryIndex) and index != "flat"  # a Milvus server indexes later
         probes, known = None, {}
-        if builder.needs_training:
+        if builder is not None and builder.needs_training:
             probes, known = _train(builder, model, records, kps, chunk_size, progress, seed)
-        for rows, feats in _embed_chunks(model, records, kps, np.arange(len(records)), chunk_size, progress, known):
-            if probes is None and index != "flat":
+        for rows, feats, used in _embed_chunks(model, records, kps, np.arange(len(records)), chunk_size, progress,
+                                               known):
+            if measure and probes is None:
                 probes = feats[:RECALL_PROBES].copy()
-            if probes is not None and builder.recall_probes is None:
+            if measure and builder.recall_probes is None:
                 builder.track_recall(probes)
-            gallery_index.add(feats, [records[i] for i in rows], [checksums[i] for i in rows], builder)
-        gallery_index.meta["recall_at_10"] = builder.recall_at_10()
-        gallery_index.meta.update(config=model.cfg.dump(), weights=str(model.checkpoint),
-                                  model_name=model.cfg.MODEL.NAME, gallery=None if folder is None else str(folder))
-        return cls(gallery_index, model)
+            gallery_store.add(feats, [records[i] for i in rows], [checksums[i] for i in rows], builder,
+                              times=None if row_times is None else [row_times[i] for i in rows], keypoints=used)
+        if isinstance(gallery_store, GalleryIndex):
+            gallery_store.meta["recall_at_10"] = builder.recall_at_10()
+        else:
+            gallery_store.flush()
+        gallery = cls(gallery_store, model)
+        if store is not None and isinstance(gallery_store, GalleryIndex):
+            gallery.save(store, replace=replace)
+        return gallery
 
     def add(self, folder_or_paths, keypoints: np.ndarray | Mapping[str, np.ndarray] | None = None,
-            progress: bool = False, chunk_size: int = CHUNK_SIZE) -> dict:
+            progress: bool = False, chunk_size: int = CHUNK_SIZE, times=None) -> dict:
         """Embed and index the images of a folder or list of paths that are not in the gallery yet.
 
         An image already here (same path and SHA-256) is skipped and counted; one whose file changed
         replaces its old entry. Queries' model (`model`) embeds them, so it must be the gallery's.
-        Returns {"added", "duplicates", "replaced"}; `save` writes the grown gallery.
+        times: as for `build`. Returns {"added", "duplicates", "replaced"}; `save` writes the grown
+        gallery (a Milvus gallery has it already: rerunning an add a kill stopped completes it).
         """
         model = self.model
         _, records = _gallery_records(folder_or_paths)
         kps = _keypoint_rows(keypoints, records)
+        row_times = _time_rows(times, records)
         checksums = [sha256_file(r.path) for r in records]
         new, duplicates, changed = self.index.plan_add([r.path for r in records], checksums)
         self.index.remove(changed)
-        for rows, feats in _embed_chunks(model, records, kps, np.asarray(new, np.int64), chunk_size, progress):
-            self.index.add(feats, [records[i] for i in rows], [checksums[i] for i in rows])
+        for rows, feats, used in _embed_chunks(model, records, kps, np.asarray(new, np.int64), chunk_size, progress):
+            self.index.add(feats, [records[i] for i in rows], [checksums[i] for i in rows],
+                           times=None if row_times is None else [row_times[i] for i in rows], keypoints=used)
+        if new and not isinstance(self.index, GalleryIndex):
+            self.index.flush()
         return {"added": len(new) - len(changed), "duplicates": duplicates, "replaced": len(changed)}
 
     def remove(self, paths) -> int:
         """Take these images (paths, as given or absolute) out of the gallery; returns how many were in it.
-        Search never returns them again; `save` writes the change."""
+        Search never returns them again; `save` writes the change (a Milvus gallery has it already)."""
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         return self.index.remove(os.path.abspath(p) for p in paths)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, model: ReIDModel | None = None) -> "Gallery":
-        """A saved gallery; with `model`, refuses one built by another model or config (IndexLoadError).
-        Without, queries are embedded by the model the gallery was built with (its stored config and weights)."""
-        gallery = cls(load_index(folder), folder=folder)
+    def load(cls, location: str | os.PathLike, model: ReIDModel | None = None) -> "Gallery":
+        """A saved gallery (an index folder or a Milvus location); with `model`, refuses one built by another
+        model or config (IndexLoadError). Without, queries are embedded by the model the gallery was built
+        with (its stored config and weights)."""
+        store = _open_store(location)
+        gallery = cls(store, folder=location if isinstance(store, GalleryIndex) else None)
         if model is not None:
             gallery.use_model(model)
         return gallery
 
-    def save(self, folder: str | os.PathLike, replace: bool = False) -> Path:
-        """Write the gallery into `folder` as a new version, switched to atomically (pfd.retrieval.index_folder).
+    def save(self, location: str | os.PathLike, replace: bool = False) -> Path | str:
+        """Write the gallery into the folder `location` as a new version, switched to atomically
+        (pfd.retrieval.index_folder); returns the folder.
 
         Refused: a folder that is not empty and not an index of ours, and one holding an index unless
-        `replace` or it is the folder this gallery was loaded from (saving back an add or remove).
+        `replace` or it is the folder this gallery was loaded from (saving back an add or remove). A
+        Milvus gallery is written as it changes: saving it to its own location does nothing more.
         """
-        self.folder = save_index(self.index, folder, replace=replace)
-        return self.folder
+        if isinstance(self.index, GalleryIndex) and not is_milvus_location(str(location)):
+            self.folder = save_index(self.index, location, replace=replace)
+            return self.folder
+        if not isinstance(self.index, GalleryIndex) and is_milvus_location(str(location)) \
+                and self.index.is_at(str(location)):
+            return str(location)
+        raise InvalidInputError(f"{location}: a gallery moves to another store (FAISS folder or Milvus collection) "
+                                f"by building it there: `python query.py index ... --out {location}` "
+                                f"(Gallery.build(..., store={str(location)!r}))")
+
+    def close(self) -> None:
+        """Let go of the store's connection (a Milvus Lite folder can then be opened by another process)."""
+        if not isinstance(self.index, GalleryIndex):
+            self.index.close()
 
     def use_model(self, model: ReIDModel) -> None:
         """Embed queries with `model`; IndexLoadError when the gallery was built with another config or checkpoint."""
@@ -432,7 +539,9 @@ class Gallery:
 
     @property
     def _meta_where(self) -> str:
-        """The metadata file it was loaded from or saved to, for messages."""
+        """The metadata file it was loaded from or saved to (the collection of a Milvus gallery), for messages."""
+        if not isinstance(self.index, GalleryIndex):
+            return self.index.where
         saved = self.index.saved_as
         return str(saved[0] / saved[1] / META_FILE) if saved else "the gallery's metadata"
 
@@ -456,20 +565,23 @@ class Gallery:
             self.use_model(ReIDModel.from_checkpoint(self.meta["weights"], self.stored_config()))
         return self._model
 
-    def search(self, query, k: int = 10, keypoints=None, camid: int | None = None) -> list[Match]:
-        """The `k` nearest gallery images of one query, nearest first.
+    def search(self, query, k: int = 10, keypoints=None, camid: int | None = None, *,
+               cameras: Sequence[int] | None = None, exclude_camera: int | None = None, since=None,
+               until=None) -> list[Match]:
+        """The `k` nearest gallery images of one query, nearest first (fewer only when fewer pass the filters).
 
         query: an image (path, PIL image, uint8 array [H, W, 3]) or a feature [F] / [1, F] from a model
         with the same config and weights. keypoints [17, 3]: the image's pose (None = the pose backend's).
         camid: the query's 0-based camera for the camera embedding; None = parsed from a Market-1501
-        style file name, else camera 0.
+        style file name, else camera 0. Filters: only images of `cameras` (0-based), none of
+        `exclude_camera` (the re-ID protocol excludes the query's own), taken `since` / `until` (seconds,
+        datetime or ISO 8601 text; an image without a time is then left out).
         """
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
-        distances, rows = self.index.search(self._query_feature(query, keypoints, camid), k)  # [1, k] each
-        meta = self.meta
-        return [Match(meta["paths"][r], meta["pids"][r], meta["camids"][r], float(d))
-                for d, r in zip(distances[0], rows[0]) if r >= 0]
+        where = SearchFilter.of(cameras, exclude_camera, since, until)  # checked before the query is embedded
+        hits = self.index.find(self._query_feature(query, keypoints, camid), k, where)
+        return [Match(h.path, h.pid, h.camid, h.distance, h.sha256, h.keypoints, h.time, h.row) for h in hits]
 
     def _query_feature(self, query, keypoints, camid: int | None) -> np.ndarray:
         if isinstance(query, torch.Tensor):

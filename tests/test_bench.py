@@ -63,6 +63,19 @@ def test_gallery_scale_bench_reports_each_figure():
     assert exact["recall_at_10"] == 1.0  # the brute-force ground truth agrees with FAISS's exact search
 
 
+def test_gallery_scale_bench_measures_each_store_in_its_own_process():
+    proc = subprocess.run([sys.executable, "bench/gallery_scale.py", "--tiny", "--kind", "flat", "--store", "faiss",
+                           "milvus-lite"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    by_store = {r["store"]: r for r in (json.loads(line) for line in proc.stdout.splitlines() if line.strip())}
+    assert sorted(by_store) == ["faiss", "milvus-lite"]
+    for result in by_store.values():  # exact search in both stores: the brute-force truth, with the filter too
+        assert result["size"] == 3000 and result["recall_at_10"] == 1.0 and result["camera_recall_at_10"] == 1.0
+        assert 0 < result["store_query_ms_median"] <= result["store_query_ms_p95"]
+        assert 0 < result["camera_query_ms_median"] <= result["camera_query_ms_p95"] and result["peak_rss_gib"] > 0
+    assert by_store["milvus-lite"]["store_bytes_per_image"] > by_store["milvus-lite"]["raw_bytes_per_image"] / 2
+
+
 def test_gallery_map_bench_compares_kinds_with_exact_search(tmp_path):
     from pfd.data.datasets import build_dataset
     from pfd.engine.trainer import Trainer
@@ -81,3 +94,18 @@ def test_gallery_map_bench_compares_kinds_with_exact_search(tmp_path):
     assert ivfpq["seeds"] == 2 and ivfpq["code_vs_raw"] < 0.01 and ivfpq["num_query"] == 24
     data = build_dataset("synthetic", root)
     assert ivfpq["num_gallery"] == len(data.gallery) + len(data.train)  # the training images as distractors
+
+
+def test_gallery_stores_bench_finds_both_stores_agree(tmp_path):
+    from pfd.data.datasets import build_dataset
+    from pfd.engine.trainer import Trainer
+
+    from engine_tiny import make_data, tiny_config
+    root = make_data(tmp_path)
+    Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false")).save(0, improved=False)
+    result = run_bench("bench/gallery_stores.py", "--weights", str(root / "run" / "last.pth"), "--root", str(root),
+                       "--tiny", "--depth", "50")
+    gallery = build_dataset("synthetic", root).gallery  # fewer than --tiny's 120
+    assert (result["num_query"], result["num_gallery"], result["depth"]) == (20, len(gallery), 50)
+    assert result["top10_ids_equal"] == 1.0 and result["top10_max_distance_diff"] < 1e-5
+    assert 0 < result["faiss_mAP"] <= 100 and result["mAP_diff"] == 0 and result["rank1_diff"] == 0

@@ -221,8 +221,12 @@ else:
 
 def kill_at_marker(tmp_path, mode, stage, out):
     marker = tmp_path / f"marker-{mode}-{stage}"
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, mode, stage, str(out), str(marker)], cwd=REPO, env=env,
+    kill_child_at(marker, [CHILD, mode, stage, str(out), str(marker)], PYTHONPATH=REPO)
+
+
+def kill_child_at(marker, args: list[str], **env: str) -> None:
+    """Run `python -c *args` (with `env` added) and SIGKILL it once it has made `marker`."""
+    proc = subprocess.Popen([sys.executable, "-c", *args], cwd=REPO, env=dict(os.environ, **env),
                             stderr=subprocess.PIPE)
     while not marker.exists():  # wait for the child to reach the marked moment (never a fixed sleep)
         if proc.poll() is not None:
@@ -265,14 +269,15 @@ class FakeModel:
         self.cfg = SimpleNamespace(MODEL=SimpleNamespace(FEAT_KIND="full", NAME="fake"), dump=lambda: "fake: yes")
         self.checkpoint, self.embedded, self.largest = "/fake.pth", [], 0
 
-    def embed(self, paths, keypoints=None, camids=None, progress=False):
+    def embed(self, paths, keypoints=None, camids=None, progress=False, return_keypoints=False):
         paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
         self.embedded += paths
         self.largest = max(self.largest, len(paths))
         seeds = [int(os.path.basename(p).split("_")[0]) for p in paths]  # the identity in the name
-        return np.stack([np.random.default_rng([s, zlib.crc32(p.encode())]).normal(size=self.feature_dim) * 0.1
-                         + np.random.default_rng(s).normal(size=self.feature_dim)
-                         for s, p in zip(seeds, paths)]).astype(np.float32)
+        feats = np.stack([np.random.default_rng([s, zlib.crc32(p.encode())]).normal(size=self.feature_dim) * 0.1
+                          + np.random.default_rng(s).normal(size=self.feature_dim)
+                          for s, p in zip(seeds, paths)]).astype(np.float32)
+        return (feats, keypoints) if return_keypoints else feats
 
 
 def image_folder(root, n, start=0):

@@ -1,15 +1,20 @@
 """The CPU and GPU installs stay one list: requirements.txt and requirements-gpu.txt name the same packages
-at the same pins except FAISS (faiss-cpu there, faiss-gpu here, same version), and `make install`
-reinstalls when any file requirements.txt includes changes."""
+at the same pins except FAISS (faiss-cpu there, faiss-gpu here, same version) and Milvus Lite (the pure-Python
+Lite 3, which needs faiss-cpu, with its pyarrow, in the CPU install only; the GPU install pins the C++ Lite 2,
+which needs no FAISS, because pymilvus requires some Lite), and `make install` reinstalls when any file
+requirements.txt includes changes."""
 import re
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 FAISS = {"faiss-cpu", "faiss-gpu"}
+CPU_ONLY = {"faiss-cpu", "milvus-lite", "pyarrow"}  # pyarrow: Milvus Lite 3's, pinned below numpy 2's
+GPU_ONLY = {"faiss-gpu", "milvus-lite"}
 
 
 def read_requirements(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, str], list[Path]]:
@@ -36,18 +41,35 @@ def read_requirements(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str
     return pins, files
 
 
-def without_faiss(pins: dict[str, str]) -> dict[str, str]:
-    return {name: spec for name, spec in pins.items() if name not in FAISS}
+def without(pins: dict[str, str], names: set[str]) -> dict[str, str]:
+    return {name: spec for name, spec in pins.items() if name not in names}
+
+
+def pinned_version(spec: str) -> Version:
+    (clause,) = Requirement(spec).specifier
+    assert clause.operator == "==", f"{spec}: expected an exact pin"
+    return Version(clause.version)
 
 
 def test_gpu_install_is_the_cpu_install_with_faiss_gpu():
     cpu, _ = read_requirements(REPO / "requirements.txt")
     gpu, _ = read_requirements(REPO / "requirements-gpu.txt")
-    assert without_faiss(cpu) == without_faiss(gpu), "the CPU and GPU installs differ beyond FAISS"
+    assert without(cpu, CPU_ONLY) == without(gpu, GPU_ONLY), "the CPU and GPU installs differ beyond FAISS and Lite"
     assert "faiss-cpu" in cpu and "faiss-gpu" not in cpu
     assert "faiss-gpu" in gpu and "faiss-cpu" not in gpu
     assert Requirement(cpu["faiss-cpu"]).specifier == Requirement(gpu["faiss-gpu"]).specifier
     assert {"onnx", "onnxruntime", "torch", "timm"} <= set(gpu)  # the export tests import these on a GPU too
+    assert cpu["pymilvus"] == gpu["pymilvus"]  # both talk to a Milvus server
+
+
+def test_milvus_lite_with_faiss_cpu_stays_off_the_gpu_install():
+    """Milvus Lite 3 (pure Python) depends on faiss-cpu: the CPU install only. pymilvus 2.5 requires some Lite on
+    Linux, so the GPU install pins a Lite 2 (C++, no FAISS dependency) and no pyarrow of Lite 3's."""
+    cpu, _ = read_requirements(REPO / "requirements.txt")
+    gpu, _ = read_requirements(REPO / "requirements-gpu.txt")
+    assert pinned_version(cpu["milvus-lite"]).major >= 3 and "pyarrow" in cpu
+    assert pinned_version(gpu["milvus-lite"]).major == 2 and "pyarrow" not in gpu
+    assert pinned_version(cpu["pymilvus"]) < Version("2.6")  # 2.6 needs protobuf >= 5.27; mediapipe needs < 5
 
 
 def test_make_install_tracks_every_included_file():

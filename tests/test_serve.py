@@ -15,7 +15,7 @@ from serve_tiny import artefact_dir, browser_page, build_tiny_index, running_ser
 
 from pfd.api import parse_name
 from pfd.serve import Limits, upload_pose_backend
-from pfd.serve.app import relative_paths
+from pfd.serve.app import relative_path
 
 pytestmark = pytest.mark.slow  # a uvicorn server process and a headless browser
 
@@ -195,9 +195,9 @@ def test_four_concurrent_clients_get_correct_answers(server, tiny):
 
 
 def test_relative_paths_and_the_upload_pose_backend(tiny):
-    meta = {"gallery": "/data/g", "paths": ["/data/g/a/1.jpg", None, "/data/g2/2.jpg", "/elsewhere/3.jpg"]}
-    assert relative_paths(meta, [0, 2, 3]) == ["a/1.jpg", "2.jpg", "3.jpg"]  # outside the root: the file name only
-    assert relative_paths({"gallery": None, "paths": ["/x/1.jpg"]}, [0]) == ["1.jpg"]
+    paths = ["/data/g/a/1.jpg", "/data/g2/2.jpg", "/elsewhere/3.jpg"]
+    assert [relative_path(p, "/data/g") for p in paths] == ["a/1.jpg", "2.jpg", "3.jpg"]  # outside: the file name
+    assert relative_path("/x/1.jpg", None) == "1.jpg"
     cfg = tiny["model"].cfg
     assert upload_pose_backend(cfg) == "mediapipe" and upload_pose_backend(cfg, "hrnet") == "hrnet"
     assert Limits().max_k == 100

@@ -7,10 +7,13 @@ quantizer + product quantizer on the full feature (the original compressed kind)
 is what makes a million 6,912-value features fit in a few hundred MB and search in milliseconds.
 
 Rows and ids: every vector is added with an explicit id, its row in the metadata tables (``paths``,
-``pids``, ``camids``, ``sha256``), which only grow. Removing an image blanks its row (path None) and
-removes its vector with FAISS ``remove_ids``; an index that cannot remove vectors (e.g. HNSW from a
-``factory:`` string) keeps the vector and lists the id in ``meta["tombstones"]``, which ``search``
-filters out, so a removed image is never returned.
+``pids``, ``camids``, ``sha256``, ``times``: seconds since the epoch or None, ``keypoints``: the pose the
+feature was made from, pfd.retrieval.stores.encode_keypoints, or None), which only grow. Removing an
+image blanks its row (path None) and removes its vector with FAISS ``remove_ids``; an index that cannot
+remove vectors (e.g. HNSW from a ``factory:`` string) keeps the vector and lists the id in
+``meta["tombstones"]``, which ``search`` filters out, so a removed image is never returned. A filtered
+search (``where``, a pfd.retrieval.stores.SearchFilter) fetches more and filters until each query has k
+allowed images or none is left: with every list probed, when the IVF lists of ``nprobe`` run out.
 
 Streaming build (``IndexBuilder``): ``train(chunks)`` takes a sample (``train_rows``, default what
 FAISS recommends: 64 points per coarse list and per PQ code, within ``MAX_TRAIN_BYTES``); a
@@ -25,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .index import _faiss, _faiss_has_gpu, _features, _l2_normalize, _to_distance
+from .stores import Hit, SearchFilter, decode_keypoints, encode_keypoints, plan_additions
 
 __all__ = ["INDEX_KINDS", "ExactTopK", "IndexBuilder", "GalleryIndex", "build_index", "index_params", "META_FORMAT"]
 
@@ -210,7 +214,23 @@ def _empty_meta(kind: str, builder: IndexBuilder, dim: int, normalize: bool, **i
     return {"format": META_FORMAT, "index_type": kind, "factory": builder.factory, "params": builder.params,
             "normalized": bool(normalize), "metric": "inner_product" if normalize else "l2", "feature_dim": dim,
             "num_items": 0, "faiss_version": faiss.__version__, "recall_at_10": None,
-            "paths": [], "pids": [], "camids": [], "sha256": [], "tombstones": [], **ids}
+            "paths": [], "pids": [], "camids": [], "sha256": [], "times": [], "keypoints": [], "tombstones": [],
+            **ids}
+
+
+def check_row_extras(num: int, times, keypoints) -> tuple[list, list]:
+    """(times, encoded keypoints) of `num` new rows, each a list of `num` (None where unknown)."""
+    times = [None] * num if times is None else [None if t is None else float(t) for t in times]
+    if keypoints is None:
+        encoded = [None] * num
+    else:
+        keypoints = np.asarray(keypoints, np.float32)
+        if keypoints.ndim != 3 or keypoints.shape[2] != 3:
+            raise ValueError(f"keypoints must be [n, K, 3], got shape {list(keypoints.shape)}")
+        encoded = [encode_keypoints(k) for k in keypoints]
+    if len(times) != num or len(encoded) != num:
+        raise ValueError(f"{num} rows but {len(times)} times and {len(encoded)} keypoint rows")
+    return times, encoded
 
 
 class GalleryIndex:
@@ -225,8 +245,11 @@ class GalleryIndex:
     def __init__(self, index, meta: dict):
         self.index = index
         self.meta = meta
+        for key in ("times", "keypoints"):  # tables an index saved before them lacks: unknown for every row
+            meta.setdefault(key, [None] * len(meta["paths"]))
         self._search_index = index
         self._gpu_resources = None
+        self._columns = None  # (live [R] bool, camids [R], times [R] NaN = none) for filters, until rows change
         self.saved_as = None  # (folder, version) it was last loaded from or saved to (pfd.retrieval.index_folder)
 
     def __len__(self) -> int:
@@ -240,22 +263,82 @@ class GalleryIndex:
         self._search_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
         return self
 
-    def search(self, query_feats, topk: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query_feats, topk: int = 10, where: SearchFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
         q = _features(query_feats, "query_feats").cpu()
         if q.shape[1] != self.meta["feature_dim"]:
             raise ValueError(f"query features have dim {q.shape[1]} but the index holds dim "
                              f"{self.meta['feature_dim']} features ({self.meta.get('feature_kind')!r})")
         q = np.ascontiguousarray((_l2_normalize(q) if self.meta["normalized"] else q).numpy())
-        tombstones = np.asarray(self.meta["tombstones"], np.int64)
         k = max(1, min(topk, len(self)))
-        scores, rows = self._search_index.search(q, min(k + len(tombstones), self.index.ntotal) or 1)
+        if where is None and not self.meta["tombstones"]:
+            scores, rows = self._search_index.search(q, min(k, self.index.ntotal) or 1)
+            return _to_distance(scores, self.meta["normalized"]).astype(np.float32), rows.astype(np.int64)
+        # Removed images whose vectors the index could not drop, and images the filter excludes: never returned.
+        live, camids, times = self._table_columns()
+        allowed = live if where is None else live & where.allowed(camids, times)
+        return self._filtered_search(q, k, allowed)
+
+    def _table_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._columns is None:
+            meta = self.meta
+            self._columns = (np.array([p is not None for p in meta["paths"]], bool),
+                             np.asarray(meta["camids"], np.int64).reshape(-1),
+                             np.array(meta["times"], np.float64).reshape(-1))  # None -> NaN
+        return self._columns
+
+    def _filtered_search(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top k of the `allowed` rows [R]: fetch 4x what the share of allowed rows needs on average, 4x more
+        each round until every query has k of them (or all there are); when the probed IVF lists run out
+        first, search again with every list probed."""
+        total, passing = self.index.ntotal, int(allowed.sum())
+        want = min(k, passing)
+        first = min(total, 4 * k * len(allowed) // max(1, passing) + len(self.meta["tombstones"]))
+        fetch, params = first, None
+        while True:
+            scores, rows = self._search_index.search(q, max(1, fetch), params=params)
+            keep = (rows >= 0) & allowed[np.maximum(rows, 0)]
+            short = keep.sum(1) < want
+            if not short.any():
+                break
+            if fetch < total and not (rows[short] < 0).any():
+                fetch = min(total, 4 * fetch)
+            elif params is None and (params := self._probe_every_list()) is not None:
+                fetch = first
+            else:  # every allowed row the index can return is in
+                break
         dist = _to_distance(scores, self.meta["normalized"]).astype(np.float32)
-        if len(tombstones):  # removed images whose vectors the index could not drop: never returned
-            gone = np.isin(rows, tombstones) | (rows < 0)
-            order = np.argsort(gone, axis=1, kind="stable")  # live rows first, in distance order
-            rows, dist, gone = (np.take_along_axis(a, order, 1) for a in (rows, dist, gone))
-            rows[gone], dist[gone] = -1, np.inf
-        return dist[:, :k], rows[:, :k].astype(np.int64)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # allowed rows first, in distance order
+        rows, dist, keep = (np.take_along_axis(a, order, 1) for a in (rows, dist, keep))
+        rows[~keep], dist[~keep] = -1, np.inf
+        return dist, rows.astype(np.int64)
+
+    def _probe_every_list(self):
+        """FAISS search parameters probing every IVF list (None for an index without lists, or probing all)."""
+        faiss = _faiss()
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None or ivf.nprobe >= ivf.nlist or self._gpu_resources is not None:
+            return None
+        inner = faiss.SearchParametersIVF()
+        inner.nprobe = ivf.nlist
+        if not isinstance(self.index, faiss.IndexPreTransform):
+            return inner
+        outer = faiss.SearchParametersPreTransform()
+        outer.index_params = inner
+        outer.keep_alive = inner  # SWIG holds a raw pointer to the inner parameters
+        return outer
+
+    def find(self, query_feat, k: int, where: SearchFilter | None = None) -> list[Hit]:
+        """The k nearest images of one query [1, F] that pass `where`, with their stored fields."""
+        dist, rows = self.search(query_feat, k, where)
+        meta = self.meta
+        return [Hit(r, float(d), meta["paths"][r], meta["pids"][r], meta["camids"][r], meta["sha256"][r],
+                    meta["times"][r], decode_keypoints(meta["keypoints"][r]))
+                for d, r in zip(dist[0].tolist(), rows[0].tolist()) if r >= 0]
+
+    def path_of(self, row: int) -> str | None:
+        """The path of gallery image number `row` (None: removed or out of range)."""
+        paths = self.meta["paths"]
+        return paths[row] if 0 <= row < len(paths) else None
 
     # ------------------------------------------------------------------ growing and shrinking
     def live_rows(self) -> dict[str, int]:
@@ -265,22 +348,15 @@ class GalleryIndex:
     def plan_add(self, paths: Sequence[str], sha256s: Sequence[str]) -> tuple[list[int], int, list[str]]:
         """Which of ``paths`` to embed: (their positions, how many are already here with the same
         SHA-256, paths here whose file changed: to remove before adding their new content)."""
-        rows, sha = self.live_rows(), self.meta["sha256"]
-        new, duplicates, changed, seen = [], 0, [], set()
-        for i, (path, digest) in enumerate(zip(paths, sha256s)):
-            if (path, digest) in seen or (path in rows and sha[rows[path]] == digest):
-                duplicates += 1
-                continue
-            seen.add((path, digest))
-            if path in rows:
-                changed.append(path)
-            new.append(i)
-        return new, duplicates, changed
+        sha = self.meta["sha256"]
+        return plan_additions(paths, sha256s, {path: sha[row] for path, row in self.live_rows().items()})
 
-    def add(self, vectors, records: Sequence, sha256s: Sequence[str | None],
-            builder: IndexBuilder | None = None) -> None:
-        """Append features [n, F] of ``records`` (``.path``, ``.pid``, ``.camid``) as new rows."""
+    def add(self, vectors, records: Sequence, sha256s: Sequence[str | None], builder: IndexBuilder | None = None,
+            times: Sequence[float | None] | None = None, keypoints: np.ndarray | None = None) -> None:
+        """Append features [n, F] of ``records`` (``.path``, ``.pid``, ``.camid``) as new rows, with their
+        times (seconds since the epoch or None) and the keypoints [n, 17, 3] they were made from (or None)."""
         vecs = _features(vectors, "features")
+        times, keypoints = check_row_extras(len(records), times, keypoints)
         if vecs.shape[0] != len(records) or len(records) != len(sha256s):
             raise ValueError(f"{len(records)} records, {len(sha256s)} checksums but {vecs.shape[0]} feature rows")
         if vecs.shape[1] != self.meta["feature_dim"]:
@@ -296,7 +372,10 @@ class GalleryIndex:
         meta["pids"] += [int(r.pid) for r in records]
         meta["camids"] += [int(r.camid) for r in records]
         meta["sha256"] += list(sha256s)
+        meta["times"] += times
+        meta["keypoints"] += keypoints
         meta["num_items"] += len(records)
+        self._columns = None
 
     def remove(self, paths: Iterable[str]) -> int:
         """Take these images out (FAISS remove_ids, else tombstones); returns how many were here."""
@@ -314,7 +393,9 @@ class GalleryIndex:
         meta = self.meta
         for i in ids.tolist():  # the row stays (ids are rows), its content goes
             meta["paths"][i], meta["pids"][i], meta["camids"][i], meta["sha256"][i] = None, -1, -1, None
+            meta["times"][i] = meta["keypoints"][i] = None
         meta["num_items"] -= len(ids)
+        self._columns = None
         if self._gpu_resources is not None:  # the GPU copy still holds the removed vectors
             self.to_gpu()
         return len(ids)

@@ -170,7 +170,9 @@ def save_index(gallery: GalleryIndex, index_dir, *, replace: bool = False) -> Pa
 def _check_tables(meta: dict, index, meta_path: Path, index_path: Path) -> None:
     """Raise IndexLoadError naming the first disagreement between the metadata tables and the index."""
     rows = len(meta.get("paths", ()))
-    for key in ("pids", "camids", "sha256"):
+    for key in ("pids", "camids", "sha256", "times", "keypoints"):
+        if key in ("times", "keypoints") and key not in meta:  # saved before these tables: unknown for every row
+            continue
         if len(meta.get(key, ())) != rows:
             raise IndexLoadError(f"{meta_path}: table {key!r} has {len(meta.get(key, ()))} entries but 'paths' "
                                  f"has {rows}; {_REBUILD}")

@@ -1,6 +1,7 @@
 """Serve a saved gallery (`query.py index` / `Gallery.save`) to a browser and over HTTP.
 
     python -m pfd.serve --index demo_output/index [--host 127.0.0.1] [--port 8000] [--device auto]
+    python -m pfd.serve --index milvus:demo_output/gallery.db   (a gallery in Milvus: pfd.retrieval.milvus_store)
 
 Open http://127.0.0.1:8000/ for the page; the JSON API is under /api (see pfd/serve/app.py). The model
 is the one the index was built with (its stored config and checkpoint), loaded once. There is no
@@ -19,7 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pfd.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="index folder written by `query.py index` or Gallery.save "
-                                                          "(manifest.json and its version folder)")
+                        "(manifest.json and its version folder), or a Milvus collection: milvus:PATH.db (Milvus "
+                        "Lite) or milvus://HOST:PORT/COLLECTION")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")

@@ -3,7 +3,9 @@
     GET  /                     the page (static/index.html: plain HTML, CSS and JavaScript)
     GET  /api/health           model, config hash, gallery size, device, limits
     POST /api/search           multipart: `image` (a file) or `gallery` (an index number), optional `k`,
-                               `keypoints` (JSON [17, 3]), `camera` (0-based) -> the top k matches
+                               `keypoints` (JSON [17, 3]), `camera` (0-based) -> the top k matches;
+                               filters: `cameras` ("0,2": only these), `exclude_camera`, `since`, `until`
+                               (seconds or ISO 8601)
     GET  /api/gallery/{n}      gallery image number n: the file named by the index's own list, never a
                                path taken from the request
 
@@ -16,7 +18,8 @@ failing request never stops the server.
 
 Concurrency: the endpoints are plain `def`, so FastAPI runs them in its worker thread pool. The model
 is shared read-only (eval mode, features under torch.inference_mode); a FAISS index is safe to search
-from several threads at once (only `add`/`train` are not, and the service never calls them). The pose
+from several threads at once (only `add`/`train` are not, and the service never calls them), and so is a
+Milvus collection (pymilvus's gRPC client). The pose
 estimators (mediapipe graphs, a lazily built keypoint table) are not thread safe: one lock serializes
 keypoint estimation, which is short next to the forward pass.
 """
@@ -44,12 +47,14 @@ from ..pose import build_estimator
 from ..pose.base import PATH_BACKENDS
 from ..pose.estimator import resolve_backend
 from ..retrieval.occlusion import visible_counts
+from ..retrieval.stores import SearchFilter
 from .inputs import (
     Limits,
     RequestError,
     check_camera,
     check_k,
     decode_upload,
+    parse_cameras,
     parse_keypoints,
 )
 
@@ -69,14 +74,10 @@ def upload_pose_backend(cfg, requested: str | None = None) -> str:
     return "mediapipe" if own in PATH_BACKENDS else own
 
 
-def relative_paths(meta: dict, rows: list[int]) -> list[str]:
-    """The gallery paths of `rows` relative to the folder the index was built from (the file name when outside it)."""
-    root = meta.get("gallery")
-    out = []
-    for path in (meta["paths"][row] for row in rows):
-        inside = root and os.path.commonpath([root, path]) == os.path.normpath(root)
-        out.append(os.path.relpath(path, root) if inside else os.path.basename(path))
-    return out
+def relative_path(path: str, root: str | None) -> str:
+    """A gallery path relative to the folder the index was built from (its file name when outside it)."""
+    inside = root and os.path.commonpath([root, path]) == os.path.normpath(root)
+    return os.path.relpath(path, root) if inside else os.path.basename(path)
 
 
 class _Searcher:
@@ -88,9 +89,7 @@ class _Searcher:
         self.cfg = self.model.cfg
         self.threshold = float(self.cfg.MODEL.SKT_THRES)
         self.upload_backend = upload_pose_backend(self.cfg, pose_backend)
-        self.rows = [row for row, path in enumerate(gallery.meta["paths"]) if path is not None]  # number -> row
-        self.paths = relative_paths(gallery.meta, self.rows)
-        self.number_of = {gallery.meta["paths"][row]: n for n, row in enumerate(self.rows)}  # Match.path -> number
+        self.root = gallery.meta.get("gallery")  # the folder the gallery was built from
         self._pose_lock = threading.Lock()
         self._upload_estimator = None
 
@@ -99,19 +98,21 @@ class _Searcher:
         return {"status": "ok", "model": self.cfg.MODEL.NAME, "weights": model.checkpoint.name,
                 "model_id": model.model_id[:12], "config_hash": model.config_hash, "gallery_size": len(self.gallery),
                 "index_type": meta["index_type"], "feature_kind": meta["feature_kind"], "device": str(model.device),
+                "store": "milvus" if meta.get("format", "").startswith("pfd-milvus") else "faiss",
                 "num_cameras": model.num_cameras, "keypoint_threshold": self.threshold,
                 "upload_pose_backend": self.upload_backend, "max_k": min(self.limits.max_k, len(self.gallery)),
                 "max_upload_bytes": self.limits.max_bytes, "max_pixels": self.limits.max_pixels}
 
     def gallery_file(self, number: int) -> Path:
         """The file of gallery image `number`, from the index's list only; 404 when out of range or gone."""
-        if not 0 <= number < len(self.paths):
-            raise RequestError(f"gallery image {number}: no such image (the gallery holds {len(self.paths)}, "
-                               f"numbered 0 to {len(self.paths) - 1})", 404)
-        path = Path(self.gallery.meta["paths"][self.rows[number]])
-        if not path.is_file():
-            raise RequestError(f"gallery image {number} ({self.paths[number]}) is missing from the disk", 404)
-        return path
+        path = self.gallery.index.path_of(number) if number >= 0 else None
+        if path is None:
+            raise RequestError(f"gallery image {number}: no such image (the gallery holds {len(self.gallery)}, "
+                               f"numbered from 0; a removed image's number is not reused)", 404)
+        if not Path(path).is_file():
+            raise RequestError(f"gallery image {number} ({relative_path(path, self.root)}) is missing from the disk",
+                               404)
+        return Path(path)
 
     def _upload_keypoints(self, image) -> np.ndarray:
         with self._pose_lock:
@@ -124,7 +125,7 @@ class _Searcher:
             return self.model.keypoints(path)[0]  # [17, 3], the model's own backend (e.g. the synthetic table)
 
     def search(self, *, image, name: str, keypoints_text: str | None, k: int, camera: int | None,
-               source: str) -> dict:
+               source: str, filters: dict | None = None) -> dict:
         """Match one query (`image`: an RGB PIL image or a gallery file path) and describe the answer."""
         start = time.perf_counter()
         k = check_k(k, len(self.gallery), self.limits)
@@ -141,16 +142,16 @@ class _Searcher:
         else:
             kps, pose = self._upload_keypoints(image), self.upload_backend
         with torch.inference_mode():
-            matches = self.gallery.search(image, k, keypoints=kps, camid=camera)
+            matches = self.gallery.search(image, k, keypoints=kps, camid=camera, **(filters or {}))
         return {
             "k": k,
             "query": {"source": source, "name": name, "id": pid, "camera": -1 if camera is None else camera,
                       "width": width, "height": height, "pose": pose, "keypoint_threshold": self.threshold,
                       "keypoints": None if kps is None else np.asarray(kps).round(2).tolist(),
                       "visible_keypoints": None if kps is None else int(visible_counts(kps[None], self.threshold)[0])},
-            "matches": [{"rank": rank, "index": self.number_of[m.path], "path": self.paths[self.number_of[m.path]],
-                         "id": m.id, "camera": m.camera, "distance": round(m.distance, 6),
-                         "url": f"/api/gallery/{self.number_of[m.path]}"} for rank, m in enumerate(matches, 1)],
+            "matches": [{"rank": rank, "index": m.index, "path": relative_path(m.path, self.root),
+                         "id": m.id, "camera": m.camera, "distance": round(m.distance, 6), "time": m.time,
+                         "url": f"/api/gallery/{m.index}"} for rank, m in enumerate(matches, 1)],
             "elapsed_ms": round(1000 * (time.perf_counter() - start), 1),
         }
 
@@ -219,17 +220,22 @@ def create_app(gallery: Gallery, limits: Limits | None = None, pose_backend: str
     @app.post("/api/search")
     def search(image: Annotated[UploadFile | None, File()] = None, gallery: Annotated[int | None, Form()] = None,
                k: Annotated[int, Form()] = 10, keypoints: Annotated[str | None, Form()] = None,
-               camera: Annotated[int | None, Form()] = None) -> dict:
+               camera: Annotated[int | None, Form()] = None, cameras: Annotated[str | None, Form()] = None,
+               exclude_camera: Annotated[int | None, Form()] = None, since: Annotated[str | None, Form()] = None,
+               until: Annotated[str | None, Form()] = None) -> dict:
         if (image is None) == (gallery is None):
             raise RequestError("send either an image file (field `image`) or a gallery image number (field "
                                "`gallery`), not both or neither")
+        filters = {"cameras": parse_cameras(cameras), "exclude_camera": exclude_camera, "since": since or None,
+                   "until": until or None}
+        SearchFilter.of(**filters)  # a bad filter is refused before any model work
         if gallery is not None:
             path = str(searcher.gallery_file(gallery))
             return searcher.search(image=path, name=Path(path).name, keypoints_text=keypoints, k=k, camera=camera,
-                                   source="gallery")
+                                   source="gallery", filters=filters)
         name = image.filename or "upload"
         data = image.file.read(limits.max_bytes + 1)  # one byte more than allowed tells "over the limit"
         return searcher.search(image=decode_upload(data, name, limits), name=name, keypoints_text=keypoints, k=k,
-                               camera=camera, source="upload")
+                               camera=camera, source="upload", filters=filters)
 
     return app

@@ -14,7 +14,7 @@ from ..errors import InvalidInputError
 from ..image import BAD_IMAGE_ERRORS, ImageReadError, open_image, to_rgb
 from ..pose.keypoints import NUM_KEYPOINTS
 
-__all__ = ["Limits", "RequestError", "check_camera", "check_k", "decode_upload", "parse_keypoints"]
+__all__ = ["Limits", "RequestError", "check_camera", "check_k", "decode_upload", "parse_cameras", "parse_keypoints"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,14 @@ def check_camera(camera: int | None, num_cameras: int) -> int | None:
         raise RequestError(f"camera: expected a 0-based camera from 0 to {num_cameras - 1} (or -1 = unknown), "
                            f"got {camera}")
     return camera
+
+
+def parse_cameras(text: str | None) -> list[int] | None:
+    """The `cameras` filter ("0,2": 0-based camera numbers) as a list; None or empty = every camera."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise RequestError(f"cameras: expected 0-based camera numbers separated by commas, e.g. 0,2; got "
+                           f"{text!r}") from None

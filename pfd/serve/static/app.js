@@ -50,6 +50,12 @@ async function search(fields, previewUrl) {
   form.append("k", $("k").value);
   if ($("camera").value !== "") form.append("camera", $("camera").value);
   if ($("keypoints").value.trim()) form.append("keypoints", $("keypoints").value.trim());
+  if ($("cameras").value.trim()) form.append("cameras", $("cameras").value.trim());
+  if ($("exclude-camera").value !== "") form.append("exclude_camera", $("exclude-camera").value);
+  // datetime-local is the browser's local time: sent as an ISO 8601 instant in UTC
+  for (const key of ["since", "until"]) {
+    if ($(key).value) form.append(key, new Date($(key).value).toISOString());
+  }
   $("status").textContent = "searching\u2026";
   $("status").className = "";
   document.body.dataset.state = "searching";
@@ -100,6 +106,7 @@ function showResults(answer) {
   $("results").replaceChildren(...answer.matches.map((match) => {
     const item = document.createElement("li");
     item.dataset.id = match.id;
+    item.dataset.camera = match.camera;
     if (queryId >= 0 && match.id >= 0) item.className = match.id === queryId ? "right" : "wrong";
     const img = document.createElement("img");
     img.src = match.url;
