@@ -52,12 +52,12 @@ def demo_index(root: Path) -> Path:
     return root / "index"
 
 
-def gallery_images(index: Path) -> list[str]:
-    """The paths of the images an index holds, in its order (the service's numbers): rows of removed
-    images (None in the index's list) are skipped."""
+def gallery_images(index: Path) -> dict[int, str]:
+    """{the service's number (the row in the index): path} of the images an index holds; the rows of
+    removed images (None in the index's list) are skipped, as the service answers 404 for them."""
     from pfd.retrieval.index_folder import load_index
 
-    return [path for path in load_index(index, use_gpu=False).meta["paths"] if path is not None]
+    return {row: path for row, path in enumerate(load_index(index, use_gpu=False).meta["paths"]) if path is not None}
 
 
 def start_server(index: Path, log: Path, timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
@@ -79,12 +79,13 @@ def start_server(index: Path, log: Path, timeout: float = 300.0) -> tuple[subpro
     raise SystemExit(f"pfd.serve did not come up:\n{log.read_text()[-3000:]}")
 
 
-def run(url: str, paths: list[str], source: str, clients: int, requests: int) -> list[float]:
+def run(url: str, paths: dict[int, str], source: str, clients: int, requests: int) -> list[float]:
     """Latencies (s) of `requests` searches from `clients` threads, after WARMUP untimed ones; `paths`: the
-    gallery's images, in the order the service numbers them."""
+    gallery's images by the service's numbers (`gallery_images`)."""
+    numbers = sorted(paths)
 
     def ask(client: httpx.Client, i: int) -> float:
-        number = i % len(paths)
+        number = numbers[i % len(numbers)]
         start = time.perf_counter()
         if source == "gallery":
             response = client.post("/api/search", data={"gallery": str(number), "k": "10"})

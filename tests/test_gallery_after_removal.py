@@ -36,7 +36,7 @@ def shrunk(tmp_path_factory):
     gallery.save(tiny["index"])
     live = [p for p in gallery.meta["paths"] if p is not None]
     assert len(gallery.meta["paths"]) == 80 and len(live) == 76 == len(gallery)  # 4 rows of None
-    return dict(tiny, removed=removed, live=live, changed=str(images[CHANGED]))
+    return dict(tiny, removed=removed, live=live, paths=list(gallery.meta["paths"]), changed=str(images[CHANGED]))
 
 
 def test_the_api_searches_and_grows_a_gallery_after_removals(shrunk):
@@ -56,17 +56,22 @@ def test_query_py_search_ranks_a_gallery_after_removals(shrunk, tmp_path, capsys
 
 
 def test_the_service_serves_a_gallery_after_removals(shrunk):
-    """Images are numbered 0..size-1 over what the gallery holds; each number serves its own file."""
+    """Images keep their row numbers in the store; a removed image's number is never reused and answers 404."""
     client = TestClient(create_app(Gallery.load(shrunk["index"], shrunk["model"])))
     health = client.get("/api/health").json()
     assert health["gallery_size"] == 76
-    for number, path in enumerate(shrunk["live"]):
+    paths = shrunk["paths"]  # row -> path, None where removed or replaced
+    for number, path in enumerate(paths):
         response = client.get(f"/api/gallery/{number}")
-        assert response.status_code == 200 and response.content == Path(path).read_bytes(), number
-    assert client.get("/api/gallery/76").status_code == 404
-    answer = client.post("/api/search", data={"gallery": "5", "k": "76"}).json()
-    assert [shrunk["live"][m["index"]] for m in answer["matches"]][0] == shrunk["live"][5]
-    assert sorted(shrunk["live"][m["index"]] for m in answer["matches"]) == sorted(shrunk["live"])
+        if path is None:
+            assert response.status_code == 404, number
+        else:
+            assert response.status_code == 200 and response.content == Path(path).read_bytes(), number
+    assert client.get(f"/api/gallery/{len(paths)}").status_code == 404
+    fifth = [row for row, path in enumerate(paths) if path is not None][5]
+    answer = client.post("/api/search", data={"gallery": str(fifth), "k": "76"}).json()
+    assert paths[answer["matches"][0]["index"]] == paths[fifth]
+    assert sorted(paths[m["index"]] for m in answer["matches"]) == sorted(shrunk["live"])
     assert all(m["url"] == f"/api/gallery/{m['index']}" for m in answer["matches"])
 
 
