@@ -1,6 +1,7 @@
 """TEST.POSE_DEPENDENCE (pfd.engine.pose_dependence): the keypoint variants, the oracle from the occlusion
 manifest, a model that ignores the pose (its rows do not move) and test.py's outputs."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -146,3 +147,16 @@ def test_shuffle_keypoints_trains_on_another_images_keypoints_seeded_by_the_run(
     assert shuffled.paths == own.paths
     np.testing.assert_array_equal(shuffled.keypoints, shuffled_poses(own, 1234).keypoints)  # SOLVER.SEED's default
     assert not any(np.array_equal(a, b) for a, b in zip(own.keypoints, shuffled.keypoints))
+
+
+def test_an_occluded_set_whose_queries_are_not_its_sources_has_no_oracle_row(root, tmp_path, caplog):
+    copy = tmp_path / "other_occ"
+    shutil.copytree(root / "synthetic_occ", copy)
+    first = sorted((copy / "query").glob("*.jpg"))[0]
+    shutil.copy(first, copy / "query" / "0999_c1s1_000001_00.jpg")  # a query the source never had
+    with pytest.warns(UserWarning, match="1 of 25 queries have no image of their identity"):
+        occluded = build_dataset("folder:" + str(copy), root)
+    cfg = tiny_config(root, tmp_path / "run")
+    with caplog.at_level("WARNING", logger="pfd"):
+        assert occluded_original_poses(cfg, evaluator.TestSet("occ", occluded, None)) is None
+    assert "0999_c1s1_000001_00.jpg" in caplog.text and "not queries of synthetic" in caplog.text

@@ -30,10 +30,9 @@ from ..retrieval.metrics import evaluate
 from ..retrieval.occlusion import evaluate_by_visibility, visible_counts
 from .evaluator import TestSet, evaluate_features, extract_features, load_keypoints
 
-__all__ = ["VARIANTS", "occluded_original_poses", "keypoint_variants", "pose_dependence", "dependence_table"]
+__all__ = ["occluded_original_poses", "keypoint_variants", "pose_dependence", "dependence_table"]
 
 logger = logging.getLogger("pfd")
-VARIANTS = ("own", "none", "shuffled", "oracle")
 
 
 def occluded_original_poses(cfg, test_set: TestSet) -> dict[str, np.ndarray] | None:
@@ -51,6 +50,11 @@ def occluded_original_poses(cfg, test_set: TestSet) -> dict[str, np.ndarray] | N
                        test_set.name, err)
         return None
     originals = {os.path.basename(r.path): r for r in source.query}
+    missing = [r.path for r in test_set.dataset.query if os.path.basename(r.path) not in originals]
+    if missing:
+        logger.warning("pose dependence: no oracle row for %s, %d of its queries (e.g. %s) are not queries of %s",
+                       test_set.name, len(missing), missing[0], source_name)
+        return None
     records = [originals[os.path.basename(r.path)] for r in test_set.dataset.query]
     table = load_keypoints(cfg, records, source_name)  # the originals' poses, same backend as the set's
     oracle = {}
@@ -63,7 +67,8 @@ def occluded_original_poses(cfg, test_set: TestSet) -> dict[str, np.ndarray] | N
 
 
 def keypoint_variants(cfg, test_set: TestSet) -> dict[str, KeypointTable]:
-    """The keypoint tables of VARIANTS for `test_set` (no oracle for a set without an occlusion manifest)."""
+    """{own, none, shuffled[, oracle]: keypoint table} for `test_set` (the module docstring; no oracle for a set
+    without an occlusion manifest or whose source is not at hand)."""
     own = test_set.keypoints
     variants = {"own": own, "none": without_poses(own), "shuffled": shuffled_poses(own)}
     oracle = occluded_original_poses(cfg, test_set)
