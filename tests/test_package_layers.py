@@ -18,6 +18,7 @@ LAYERS = (
     ("engine",),
     ("api", "compare"),  # the Python API; `python -m pfd.compare` (drives the engine)
     ("query", "export", "serve"),  # query.py's work, the export and the search service, all on top of the API
+    ("cli",),  # the commands train.py, test.py and query.py run (pip installs them as pfd-train ...)
 )
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -2,7 +2,8 @@
 at the same pins except FAISS (faiss-cpu there, faiss-gpu here, same version) and Milvus Lite (the pure-Python
 Lite 3, which needs faiss-cpu, with its pyarrow, in the CPU install only; the GPU install pins the C++ Lite 2,
 which needs no FAISS, because pymilvus requires some Lite), and `make install` reinstalls when any file
-requirements.txt includes changes."""
+requirements.txt includes changes. pyproject.toml declares the same pins: its dependencies and extras, with `cpu`
+or `gpu`, are the two installs."""
 import re
 from pathlib import Path
 
@@ -88,3 +89,55 @@ def test_reader_follows_includes_and_refuses_duplicates(tmp_path):
     (tmp_path / "twice.txt").write_text("-r common.txt\ntorch==2.14.1\n")
     with pytest.raises(AssertionError, match="torch is listed twice"):
         read_requirements(tmp_path / "twice.txt")
+
+
+def pyproject_project(pyproject: Path = REPO / "pyproject.toml") -> dict:
+    """pyproject's [project] table (the test skips on Python 3.10, which has no TOML reader)."""
+    return pytest.importorskip("tomllib").loads(pyproject.read_text())["project"]
+
+
+def pyproject_pins(*extras: str, pyproject: Path = REPO / "pyproject.toml") -> dict[str, str]:
+    """{package name: requirement as written} of pyproject's dependencies plus the named extras; a package
+    declared twice among them fails."""
+    project = pyproject_project(pyproject)
+    groups = [("dependencies", project["dependencies"])]
+    groups += [(extra, project["optional-dependencies"][extra]) for extra in extras]
+    pins: dict[str, str] = {}
+    for group, specs in groups:
+        for spec in specs:
+            req = Requirement(spec)
+            name = canonicalize_name(req.name)
+            assert name not in pins, f"pyproject.toml: {name} is declared twice (again in {group})"
+            pins[name] = str(req)
+    return pins
+
+
+SHARED_EXTRAS = ("serve", "export", "milvus", "dev")
+
+
+def test_pyproject_declares_the_requirements_files_pins():
+    """`pip install ".[cpu,serve,export,milvus,dev]"` asks for requirements.txt's pins, and with `gpu` instead of
+    `cpu` for requirements-gpu.txt's: the same names, the same specifiers."""
+    cpu, _ = read_requirements(REPO / "requirements.txt")
+    gpu, _ = read_requirements(REPO / "requirements-gpu.txt")
+    assert pyproject_pins("cpu", *SHARED_EXTRAS) == cpu
+    assert pyproject_pins("gpu", *SHARED_EXTRAS) == gpu
+
+
+def test_pyproject_leaves_the_faiss_build_to_an_extra():
+    """faiss-cpu and faiss-gpu are both the `faiss` module: the plain dependencies name neither, `cpu` and `gpu`
+    one each, and the extras every install shares name no FAISS or Milvus Lite."""
+    extras = pyproject_project()["optional-dependencies"]
+    assert set(extras) == {"cpu", "gpu", *SHARED_EXTRAS}
+    assert not FAISS & set(pyproject_pins())
+    assert FAISS & set(pyproject_pins("cpu")) == {"faiss-cpu"} and FAISS & set(pyproject_pins("gpu")) == {"faiss-gpu"}
+    assert not (CPU_ONLY | GPU_ONLY) & set(pyproject_pins(*SHARED_EXTRAS))
+
+
+def test_pyproject_check_sees_a_pin_that_moved(tmp_path):
+    """The comparison is of specifiers, not only names: a pyproject whose torch pin differs fails it."""
+    text = (REPO / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text.replace('"torch==2.14.1"', '"torch==2.14.0"', 1))
+    cpu, _ = read_requirements(REPO / "requirements.txt")
+    moved = pyproject_pins("cpu", *SHARED_EXTRAS, pyproject=tmp_path / "pyproject.toml")
+    assert moved["torch"] == "torch==2.14.0" and moved != cpu

@@ -2,6 +2,7 @@
 package commands (`python -m pfd.pose` ...) report an expected error as one line with exit status 2
 (the traceback only with --debug)."""
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -79,3 +80,25 @@ def test_package_commands_report_expected_errors_like_the_scripts(command, tmp_p
     with pytest.raises(error, match=re.escape(words)):  # --debug: the exception and its traceback
         main(argv + ["--debug"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pth"]  # nothing written
+
+
+def installed_commands() -> dict[str, str]:
+    """pyproject.toml's [project.scripts]: {command: "module:function"} (skipped on Python 3.10: no TOML reader)."""
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_installed_commands_run_the_scripts_mains():
+    """Every command pip installs is a `main(argv=None)` of ours; pfd-train, pfd-test and pfd-query are the very
+    mains train.py, test.py and query.py run, and each package command (`python -m X`) is installed."""
+    commands = installed_commands()
+    for command, target in commands.items():
+        module, function = target.split(":")
+        main = getattr(importlib.import_module(module), function)
+        assert function == "main" and inspect.signature(main).parameters["argv"].default is None, command
+    for script in ("train", "test", "query"):
+        assert commands[f"pfd-{script}"] == f"pfd.cli.{script}:main"
+        assert load_script(script).main is importlib.import_module(f"pfd.cli.{script}").main
+    modules = {target.split(":")[0].removesuffix(".__main__") for target in commands.values()}
+    assert {"pfd.pose", "pfd.data.synthetic", "pfd.data.occlude", "pfd.compare", "pfd.export", "pfd.model.convert",
+            "pfd.serve"} <= modules

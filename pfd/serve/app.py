@@ -14,7 +14,9 @@ removed from it (`Gallery.remove`, or a changed file replaced by `--append`), wh
 None: every number names an image the gallery holds.
 
 Errors are `{"error": "<one line>"}` with a 4xx status (5xx for a bug, logged with its traceback); a
-failing request never stops the server.
+failing request never stops the server. The answers' shapes are schemas.py's models: /openapi.json and the
+/docs page publish them with the routes (the /api routes sit on `router`; each reads the shared `_Searcher`
+through the `searcher` dependency).
 
 Concurrency: the endpoints are plain `def`, so FastAPI runs them in its worker thread pool. The model
 is shared read-only (eval mode, features under torch.inference_mode); a FAISS index is safe to search
@@ -34,12 +36,13 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from .. import __version__
 from ..api import Gallery, parse_name
 from ..errors import UserError
 from ..image import image_size
@@ -57,8 +60,9 @@ from .inputs import (
     parse_cameras,
     parse_keypoints,
 )
+from .schemas import ErrorAnswer, Health, Match, Query, SearchAnswer
 
-__all__ = ["create_app", "upload_pose_backend"]
+__all__ = ["create_app", "router", "upload_pose_backend"]
 
 logger = logging.getLogger("pfd.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -93,15 +97,15 @@ class _Searcher:
         self._pose_lock = threading.Lock()
         self._upload_estimator = None
 
-    def health(self) -> dict:
+    def health(self) -> Health:
         meta, model = self.gallery.meta, self.model
-        return {"status": "ok", "model": self.cfg.MODEL.NAME, "weights": model.checkpoint.name,
-                "model_id": model.model_id[:12], "config_hash": model.config_hash, "gallery_size": len(self.gallery),
-                "index_type": meta["index_type"], "feature_kind": meta["feature_kind"], "device": str(model.device),
-                "store": "milvus" if meta.get("format", "").startswith("pfd-milvus") else "faiss",
-                "num_cameras": model.num_cameras, "keypoint_threshold": self.threshold,
-                "upload_pose_backend": self.upload_backend, "max_k": min(self.limits.max_k, len(self.gallery)),
-                "max_upload_bytes": self.limits.max_bytes, "max_pixels": self.limits.max_pixels}
+        return Health(status="ok", model=self.cfg.MODEL.NAME, weights=model.checkpoint.name,
+                      model_id=model.model_id[:12], config_hash=model.config_hash, gallery_size=len(self.gallery),
+                      index_type=meta["index_type"], feature_kind=meta["feature_kind"], device=str(model.device),
+                      store="milvus" if meta.get("format", "").startswith("pfd-milvus") else "faiss",
+                      num_cameras=model.num_cameras, keypoint_threshold=self.threshold,
+                      upload_pose_backend=self.upload_backend, max_k=min(self.limits.max_k, len(self.gallery)),
+                      max_upload_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels)
 
     def gallery_file(self, number: int) -> Path:
         """The file of gallery image `number`, from the index's list only; 404 when out of range or gone."""
@@ -125,7 +129,7 @@ class _Searcher:
             return self.model.keypoints(path)[0]  # [17, 3], the model's own backend (e.g. the synthetic table)
 
     def search(self, *, image, name: str, keypoints_text: str | None, k: int, camera: int | None,
-               source: str, filters: dict | None = None) -> dict:
+               source: str, filters: dict | None = None) -> SearchAnswer:
         """Match one query (`image`: an RGB PIL image or a gallery file path) and describe the answer."""
         start = time.perf_counter()
         k = check_k(k, len(self.gallery), self.limits)
@@ -143,17 +147,14 @@ class _Searcher:
             kps, pose = self._upload_keypoints(image), self.upload_backend
         with torch.inference_mode():
             matches = self.gallery.search(image, k, keypoints=kps, camid=camera, **(filters or {}))
-        return {
-            "k": k,
-            "query": {"source": source, "name": name, "id": pid, "camera": -1 if camera is None else camera,
-                      "width": width, "height": height, "pose": pose, "keypoint_threshold": self.threshold,
-                      "keypoints": None if kps is None else np.asarray(kps).round(2).tolist(),
-                      "visible_keypoints": None if kps is None else int(visible_counts(kps[None], self.threshold)[0])},
-            "matches": [{"rank": rank, "index": m.index, "path": relative_path(m.path, self.root),
-                         "id": m.id, "camera": m.camera, "distance": round(m.distance, 6), "time": m.time,
-                         "url": f"/api/gallery/{m.index}"} for rank, m in enumerate(matches, 1)],
-            "elapsed_ms": round(1000 * (time.perf_counter() - start), 1),
-        }
+        query = Query(source=source, name=name, id=pid, camera=-1 if camera is None else camera, width=width,
+                      height=height, pose=pose, keypoint_threshold=self.threshold,
+                      keypoints=None if kps is None else np.asarray(kps).round(2).tolist(),
+                      visible_keypoints=None if kps is None else int(visible_counts(kps[None], self.threshold)[0]))
+        return SearchAnswer(k=k, query=query, matches=[
+            Match(rank=rank, index=m.index, path=relative_path(m.path, self.root), id=m.id, camera=m.camera,
+                  distance=round(m.distance, 6), time=m.time, url=f"/api/gallery/{m.index}")
+            for rank, m in enumerate(matches, 1)], elapsed_ms=round(1000 * (time.perf_counter() - start), 1))
 
 
 
@@ -171,16 +172,74 @@ def _validation_message(err: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def searcher(request: Request) -> _Searcher:
+    """The dependency every /api route reads: the app's one `_Searcher` (create_app made it)."""
+    return request.app.state.searcher
+
+
+Searcher = Annotated[_Searcher, Depends(searcher)]
+
+
+def errors(*statuses: int) -> dict:
+    """The error answers a route may give, for /openapi.json: each an `ErrorAnswer`."""
+    meaning = {400: "a bad request (field, image or filter)", 404: "no such gallery image",
+               413: "an upload over the byte or pixel limit", 422: "a field of the wrong type",
+               500: "a bug (the server log has the traceback)"}
+    return {status: {"model": ErrorAnswer, "description": meaning[status]} for status in statuses}
+
+
+router = APIRouter(prefix="/api", responses=errors(500))
+
+
+@router.get("/health")
+def health(state: Searcher) -> Health:
+    """The loaded model and gallery, and the limits a search must keep."""
+    return state.health()
+
+
+@router.get("/gallery/{number}", response_class=FileResponse, responses={
+    **errors(404, 422), 200: {"content": {"image/*": {}}, "description": "the image file, as stored"}})
+def gallery_image(number: int, state: Searcher) -> FileResponse:
+    """Gallery image `number`, the file the index's own list names (never a path taken from the request)."""
+    return FileResponse(state.gallery_file(number))
+
+
+@router.post("/search", responses=errors(400, 404, 413, 422))
+def search(state: Searcher, image: Annotated[UploadFile | None, File()] = None,
+           gallery: Annotated[int | None, Form()] = None, k: Annotated[int, Form()] = 10,
+           keypoints: Annotated[str | None, Form(description="JSON [17, 3]: x, y, confidence")] = None,
+           camera: Annotated[int | None, Form(description="the query's 0-based camera")] = None,
+           cameras: Annotated[str | None, Form(description='only these 0-based cameras, e.g. "0,2"')] = None,
+           exclude_camera: Annotated[int | None, Form()] = None,
+           since: Annotated[str | None, Form(description="seconds since 1970 or ISO 8601")] = None,
+           until: Annotated[str | None, Form()] = None) -> SearchAnswer:
+    """Rank the gallery for an uploaded photo (`image`) or one of its own images (`gallery`: its number)."""
+    if (image is None) == (gallery is None):
+        raise RequestError("send either an image file (field `image`) or a gallery image number (field "
+                           "`gallery`), not both or neither")
+    filters = {"cameras": parse_cameras(cameras), "exclude_camera": exclude_camera, "since": since or None,
+               "until": until or None}
+    SearchFilter.of(**filters)  # a bad filter is refused before any model work
+    if gallery is not None:
+        path = str(state.gallery_file(gallery))
+        return state.search(image=path, name=Path(path).name, keypoints_text=keypoints, k=k, camera=camera,
+                            source="gallery", filters=filters)
+    name = image.filename or "upload"
+    limits = state.limits
+    data = image.file.read(limits.max_bytes + 1)  # one byte more than allowed tells "over the limit"
+    return state.search(image=decode_upload(data, name, limits), name=name, keypoints_text=keypoints, k=k,
+                        camera=camera, source="upload", filters=filters)
+
+
 def create_app(gallery: Gallery, limits: Limits | None = None, pose_backend: str | None = None) -> FastAPI:
     """The service over `gallery` (loaded, with its model: `Gallery.load(folder, model)`).
 
     pose_backend: the estimator for uploaded photos sent without keypoints (default: see
     `upload_pose_backend`); built on the first such upload. limits: default `Limits()`.
     """
-    limits = limits or Limits()
-    searcher = _Searcher(gallery, limits, pose_backend)
-    app = FastAPI(title="pfd search", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.searcher = searcher
+    app = FastAPI(title="pfd search", version=__version__, redoc_url=None,
+                  description="Person re-identification search over one gallery: the page is at /.")
+    app.state.searcher = _Searcher(gallery, limits or Limits(), pose_backend)
 
     @app.exception_handler(RequestError)
     def request_error(_: Request, err: RequestError) -> JSONResponse:
@@ -209,33 +268,5 @@ def create_app(gallery: Gallery, limits: Limits | None = None, pose_backend: str
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/api/health")
-    def health() -> dict:
-        return searcher.health()
-
-    @app.get("/api/gallery/{number}")
-    def gallery_image(number: int) -> FileResponse:
-        return FileResponse(searcher.gallery_file(number))
-
-    @app.post("/api/search")
-    def search(image: Annotated[UploadFile | None, File()] = None, gallery: Annotated[int | None, Form()] = None,
-               k: Annotated[int, Form()] = 10, keypoints: Annotated[str | None, Form()] = None,
-               camera: Annotated[int | None, Form()] = None, cameras: Annotated[str | None, Form()] = None,
-               exclude_camera: Annotated[int | None, Form()] = None, since: Annotated[str | None, Form()] = None,
-               until: Annotated[str | None, Form()] = None) -> dict:
-        if (image is None) == (gallery is None):
-            raise RequestError("send either an image file (field `image`) or a gallery image number (field "
-                               "`gallery`), not both or neither")
-        filters = {"cameras": parse_cameras(cameras), "exclude_camera": exclude_camera, "since": since or None,
-                   "until": until or None}
-        SearchFilter.of(**filters)  # a bad filter is refused before any model work
-        if gallery is not None:
-            path = str(searcher.gallery_file(gallery))
-            return searcher.search(image=path, name=Path(path).name, keypoints_text=keypoints, k=k, camera=camera,
-                                   source="gallery", filters=filters)
-        name = image.filename or "upload"
-        data = image.file.read(limits.max_bytes + 1)  # one byte more than allowed tells "over the limit"
-        return searcher.search(image=decode_upload(data, name, limits), name=name, keypoints_text=keypoints, k=k,
-                               camera=camera, source="upload", filters=filters)
-
+    app.include_router(router)
     return app
