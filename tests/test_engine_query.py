@@ -258,6 +258,17 @@ def test_overrides_may_come_between_options_as_for_train_py(setup, tmp_path, cap
     assert capsys.readouterr().out.strip().splitlines()[1].split()[4] == str(image.resolve())
 
 
+def test_exclude_camera_without_a_number_leaves_the_overrides_after_it_alone():
+    """`--exclude-camera` alone means the query's camera; overrides right after it are not its number."""
+    common = ["search", "--index", "idx", "--image", "p.jpg"]
+    args = query_script.parse_args([*common, "--exclude-camera", "MODEL.DEVICE", "cpu"])
+    assert args.exclude_camera == "query" and args.opts == ["MODEL.DEVICE", "cpu"]
+    assert query_script.parse_args([*common, "--exclude-camera"]).exclude_camera == "query"
+    assert query_script.parse_args([*common, "--exclude-camera", "3", "MODEL.DEVICE", "cpu"]).exclude_camera == 3
+    args = query_script.parse_args([*common, "--exclude-camera", "--topk", "2"])
+    assert (args.exclude_camera, args.topk) == ("query", 2)
+
+
 def test_index_with_mediapipe_poses_crops_that_cut_the_feet(setup, cuhk03_root, tmp_path):
     """Issue 31: `query.py index ... MODEL.POSE_BACKEND mediapipe` (the remedy the no-keypoint message
     offers) failed after the whole pose pass on crops whose feet BlazePose places below the image."""

@@ -35,6 +35,18 @@ def camera_or_query(text: str) -> int | str:
     return text if text == "query" else camera_list(text)[0]
 
 
+def _spell_out_query_camera(argv: list[str]) -> list[str]:
+    """`--exclude-camera` with no number means the query's own camera: spelled out as `query` here, so that
+    config overrides right after it (`--exclude-camera MODEL.DEVICE cpu`) are not read as its number."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        following = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg == "--exclude-camera" and not (following == "query" or following.replace(",", "").isdigit()):
+            out.append("query")
+    return out
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The command and its options; config overrides may come before, between or after the options, as for
     train.py, test.py and pfd.compare (each command's own parser reads them with parse_intermixed_args,
@@ -43,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser, commands = _parsers()
     if not argv or argv[0] not in commands:
         return parser.parse_args(argv)  # help, or the usage error naming the commands
-    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args = commands[argv[0]].parse_intermixed_args(_spell_out_query_camera(argv[1:]))
     args.command = argv[0]
     return args
 
