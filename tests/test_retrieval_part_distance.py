@@ -24,7 +24,7 @@ def features(n: int, seed: int) -> torch.Tensor:
     return x
 
 
-def naive(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def naive(q: torch.Tensor, g: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     out = torch.empty(len(q), len(g))
     for i, a in enumerate(q):
         for j, b in enumerate(g):
@@ -34,7 +34,7 @@ def naive(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
                 out[i, j] = d_rest
                 continue
             cos = [F.cosine_similarity(a[3 + 5 * k:8 + 5 * k], b[3 + 5 * k:8 + 5 * k], dim=0) for k in shared]
-            out[i, j] = (d_rest + 2 - 2 * torch.stack(cos).mean()) / 2
+            out[i, j] = (d_rest + weight * (2 - 2 * torch.stack(cos).mean())) / (1 + weight)
     return out
 
 
@@ -43,6 +43,8 @@ def test_visible_part_distance_equals_the_per_pair_definition():
     expected = naive(q, g)
     assert torch.allclose(visible_part_distance(q, g, LAYOUT), expected, atol=1e-5)
     assert torch.allclose(distance_matrix(q, g, part_layout=LAYOUT), expected, atol=1e-5)
+    light = LAYOUT._replace(weight=0.25)  # TEST.PART_WEIGHT
+    assert torch.allclose(visible_part_distance(q, g, light), naive(q, g, 0.25), atol=1e-5)
     # the image without parts is compared on the other blocks alone
     rest = lambda x: torch.cat([x[:, :3], x[:, 23:]], 1)  # noqa: E731
     assert torch.allclose(visible_part_distance(q[:1], g, LAYOUT), distance_matrix(rest(q[:1]), rest(g)), atol=1e-5)
@@ -81,9 +83,10 @@ def test_a_model_without_part_features_is_refused(root, tmp_path):
 
 
 def test_pfd_features_carry_their_part_layout(root, tmp_path):
-    cfg = tiny_config(root, tmp_path, "MODEL.PART_POOL", "pose", "TEST.PART_DISTANCE", "visible")
+    cfg = tiny_config(root, tmp_path, "MODEL.PART_POOL", "pose", "TEST.PART_DISTANCE", "visible",
+                      "TEST.PART_WEIGHT", "0.5")
     model = build_model(cfg, 16, 6, load_pretrained=False).eval()
     test_set = prepare_test_sets(cfg)[0]
     feats = extract_features(model, cfg, test_set.dataset.query[:3], test_set.keypoints, torch.device("cpu"),
                              HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST), None)
-    assert feats.part_layout == (model.embed_dim, 17, model.embed_dim)
+    assert feats.part_layout == (model.embed_dim, 17, model.embed_dim, 0.5)

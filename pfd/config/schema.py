@@ -289,6 +289,8 @@ SCHEMA: dict[str, Key] = {
                                         "visible (PFD's part blocks only where both images show the part; "
                                         "pfd.retrieval.part_distance)", choices=("concat", "visible"), resume=FREE,
                               new=True),
+    "TEST.PART_WEIGHT": Key(1.0, "with TEST.PART_DISTANCE visible: the weight of the part term against the other "
+                                 "blocks", low=0.0, resume=FREE, new=True),
     "TEST.POSE_DEPENDENCE": Key(False, "evaluate each test set again with no, shuffled and (on a pfd.data.occlude set) "
                                        "oracle keypoints: how much retrieval depends on the pose "
                                        "(pfd.engine.pose_dependence)", resume=FREE, new=True),

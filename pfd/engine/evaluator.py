@@ -189,7 +189,7 @@ def part_layout(model: nn.Module, cfg) -> PartLayout | None:
         raise ConfigError(f"TEST.PART_DISTANCE visible compares part features, which MODEL.NAME {cfg.MODEL.NAME} "
                           f"with MODEL.FEAT_KIND {cfg.MODEL.FEAT_KIND} has not: use PFD with MODEL.FEAT_KIND full, "
                           "or TEST.PART_DISTANCE concat")
-    return layout
+    return layout._replace(weight=cfg.TEST.PART_WEIGHT)
 
 
 def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,

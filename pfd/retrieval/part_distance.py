@@ -6,10 +6,11 @@ part is an all-zero block (MODEL.PART_POOL pose writes them so), which is how vi
 feature through FAISS, the index files and ONNX. With unit vectors r (the other blocks together) and p_k
 (each visible part), and S the parts visible in both images:
 
-    d = (d_rest + d_parts) / 2     d_rest = 2 - 2 r_q . r_g     d_parts = 2 - 2 mean_{k in S} p_qk . p_gk
+    d = (d_rest + w d_parts) / (1 + w)     d_rest = 2 - 2 r_q . r_g     d_parts = 2 - 2 mean_{k in S} p_qk . p_gk
 
-and d = d_rest when S is empty. Both terms are on the 2 - 2 cos scale of `distance_matrix`, so re-ranking
-and the evaluation protocol apply unchanged.
+with w the part term's weight (TEST.PART_WEIGHT, 1 by default), and d = d_rest when S is empty. Both
+terms are on the 2 - 2 cos scale of `distance_matrix`, so re-ranking and the evaluation protocol apply
+unchanged.
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ __all__ = ["PartLayout", "visible_part_distance"]
 
 
 class PartLayout(NamedTuple):
-    """Where a feature's part blocks are: columns start .. start + count * dim."""
+    """Where a feature's part blocks are (columns start .. start + count * dim) and the weight of the part
+    term against the other blocks."""
 
     start: int
     count: int
     dim: int
+    weight: float = 1.0
 
 
 def _split(x: torch.Tensor, layout: PartLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -46,4 +49,5 @@ def visible_part_distance(query: torch.Tensor, gallery: torch.Tensor, layout: Pa
     d_rest = 2 - 2 * q_rest @ g_rest.T  # [Nq, Ng]
     shared = q_vis @ g_vis.T  # [Nq, Ng] parts visible in both
     d_parts = 2 - 2 * (q_parts @ g_parts.T) / shared.clamp(min=1)  # hidden blocks are zero: only S counts
-    return torch.where(shared > 0, (d_rest + d_parts) / 2, d_rest).clamp_(min=0)
+    mixed = (d_rest + layout.weight * d_parts) / (1 + layout.weight)
+    return torch.where(shared > 0, mixed, d_rest).clamp_(min=0)
