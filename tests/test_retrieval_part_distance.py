@@ -90,3 +90,9 @@ def test_pfd_features_carry_their_part_layout(root, tmp_path):
     feats = extract_features(model, cfg, test_set.dataset.query[:3], test_set.keypoints, torch.device("cpu"),
                              HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST), None)
     assert feats.part_layout == (model.embed_dim, 17, model.embed_dim, 0.5)
+
+
+def test_query_blocks_give_the_whole_matrix():
+    q, g = features(7, 6), features(9, 7)
+    whole = visible_part_distance(q, g, LAYOUT)
+    assert torch.allclose(visible_part_distance(q, g, LAYOUT, block_rows=3), whole)

@@ -54,16 +54,15 @@ def distance_matrix(query_feats, gallery_feats, normalize: bool = True, device=N
     q = _features(query_feats, "query_feats", device)
     g = _features(gallery_feats, "gallery_feats", q.device)
     _check_dims(q, g)
-    if normalize and part_layout is None:
+    step = max(1, _CHUNK_ELEMENTS // max(1, g.shape[0]))
+    if part_layout is not None:
+        return visible_part_distance(q, g, part_layout, block_rows=step)
+    if normalize:
         q, g = _l2_normalize(q), _l2_normalize(g)
     out = torch.empty(q.shape[0], g.shape[0], dtype=torch.float32, device=q.device)
     g_sq = None if normalize else (g * g).sum(1)  # [G]
-    step = max(1, _CHUNK_ELEMENTS // max(1, g.shape[0]))
     for s in range(0, q.shape[0], step):
         block = q[s:s + step]
-        if part_layout is not None:
-            out[s:s + step] = visible_part_distance(block, g, part_layout)
-            continue
         sim = block @ g.T  # [B, G]
         if normalize:
             out[s:s + step] = (2 - 2 * sim).clamp_(min=0)

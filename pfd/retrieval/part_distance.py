@@ -42,12 +42,19 @@ def _split(x: torch.Tensor, layout: PartLayout) -> tuple[torch.Tensor, torch.Ten
     return F.normalize(rest, dim=1), F.normalize(parts, dim=-1).flatten(1), visible
 
 
-def visible_part_distance(query: torch.Tensor, gallery: torch.Tensor, layout: PartLayout) -> torch.Tensor:
-    """[Nq, Ng] distances (module docstring) of float32 features query [Nq, F] and gallery [Ng, F]."""
+def visible_part_distance(query: torch.Tensor, gallery: torch.Tensor, layout: PartLayout,
+                          block_rows: int | None = None) -> torch.Tensor:
+    """[Nq, Ng] distances (module docstring) of float32 features query [Nq, F] and gallery [Ng, F], computed
+    `block_rows` query rows at a time (all at once by default) on features split and normalized once."""
     q_rest, q_parts, q_vis = _split(query, layout)
     g_rest, g_parts, g_vis = _split(gallery, layout)
-    d_rest = 2 - 2 * q_rest @ g_rest.T  # [Nq, Ng]
-    shared = q_vis @ g_vis.T  # [Nq, Ng] parts visible in both
-    d_parts = 2 - 2 * (q_parts @ g_parts.T) / shared.clamp(min=1)  # hidden blocks are zero: only S counts
-    mixed = (d_rest + layout.weight * d_parts) / (1 + layout.weight)
-    return torch.where(shared > 0, mixed, d_rest).clamp_(min=0)
+    out = torch.empty(len(query), len(gallery), dtype=torch.float32, device=query.device)
+    step = block_rows or max(1, len(query))
+    for s in range(0, len(query), step):
+        rows = slice(s, s + step)
+        d_rest = 2 - 2 * q_rest[rows] @ g_rest.T  # [B, Ng]
+        shared = q_vis[rows] @ g_vis.T  # [B, Ng] parts visible in both
+        d_parts = 2 - 2 * (q_parts[rows] @ g_parts.T) / shared.clamp(min=1)  # hidden blocks are zero: only S
+        mixed = (d_rest + layout.weight * d_parts) / (1 + layout.weight)
+        out[rows] = torch.where(shared > 0, mixed, d_rest).clamp_(min=0)
+    return out
