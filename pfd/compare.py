@@ -11,7 +11,7 @@ import argparse
 
 from pfd.config import load_config
 from pfd.engine.compare import DEFAULT_VARIANTS, compare_tables, run_compare
-from pfd.engine.distributed import cleanup
+from pfd.distributed import cleanup
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
 from pfd.io import child_path
 

@@ -29,7 +29,7 @@ def _worker(rank: int, data_root, out, port: int) -> None:
                       WORLD_SIZE=str(WORLD_SIZE))
     torch.set_num_threads(1)
     from pfd.engine.checkpoint import unwrap_model
-    from pfd.engine.distributed import cleanup
+    from pfd.distributed import cleanup
     from pfd.engine.trainer import Trainer
 
     trainer = Trainer(tiny_config(data_root, out, *RUN))

@@ -12,7 +12,7 @@ PFD = Path(__file__).resolve().parents[1] / "pfd"
 LAYERS = (
     ("errors", "precision", "lazy", "skeleton"),  # the base modules import nothing of ours ...
     ("io", "state_dict", "image", "device"),  # ... or only errors (device: its MODEL.DEVICE errors are UserErrors)
-    ("config", "retrieval"),
+    ("config", "retrieval", "distributed"),  # distributed: torchrun's process group, on device's resolver
     ("pose",),  # keypoint definitions, estimators, the keypoint cache
     ("data", "model"),  # both build on pose's keypoints; neither imports the other
     ("engine",),

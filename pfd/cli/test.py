@@ -8,7 +8,7 @@ protocol and writes metrics.json, cmc.png and ranked_lists.png into OUTPUT_DIR.
 import argparse
 
 from pfd.config import load_config
-from pfd.engine.distributed import cleanup
+from pfd.distributed import cleanup
 from pfd.engine.tester import run_test
 from pfd.errors import add_debug_argument, user_errors
 

@@ -8,7 +8,7 @@ Start over: `--replace` deletes an earlier run in OUTPUT_DIR first (refused when
 import argparse
 
 from pfd.config import load_config
-from pfd.engine.distributed import cleanup
+from pfd.distributed import cleanup
 from pfd.engine.trainer import train
 from pfd.errors import add_debug_argument, user_errors
 

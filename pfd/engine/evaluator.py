@@ -24,7 +24,7 @@ from ..precision import autocast
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate
 from ..retrieval.metrics import retrieval_options
 from ..retrieval.part_distance import PartLayout
-from .distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
+from ..distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 
 __all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "evaluation_datasets", "prepare_test_sets",
            "load_keypoints", "load_training_set",

@@ -39,7 +39,7 @@ from .checkpoint import (
     load_checkpoint,
     misfit_error,
 )
-from .distributed import init_distributed, is_main_process
+from ..distributed import init_distributed, is_main_process
 from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
 from .pose_dependence import dependence_table, pose_dependence

@@ -48,7 +48,7 @@ from .checkpoint import (
     set_rng_state,
     unwrap_model,
 )
-from .distributed import DistInfo, broadcast_buffers, init_distributed
+from ..distributed import DistInfo, broadcast_buffers, init_distributed
 from .divergence import LossWatch, check_finite_weights
 from .evaluator import (
     HeatmapMaker,

@@ -1,4 +1,5 @@
-"""torch.distributed from the torchrun environment, plus the few collectives the engine needs.
+"""torch.distributed from the torchrun environment, plus the few collectives training and evaluation need
+(and the keypoint cache, which rank 0 builds first: pfd.data.sets).
 
 Without RANK/WORLD_SIZE in the environment everything runs as a single process (rank 0 of 1)
 and the helpers are no-ops, so the same code serves `python train.py` and `torchrun ... train.py`.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..device import resolve_device
+from .device import resolve_device
 
 __all__ = ["DistInfo", "init_distributed", "is_main_process", "get_rank", "get_world_size",
            "barrier", "all_gather_rows", "broadcast_buffers", "broadcast_object", "cleanup"]
