@@ -281,7 +281,7 @@ def random_hrnet(path: Path, arch: str) -> Path:
 
 def end_to_end(run: Runner, report: Report, smoke: bool, work: Path, variant: str) -> None:
     """train (2 epochs) -> resume from epoch 1 -> test.py -> query.py, for one pose variant."""
-    from pfd.engine.checkpoint import load_checkpoint
+    from pfd.inference.checkpoint import load_checkpoint
 
     config_file, opts = e2e_config(smoke, work / "data", work / "pose_cache")
     if variant == "online":

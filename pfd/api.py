@@ -10,8 +10,8 @@
         print(match.path, match.id, match.camera, match.distance)
     Gallery.build(model, "gallery_folder/", store="milvus:gallery.db")   # the same gallery in Milvus Lite
 
-`ReIDModel` wraps the evaluation model of pfd.engine (checkpoint loading from tester.py, the forward
-loop of evaluator.py), so `embed` returns the features test.py computes for the same images. A
+`ReIDModel` wraps the eval model of pfd.inference (its checkpoint loading and its forward loop, which
+test.py's evaluation runs too), so `embed` returns the features test.py computes for the same images. A
 `Gallery` folder is the one `query.py` reads and writes (pfd.retrieval.index_folder): each reads the
 other's. A saved gallery grows and shrinks: `Gallery.load(...).add(folder)` embeds only the new images,
 `.remove(paths)` takes images out, `.save(folder)` writes the new version (a kill leaves the old one).
@@ -39,14 +39,15 @@ from .data.datasets.base import IMAGE_EXTENSIONS
 from .data.datasets.market import NAME_PATTERN
 from .data.transforms import build_transforms
 from .device import resolve_device
-from .engine.evaluator import HeatmapMaker, loader_features
-from .engine.tester import load_eval_model, read_eval_checkpoint
 from .errors import InvalidInputError, require_folder
 from .image import ImageReadError, check_image_file, check_image_files, image_size, read_image, to_rgb
+from .inference.checkpoint import load_eval_model, read_eval_checkpoint
+from .inference.features import loader_features
 from .io import sha256_file
 from .pose import build_estimator
 from .pose.base import PATH_BACKENDS
 from .pose.estimator import find_synthetic_keypoints, resolve_backend
+from .pose.heatmap_maker import HeatmapMaker
 from .pose.keypoints import NUM_KEYPOINTS, check_keypoint_values
 from .precision import eval_dtype
 from .retrieval.gallery_index import MAX_TRAIN_BYTES, GalleryIndex, new_gallery_index

@@ -10,8 +10,8 @@ queries and per visible-keypoint bucket (TEST.VIS_BUCKETS), and each variant min
 import argparse
 
 from pfd.config import load_config
-from pfd.engine.compare import DEFAULT_VARIANTS, compare_tables, run_compare
 from pfd.distributed import cleanup
+from pfd.engine.compare import DEFAULT_VARIANTS, compare_tables, run_compare
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
 from pfd.io import child_path
 

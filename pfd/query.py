@@ -18,7 +18,7 @@ import numpy as np
 
 from .api import Gallery, Match, ReIDModel, check_gallery_output, folder_records, parse_name
 from .config import config_hash, load_config
-from .engine.evaluator import load_keypoints
+from .data.sets import load_keypoints
 from .engine.logger import setup_logger
 from .errors import CHECKPOINT_FILE, InvalidInputError, outputs_kept, require_file
 from .image import check_image_file, is_pfd_png

@@ -12,10 +12,12 @@ from PIL import Image
 import pfd
 from pfd.api import Gallery, Match, ReIDModel
 from pfd.data.datasets import build_dataset
-from pfd.engine.evaluator import HeatmapMaker, extract_features, load_keypoints
+from pfd.data.sets import load_keypoints
+from pfd.engine.evaluator import extract_features
 from pfd.engine.trainer import Trainer
 from pfd.errors import UserError
 from pfd.image import ImageReadError
+from pfd.pose.heatmap_maker import HeatmapMaker
 from pfd.pose.keypoints import FLIP_INDEX
 from pfd.retrieval import IndexLoadError
 

@@ -13,10 +13,11 @@ import torch
 
 from pfd.config import FEATURE_KEYS, config_hash, get_cfg_defaults
 from pfd.data.datasets import build_dataset
-from pfd.engine.checkpoint import FORMAT
-from pfd.engine.evaluator import HeatmapMaker, extract_features, load_keypoints
-from pfd.engine.tester import load_eval_model
+from pfd.data.sets import load_keypoints
+from pfd.engine.evaluator import extract_features
+from pfd.inference.checkpoint import FORMAT, load_eval_model
 from pfd.model import build_model
+from pfd.pose.heatmap_maker import HeatmapMaker
 from pfd.pose.hrnet import build_hrnet
 from pfd.precision import eval_dtype
 

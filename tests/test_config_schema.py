@@ -9,8 +9,8 @@ import pfd.config.checks as checks
 from pfd.config import FEATURE_KEYS, REFERENCE_ONLY, SCHEMA, ConfigError, config_from_text, config_hash, load_config
 from pfd.config.docs import BEGIN, END, key_reference, with_key_reference
 from pfd.config.schema import FIXED, FREE, SILENT, get_cfg_defaults
-from pfd.engine.checkpoint import config_differences, resume_blockers
 from pfd.errors import InvalidInputError
+from pfd.inference.checkpoint import config_differences, resume_blockers
 
 REPO = Path(__file__).resolve().parents[1]
 STORED = Path(__file__).resolve().parent / "data" / "stored_configs"

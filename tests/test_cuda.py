@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from pfd.config import load_config
-from pfd.engine.evaluator import HeatmapMaker
 from pfd.engine.trainer import Trainer
 from pfd.model import build_model
+from pfd.pose.heatmap_maker import HeatmapMaker
 from pfd.pose.heatmaps import render_heatmaps
 from pfd.pose.hrnet import build_hrnet
 from pfd.retrieval import evaluate, evaluate_features

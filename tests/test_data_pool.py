@@ -7,7 +7,8 @@ from PIL import Image
 
 from pfd.config import load_config
 from pfd.data.datasets import DatasetError, build_dataset
-from pfd.engine.evaluator import load_training_set, prepare_test_sets
+from pfd.data.sets import load_training_set
+from pfd.engine.evaluator import prepare_test_sets
 
 
 def _images(folder: Path, names: list[str]) -> None:

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.trainer import Trainer
 from pfd.image import ImageReadError
+from pfd.inference.checkpoint import load_checkpoint
 
 from engine_tiny import DEMO_CONFIG, exit_status, load_script, make_data, tiny_config, tiny_opts
 

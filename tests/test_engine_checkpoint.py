@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pfd.engine.checkpoint import load_checkpoint, resolve_resume, rng_state, set_rng_state
+from pfd.engine.checkpoint import resolve_resume, rng_state, set_rng_state
+from pfd.inference.checkpoint import load_checkpoint
 from pfd.io import atomic_save
 
 

@@ -28,8 +28,8 @@ def _worker(rank: int, data_root, out, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(WORLD_SIZE))
     torch.set_num_threads(1)
-    from pfd.engine.checkpoint import unwrap_model
     from pfd.distributed import cleanup
+    from pfd.engine.checkpoint import unwrap_model
     from pfd.engine.trainer import Trainer
 
     trainer = Trainer(tiny_config(data_root, out, *RUN))

@@ -2,7 +2,7 @@
 import torch
 
 from pfd.config import load_config
-from pfd.engine.evaluator import WHOLE_BODY_PRIOR, HeatmapMaker
+from pfd.pose.heatmap_maker import WHOLE_BODY_PRIOR, HeatmapMaker
 from pfd.pose.heatmaps import render_heatmaps
 
 SIZE = (128, 64)

@@ -9,8 +9,9 @@ import torch
 
 from pfd.data.datasets import build_dataset
 from pfd.data.occlude import OccludeConfig, build_occluded, hidden_keypoints, read_manifest, read_mask
+from pfd.data.sets import load_keypoints, load_training_set
 from pfd.engine import evaluator
-from pfd.engine.evaluator import HeatmapMaker, load_keypoints, load_training_set, prepare_test_sets
+from pfd.engine.evaluator import prepare_test_sets
 from pfd.engine.pose_dependence import (
     dependence_table,
     keypoint_variants,
@@ -20,6 +21,7 @@ from pfd.engine.pose_dependence import (
 from pfd.engine.trainer import Trainer
 from pfd.model import build_model
 from pfd.pose.cache import KeypointTable, shuffled_poses, without_poses
+from pfd.pose.heatmap_maker import HeatmapMaker
 from pfd.pose.heatmaps import render_heatmaps
 
 from engine_tiny import DEMO_CONFIG, load_script, make_data, tiny_config, tiny_opts

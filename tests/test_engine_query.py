@@ -8,9 +8,9 @@ from PIL import Image
 
 from pfd.config import load_config
 from pfd.engine.evaluator import ranks_reported
-from pfd.engine.tester import read_eval_checkpoint
 from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError
+from pfd.inference.checkpoint import read_eval_checkpoint
 from pfd.io import sha256_file
 from pfd.query import query_keypoints
 from pfd.retrieval import IndexLoadError, load_index

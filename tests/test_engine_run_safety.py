@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.divergence import TrainingDivergedError
 from pfd.engine.rundir import LOCK_FILE, OutputDirInUseError
 from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError
+from pfd.inference.checkpoint import load_checkpoint
 
 from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from pfd.config import config_hash
-from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.tester import trained_config_warning
 from pfd.engine.trainer import Trainer
+from pfd.inference.checkpoint import load_checkpoint
 from pfd.io import sha256_file
 
 from engine_tiny import DEMO_CONFIG, REPO, exit_status, load_script, make_data, tiny_config, tiny_opts

@@ -15,6 +15,7 @@ LAYERS = (
     ("config", "retrieval", "distributed"),  # distributed: torchrun's process group, on device's resolver
     ("pose",),  # keypoint definitions, estimators, the keypoint cache
     ("data", "model"),  # both build on pose's keypoints; neither imports the other
+    ("inference",),  # checkpoint -> eval model, the eval forward loop, a query photo's keypoints
     ("engine",),
     ("api", "compare"),  # the Python API; `python -m pfd.compare` (drives the engine)
     ("query", "export", "serve"),  # query.py's work, the export and the search service, all on top of the API
@@ -71,6 +72,14 @@ def test_modules_import_only_lower_layers(path):
                        and name.split(".")[1] != own and layer_of(name) >= LAYER[own])
     assert not offenders, (f"pfd/{path.relative_to(PFD)} (layer {LAYER[own]}) imports {offenders}, "
                            "which are not in a lower layer")
+
+
+@pytest.mark.parametrize("path", [PFD / "api.py", *sorted((PFD / "serve").glob("*.py"))],
+                         ids=lambda f: str(f.relative_to(PFD)))
+def test_the_api_and_the_service_run_without_the_engine(path):
+    """The Python API and the service answer "what feature does this image get" with pfd.inference alone:
+    nothing of the training engine (its drivers, logger, run folders) is imported, lazily or not."""
+    assert not sorted(name for name in imported_modules(path) if name.startswith("pfd.engine")), path
 
 
 def test_the_layer_rule_catches_a_pose_module_reading_the_data_package(tmp_path):

@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from pfd.config import ConfigError
-from pfd.engine.evaluator import HeatmapMaker, extract_features, prepare_test_sets
+from pfd.engine.evaluator import extract_features, prepare_test_sets
 from pfd.model import build_model
+from pfd.pose.heatmap_maker import HeatmapMaker
 from pfd.retrieval import distance_matrix, evaluate_features
 from pfd.retrieval.part_distance import PartLayout, visible_part_distance
 

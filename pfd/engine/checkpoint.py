@@ -1,5 +1,6 @@
-"""Checkpoints: everything needed to resume exactly, and the best one on a validation split (written by
-pfd.io.atomic_save).
+"""Checkpoints as training writes them: everything needed to resume exactly, and the best one on a validation
+split (written by pfd.io.atomic_save). Reading one (any checkpoint, ours or a reference one, and what its
+stored config says) is pfd.inference.checkpoint's job, which evaluation and the Python API share.
 
 A training checkpoint is a dict (loadable with `torch.load(..., weights_only=True)`):
     format       "pfd-checkpoint-v1"
@@ -15,102 +16,30 @@ A training checkpoint is a dict (loadable with `torch.load(..., weights_only=Tru
 Files in OUTPUT_DIR: `last.pth` (every epoch), `epoch_NNN.pth` (every CHECKPOINT_PERIOD and the
 last epoch), `best.pth` (best validation mAP; only with DATASETS.VAL_IDS, never chosen on a test set).
 
-The stored config lets errors say what a checkpoint is (`describe_checkpoint`) and which config keys
-differ from the current ones (`config_differences`): a resumed run may change only the keys the config
-schema lets change on resume (pfd.config.RESUME_FREE); MODEL.RESUME itself is not compared.
+The stored config lets errors say what a checkpoint is (pfd.inference.checkpoint.describe_checkpoint) and
+which config keys differ from the current ones (`config_differences` there): a resumed run may change only
+the keys the config schema lets change on resume (pfd.config.RESUME_FREE); MODEL.RESUME itself is not compared.
 """
 from __future__ import annotations
 
 import random
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
-from ..config import RESUME_FREE, SCHEMA, SILENT, get_cfg_defaults
-from ..errors import CHECKPOINT_FILE, InvalidInputError, require_file
+from ..errors import CHECKPOINT_FILE, require_file
 from ..io import atomic_write
-from ..state_dict import load_torch_file
 
-__all__ = [
-    "FORMAT", "atomic_copy", "load_checkpoint", "unwrap_model", "rng_state", "set_rng_state",
-    "resolve_resume", "is_own_checkpoint", "config_differences", "describe_checkpoint", "format_differences",
-    "RESUME_FREE", "resume_blockers", "misfit_error",
-]
-
-FORMAT = "pfd-checkpoint-v1"
+__all__ = ["atomic_copy", "unwrap_model", "rng_state", "set_rng_state", "resolve_resume"]
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> Path:
     """Copy a written checkpoint to another name, atomically (no second serialization)."""
     with open(src, "rb") as f:
         return atomic_write(dst, lambda out: shutil.copyfileobj(f, out, 1 << 24))
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load any checkpoint on CPU with weights_only=True; errors name a missing or unreadable file."""
-    path = require_file(path, "checkpoint", CHECKPOINT_FILE)
-    obj = load_torch_file(path)
-    if not isinstance(obj, dict):
-        raise InvalidInputError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
-    return obj
-
-
-def is_own_checkpoint(ckpt: dict) -> bool:
-    return ckpt.get("format") == FORMAT
-
-
-def _flat(values: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
-def config_differences(stored_yaml: str, cfg) -> dict[str, tuple[Any, Any]]:
-    """{key: (stored value, current value)} for every key of `cfg` whose value differs from the config
-    a checkpoint stores (keys the stored config lacks count with their default). SILENT keys (MODEL.RESUME:
-    how this run starts, not what it trains) are not compared."""
-    stored = _flat(yaml.safe_load(get_cfg_defaults().dump())) | _flat(yaml.safe_load(stored_yaml) or {})
-    current = _flat(yaml.safe_load(cfg.dump()))
-    return {key: (stored.get(key), value) for key, value in current.items()
-            if stored.get(key) != value and SCHEMA[key].resume != SILENT}
-
-
-def format_differences(diffs: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{key} {old!r} there, {new!r} here" for key, (old, new) in diffs.items())
-
-
-def resume_blockers(diffs: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
-    """The differences a resumed run cannot absorb (every key outside RESUME_FREE)."""
-    return {k: v for k, v in diffs.items() if k not in RESUME_FREE}
-
-
-def misfit_error(path: str | Path, cfg, err: Exception) -> Exception:
-    """`err` (weights that do not fit the configured model) restated for one of our checkpoints: what
-    it is and which MODEL / INPUT keys differ from the config it stores; `err` itself otherwise."""
-    ckpt = load_checkpoint(path)
-    if not (is_own_checkpoint(ckpt) and ckpt.get("config")):
-        return err
-    diffs = {k: v for k, v in resume_blockers(config_differences(ckpt["config"], cfg)).items()
-             if k.startswith(("MODEL.", "INPUT."))}
-    if not diffs:
-        return err
-    return InvalidInputError(f"{path} is {describe_checkpoint(ckpt)}; it does not fit the configured model, whose "
-                             f"config differs: {format_differences(diffs)}. Set these keys as the checkpoint has them")
-
-
-def describe_checkpoint(ckpt: dict) -> str:
-    """What an own checkpoint holds, e.g. "a pfd checkpoint of MODEL.NAME pfd (vit_base_patch16_224, VIT_DEPTH
-    2, 128x64 input) after epoch 3"."""
-    config = yaml.safe_load(ckpt.get("config") or "") or {}
-    model, size = config.get("MODEL", {}), "x".join(map(str, config.get("INPUT", {}).get("SIZE_TRAIN", []))) or "?"
-    return (f"a pfd checkpoint of MODEL.NAME {model.get('NAME', '?')} ({model.get('TRANSFORMER_TYPE', '?')}, "
-            f"VIT_DEPTH {model.get('VIT_DEPTH', '?')}, {size} input) after epoch {ckpt.get('epoch', '?')}")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

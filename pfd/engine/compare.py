@@ -18,11 +18,11 @@ from typing import Sequence
 from urllib.parse import quote
 
 from ..config import load_config
+from ..data.sets import evaluation_datasets
 from ..errors import OutputExistsError
+from ..inference.checkpoint import load_checkpoint
 from ..io import atomic_write, child_path, claim_output_dir, flat_name
 from . import report
-from .checkpoint import load_checkpoint
-from .evaluator import evaluation_datasets
 from .rundir import existing_run
 from .tester import run_test
 from .trainer import train

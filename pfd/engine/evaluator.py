@@ -7,38 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..config import ConfigError
-from ..data.datasets import DatasetError, ImageRecord, ReIDDataset, build_dataset, pool_training, split_names
-from ..data.loader import build_test_loader, check_train_split
-from ..pose.cache import KeypointTable, load_or_build, shuffled_poses
-from ..pose.heatmaps import render_heatmaps
-from ..pose.keypoints import flip_keypoints
-from ..precision import autocast
+from ..data.datasets import ImageRecord, ReIDDataset
+from ..data.loader import build_test_loader
+from ..data.sets import evaluation_datasets, load_keypoints
+from ..distributed import all_gather_rows, get_rank, get_world_size, is_main_process
+from ..inference.features import loader_features
+from ..pose.heatmap_maker import HeatmapMaker
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate
 from ..retrieval.metrics import retrieval_options
 from ..retrieval.part_distance import PartLayout
-from ..distributed import all_gather_rows, barrier, get_rank, get_world_size, is_main_process
 
-__all__ = ["FeatureSet", "TestSet", "HeatmapMaker", "test_dataset_names", "evaluation_datasets", "prepare_test_sets",
-           "load_keypoints", "load_training_set",
-           "loader_features", "extract_features", "evaluate_features", "evaluate_test_sets"]
-
-
-# TEST.NO_POSE prior: a person standing upright filling the crop, seen from the front (their left on the
-# image's right), COCO-17 order; x, y as shares of (width - 1, height - 1), then the confidence.
-WHOLE_BODY_PRIOR = (
-    (0.50, 0.10, 1.0), (0.53, 0.085, 1.0), (0.47, 0.085, 1.0), (0.57, 0.095, 1.0), (0.43, 0.095, 1.0),
-    (0.66, 0.22, 1.0), (0.34, 0.22, 1.0), (0.72, 0.37, 1.0), (0.28, 0.37, 1.0), (0.72, 0.50, 1.0),
-    (0.28, 0.50, 1.0), (0.60, 0.52, 1.0), (0.40, 0.52, 1.0), (0.60, 0.72, 1.0), (0.40, 0.72, 1.0),
-    (0.60, 0.92, 1.0), (0.40, 0.92, 1.0),
-)
+__all__ = ["FeatureSet", "TestSet", "prepare_test_sets", "extract_features", "evaluate_features", "evaluate_test_sets"]
 
 
 @dataclass
@@ -65,118 +51,10 @@ class TestSet:
     keypoints: Mapping[str, np.ndarray] | None  # None with MODEL.POSE_ONLINE
 
 
-class HeatmapMaker(nn.Module):
-    """Heatmaps for a batch on its device: rendered from the loader's keypoints, or online HRNet."""
-
-    def __init__(self, cfg, input_hw: Sequence[int], evaluation: bool = False):
-        super().__init__()
-        self.input_hw = tuple(input_hw)
-        self.sigma = cfg.INPUT.HEATMAP_SIGMA
-        self.online = None
-        if cfg.MODEL.POSE_ONLINE:
-            from ..pose.online import OnlineHeatmaps
-
-            self.online = OnlineHeatmaps(cfg).eval()
-        prior = evaluation and cfg.TEST.NO_POSE == "prior"
-        h, w = self.input_hw
-        self.register_buffer("prior", torch.tensor(WHOLE_BODY_PRIOR) * torch.tensor([w - 1, h - 1, 1.0])
-                             if prior else None, persistent=False)  # [17, 3] input pixels, confidence 1
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-        # images [B, 3, H, W] normalized; keypoints [B, 17, 3] in input pixels -> [B, 17, H/4, W/4]
-        if self.online is not None:
-            return self.online(images)
-        if self.prior is not None:  # TEST.NO_POSE prior: images without a person get the whole-body prior
-            no_pose = keypoints[..., 2].amax(1) <= 0  # [B]
-            keypoints = torch.where(no_pose.view(-1, 1, 1), self.prior.to(keypoints.dtype), keypoints)
-        return render_heatmaps(keypoints, self.input_hw, self.sigma)
-
-
-def test_dataset_names(cfg) -> list[str]:
-    """DATASETS.TEST_NAMES (comma-separated), or the training dataset."""
-    return split_names(cfg.DATASETS.TEST_NAMES or cfg.DATASETS.NAMES)
-
-
-def load_keypoints(cfg, records: Sequence[ImageRecord], dataset_name: str):
-    """The keypoint table for `records` (None with MODEL.POSE_ONLINE); rank 0 builds the cache first."""
-    if cfg.MODEL.POSE_ONLINE:
-        return None
-    if is_main_process():
-        table = load_or_build(cfg, records, dataset_name)
-    barrier()
-    if not is_main_process():
-        table = load_or_build(cfg, records, dataset_name)
-    return table
-
-
-def load_training_set(cfg, world_size: int = 1) -> tuple[ReIDDataset, Mapping[str, np.ndarray] | None]:
-    """DATASETS.NAMES and its training keypoints. Several comma-separated names pool their training splits
-    (identities and cameras kept apart, `pool_training`); each dataset's poses come from its own cache
-    (shuffled among the images with DATALOADER.SHUFFLE_KEYPOINTS).
-    A training split too small for the configured batches is refused before the pose pass."""
-    names = split_names(cfg.DATASETS.NAMES)
-    datasets = [build_dataset(name, cfg.DATASETS.ROOT_DIR) for name in names]
-    dataset = datasets[0] if len(datasets) == 1 else pool_training(datasets)
-    check_train_split(cfg, dataset, world_size)
-    tables = [load_keypoints(cfg, ds.train, name) for name, ds in zip(names, datasets)]
-    keypoints = tables[0] if len(datasets) == 1 or tables[0] is None else KeypointTable(
-        [p for t in tables for p in t.paths], np.concatenate([t.keypoints for t in tables]), tables[0].backend)
-    if cfg.DATALOADER.SHUFFLE_KEYPOINTS and keypoints is not None:  # the control run: poses that say nothing
-        keypoints = shuffled_poses(keypoints, cfg.SOLVER.SEED)
-    return dataset, keypoints
-
-
-def evaluation_datasets(cfg) -> dict[str, ReIDDataset]:
-    """Every evaluation dataset, parsed (file lists only, seconds): a missing folder or a training-only set
-    is a DatasetError, which pfd.compare raises before the first variant trains."""
-    datasets = {}
-    for name in test_dataset_names(cfg):
-        dataset = build_dataset(name, cfg.DATASETS.ROOT_DIR)
-        if not dataset.query:
-            raise DatasetError(f"dataset {name} has no query or gallery (a training-only set) and cannot be "
-                               "evaluated; list the evaluation datasets in DATASETS.TEST_NAMES")
-        datasets[name] = dataset
-    return datasets
-
-
 def prepare_test_sets(cfg) -> list[TestSet]:
     """Every evaluation dataset with the keypoints of its query and gallery images."""
     return [TestSet(name, dataset, load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name))
             for name, dataset in evaluation_datasets(cfg).items()]
-
-
-@torch.no_grad()
-def loader_features(model: nn.Module, loader: Iterable[dict], device: torch.device, heatmaps: HeatmapMaker,
-                    amp_dtype: torch.dtype | None, desc: str = "features", progress: bool = True,
-                    flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode features of every batch of a test-style loader (samples with `image`, `keypoints`,
-    `camid`, `index`): (features [N, F] float32, their `index` values [N]), both on `device`.
-
-    flip (TEST.FLIP_FEATS): each feature is the mean of the image's and its mirror image's (keypoints
-    mirrored with left and right swapped), the usual test-time flip of re-ID libraries.
-
-    The one forward loop of evaluation and of the Python API (pfd.api), so both compute the same features.
-    """
-    was_training = model.training
-    model.eval()
-    # Start from empty rows so that an empty loader (a rank with no share) still returns [0, F].
-    feats = [torch.empty(0, model.feature_dim, device=device)]  # [0, F]
-    order = [torch.empty(0, dtype=torch.long, device=device)]  # [0]
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        images = batch["image"].to(device, non_blocking=True)
-        kps = batch["keypoints"].to(device, non_blocking=True)
-        camids = batch["camid"].to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            out = model(images, heatmaps(images, kps), camids)  # [B, F]
-            if flip:
-                mirrored = images.flip(-1)  # [B, 3, H, W]
-                mirrored_heat = heatmaps(mirrored, flip_keypoints(kps, images.shape[-1]))  # [B, 17, H/4, W/4]
-                out = (out + model(mirrored, mirrored_heat, camids)) / 2
-        feats.append(out.float())
-        order.append(batch["index"].to(device))
-    model.train(was_training)
-    return torch.cat(feats), torch.cat(order)
 
 
 def part_layout(model: nn.Module, cfg) -> PartLayout | None:

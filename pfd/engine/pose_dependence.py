@@ -25,10 +25,11 @@ import numpy as np
 
 from ..data.datasets import DatasetError, build_dataset
 from ..data.occlude import MANIFEST_FILE, hidden_keypoints, read_mask, read_occlusion_source
+from ..data.sets import load_keypoints
 from ..pose.cache import KeypointTable, shuffled_poses, without_poses
 from ..retrieval.metrics import evaluate
 from ..retrieval.occlusion import evaluate_by_visibility, visible_counts
-from .evaluator import TestSet, evaluate_features, extract_features, load_keypoints
+from .evaluator import TestSet, evaluate_features, extract_features
 
 __all__ = ["occluded_original_poses", "keypoint_variants", "pose_dependence", "dependence_table"]
 

@@ -15,90 +15,33 @@ import fnmatch
 import json
 import logging
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..config import FEATURE_KEYS, config_hash
-from ..errors import InvalidInputError, outputs_kept
+from ..distributed import init_distributed, is_main_process
+from ..errors import outputs_kept
+from ..inference.checkpoint import config_differences, format_differences, load_eval_model, read_eval_checkpoint
 from ..io import atomic_write, child_path, flat_name, sha256_file
-from ..model import build_model
-from ..model.convert import load_state_into, to_own_layout
+from ..pose.heatmap_maker import HeatmapMaker
 from ..precision import dtype_name, eval_dtype
 from ..retrieval import plots
 from ..retrieval.occlusion import bucket_table, evaluate_by_visibility, visible_counts
-from ..state_dict import unwrap_state_dict
 from . import report
-from .checkpoint import (
-    atomic_copy,
-    config_differences,
-    format_differences,
-    is_own_checkpoint,
-    load_checkpoint,
-    misfit_error,
-)
-from ..distributed import init_distributed, is_main_process
-from .evaluator import FeatureSet, HeatmapMaker, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
+from .checkpoint import atomic_copy
+from .evaluator import FeatureSet, TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import setup_logger
 from .pose_dependence import dependence_table, pose_dependence
 from .provenance import provenance
 from .rundir import claim_eval_dir
 from .trainer import CURVES_FILE
 
-__all__ = ["EvalCheckpoint", "read_eval_checkpoint", "load_eval_model", "protocol_warning", "trained_config_warning",
+__all__ = ["protocol_warning", "trained_config_warning",
            "run_test", "set_output_dir", "write_json", "write_report", "summary_table", "visibility_buckets"]
 
 logger = logging.getLogger("pfd")
 TOPK_SHOWN = 10
-
-
-class EvalCheckpoint(NamedTuple):
-    """A checkpoint read for evaluation: weights in this project's layout and what the model needs."""
-
-    state: dict
-    layout: str  # the file's original layout ("pfd", "reference_pfd", "transreid")
-    num_classes: int
-    num_cameras: int
-    config: str  # the YAML config our checkpoints store; "" for reference ones
-
-
-def read_eval_checkpoint(weights: str | Path) -> EvalCheckpoint:
-    """Our checkpoint or a reference PFD / TransReID one, from a single read of the file."""
-    ckpt = load_checkpoint(weights)
-    state, layout = to_own_layout(unwrap_state_dict(ckpt, weights), weights)
-    if is_own_checkpoint(ckpt):
-        return EvalCheckpoint(state, layout, int(ckpt["num_classes"]), int(ckpt["num_cameras"]),
-                              str(ckpt.get("config", "")))
-    classifier = state.get("classifier_encoder.weight", state.get("classifier.weight"))
-    if classifier is None:
-        raise ValueError(f"{weights}: no classifier weights (classifier_encoder.weight / classifier.weight); "
-                         f"expected a pfd training checkpoint or a reference PFD/TransReID checkpoint")
-    sie = state.get("base_vit.sie_embed")
-    return EvalCheckpoint(state, layout, int(classifier.shape[0]), int(sie.shape[0]) if sie is not None else 1, "")
-
-
-def load_eval_model(cfg, weights: str | Path, device: torch.device,
-                    checkpoint: EvalCheckpoint | None = None) -> tuple[nn.Module, dict]:
-    """The model in eval mode with `weights` (ours, or a reference PFD checkpoint via the converter).
-
-    num_classes/num_cameras come from the checkpoint, so no training set is needed; `checkpoint` is
-    `read_eval_checkpoint(weights)` when the caller has read it already. Returns the model and a
-    description {"checkpoint", "format", "num_classes", "num_cameras"}.
-    """
-    if not weights:
-        raise ValueError("no weights given: set TEST.WEIGHT (test.py) or --weights (query.py) to a checkpoint")
-    ckpt = checkpoint if checkpoint is not None else read_eval_checkpoint(weights)
-    # load_pretrained=False: the checkpoint has every weight
-    model = build_model(cfg, ckpt.num_classes, ckpt.num_cameras, load_pretrained=False)
-    try:
-        load_state_into(model, ckpt.state, weights, ckpt.layout)
-    except InvalidInputError as err:
-        raise misfit_error(weights, cfg, err) from err
-    info = {"checkpoint": str(weights), "format": ckpt.layout, "num_classes": ckpt.num_classes,
-            "num_cameras": ckpt.num_cameras}
-    return model.to(device).eval(), info
 
 
 def protocol_warning(cfg, checkpoint_format: str) -> str | None:

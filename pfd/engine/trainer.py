@@ -28,36 +28,27 @@ from tqdm import tqdm
 from ..config import config_hash
 from ..data.loader import build_train_loader
 from ..data.occlude.augment import build_batch_occluder
+from ..data.sets import load_training_set
 from ..data.validation import hold_out_validation
+from ..distributed import DistInfo, broadcast_buffers, init_distributed
 from ..errors import InvalidInputError, outputs_kept
-from ..io import atomic_save
-from ..model import build_loss, build_model
-from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
-from ..retrieval.plots import plot_training_curves
-from ..state_dict import check_finite_state
-from .checkpoint import (
+from ..inference.checkpoint import (
     FORMAT,
-    atomic_copy,
     config_differences,
     describe_checkpoint,
     format_differences,
     load_checkpoint,
-    resolve_resume,
     resume_blockers,
-    rng_state,
-    set_rng_state,
-    unwrap_model,
 )
-from ..distributed import DistInfo, broadcast_buffers, init_distributed
+from ..io import atomic_save
+from ..model import build_loss, build_model
+from ..pose.heatmap_maker import HeatmapMaker
+from ..precision import autocast, autocast_dtype, build_grad_scaler, dtype_name, eval_dtype
+from ..retrieval.plots import plot_training_curves
+from ..state_dict import check_finite_state
+from .checkpoint import atomic_copy, resolve_resume, rng_state, set_rng_state, unwrap_model
 from .divergence import LossWatch, check_finite_weights
-from .evaluator import (
-    HeatmapMaker,
-    TestSet,
-    evaluate_test_sets,
-    load_training_set,
-    prepare_test_sets,
-    ranks_reported,
-)
+from .evaluator import TestSet, evaluate_test_sets, prepare_test_sets, ranks_reported
 from .logger import MetricsWriter, setup_logger
 from .rundir import LOCK_FILE, RunLock, claim_run_dir, refuse_existing_run, refuse_foreign_files, replace_run
 from .solver import build_optimizer, build_scheduler
