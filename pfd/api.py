@@ -43,6 +43,7 @@ from .errors import InvalidInputError, require_folder
 from .image import ImageReadError, check_image_file, check_image_files, image_size, read_image, to_rgb
 from .inference.checkpoint import load_eval_model, read_eval_checkpoint
 from .inference.features import loader_features
+from .inference.query_pose import QueryPose, QueryPoser
 from .io import sha256_file
 from .pose import build_estimator
 from .pose.base import PATH_BACKENDS
@@ -195,6 +196,14 @@ def _image_items(images) -> list[str | Image.Image]:
             raise InvalidInputError(f"images[{i}]: expected an image path, a PIL image or a uint8 array "
                                     f"[H, W, 3], got {type(image).__name__}")
     return items
+
+
+def _one_image(image) -> str | Image.Image:
+    """One query image (a path, PIL image or uint8 array [H, W, 3]) as `_image_items` reads it."""
+    items = _image_items(image)
+    if len(items) != 1:
+        raise InvalidInputError(f"query: one image, got {len(items)}; search them one at a time")
+    return items[0]
 
 
 def _pil_item(image: Image.Image, where: str) -> Image.Image:
@@ -418,6 +427,7 @@ class Gallery:
         self.index = index  # the store: GalleryIndex (FAISS) or MilvusGallery
         self.folder = None if folder is None else Path(folder)  # the index folder it was loaded from
         self._model = model
+        self._poser: QueryPoser | None = None  # search's query keypoint policy, made on the first search
 
     @classmethod
     def build(cls, model: ReIDModel, folder_or_paths, index: str = "flat",
@@ -524,15 +534,18 @@ class Gallery:
                                 f"(Gallery.build(..., store={str(location)!r}))")
 
     def close(self) -> None:
-        """Let go of the store's connection (a Milvus Lite folder can then be opened by another process)."""
+        """Let go of the store's connection (a Milvus Lite folder can then be opened by another process) and of
+        the query pose estimators."""
         if not isinstance(self.index, GalleryIndex):
             self.index.close()
+        self._close_poser()
 
     def use_model(self, model: ReIDModel) -> None:
         """Embed queries with `model`; IndexLoadError when the gallery was built with another config or checkpoint."""
         where = self._meta_where
         check_built_with(self.meta, where, config_hash=model.config_hash, model_id=model.model_id)
         self._model = model
+        self._close_poser()  # the policy follows the model's config
 
     @property
     def meta(self) -> dict:
@@ -566,13 +579,26 @@ class Gallery:
             self.use_model(ReIDModel.from_checkpoint(self.meta["weights"], self.stored_config()))
         return self._model
 
+    def query_poser(self, cfg: CN | None = None, give: str = "keypoints=[17, 3]",
+                    fallback: str | None = None) -> QueryPoser:
+        """The one policy for a query photo's keypoints (pfd.inference.query_pose) on this gallery: keypoints
+        given, else the gallery's pose backend when it reads pixels, else the photo's entry in the gallery's
+        keypoint file, else `fallback` or an error saying how to `give` them. `cfg`: the config the gallery was
+        built with (default: its model's); `query.py search` and the service make theirs here, `search` its own."""
+        return QueryPoser(cfg if cfg is not None else self.model.cfg, self._first_image(), give, fallback)
+
+    def query_pose(self, image, keypoints=None) -> QueryPose:
+        """The keypoints `search` uses for `image` (a path, PIL image or uint8 array [H, W, 3]) and why."""
+        return self._pose(_one_image(image), keypoints)
+
     def search(self, query, k: int = 10, keypoints=None, camid: int | None = None, *,
                cameras: Sequence[int] | None = None, exclude_camera: int | None = None, since=None,
                until=None) -> list[Match]:
         """The `k` nearest gallery images of one query, nearest first (fewer only when fewer pass the filters).
 
         query: an image (path, PIL image, uint8 array [H, W, 3]) or a feature [F] / [1, F] from a model
-        with the same config and weights. keypoints [17, 3]: the image's pose (None = the pose backend's).
+        with the same config and weights. keypoints [17, 3]: the image's pose (None = `query_pose`'s: the
+        gallery's pose backend when it reads pixels, else the photo's entry in the gallery's keypoint file).
         camid: the query's 0-based camera for the camera embedding; None = parsed from a Market-1501
         style file name, else camera 0. Filters: only images of `cameras` (0-based), none of
         `exclude_camera` (the re-ID protocol excludes the query's own), taken `since` / `until` (seconds,
@@ -593,4 +619,22 @@ class Gallery:
             raise InvalidInputError(f"query: a feature must have shape [F] or [1, F], got {list(query.shape)}")
         if camid is None and isinstance(query, (str, os.PathLike)):
             camid = parse_name(query)[1]
-        return self.model.embed(query, keypoints, camids=None if camid is None else [camid])
+        item = _one_image(query)
+        return self.model.embed(item, self._pose(item, keypoints).keypoints, camids=None if camid is None else [camid])
+
+    def _pose(self, item: str | Image.Image, keypoints) -> QueryPose:
+        if self._poser is None:
+            self._poser = self.query_poser()
+        return self._poser.pose(item, keypoints, where=f"query {item}" if isinstance(item, str) else "query")
+
+    def _first_image(self) -> str | None:
+        """One image the gallery holds: its pose backend `auto`, and the synthetic backend's keypoint file, are
+        found from it as when the gallery was built (None: an empty gallery, or a Milvus one without its first)."""
+        if isinstance(self.index, GalleryIndex):
+            return next((p for p in self.meta["paths"] if p is not None), None)
+        return self.index.path_of(0)
+
+    def _close_poser(self) -> None:
+        if self._poser is not None:
+            self._poser.close()
+        self._poser = None

@@ -21,16 +21,16 @@ from .config import config_hash, load_config
 from .data.sets import load_keypoints
 from .engine.logger import setup_logger
 from .errors import CHECKPOINT_FILE, InvalidInputError, outputs_kept, require_file
-from .image import check_image_file, is_pfd_png
+from .image import check_image_file, image_size, is_pfd_png
+from .inference.query_pose import QueryPose
 from .io import claim_output_file
-from .pose import build_estimator
-from .pose.estimator import find_synthetic_keypoints, resolve_backend
-from .pose.formats import FileEstimator
+from .pose.keypoints import check_keypoint_values, keypoints_from_json
 from .retrieval import plots
 from .retrieval.index_folder import check_built_with, check_index_output
 from .retrieval.stores import SearchFilter, is_milvus_location, to_timestamp
 
-__all__ = ["build_gallery_index", "query_keypoints", "read_times", "search_image", "format_ranking"]
+__all__ = ["build_gallery_index", "read_query_keypoints", "read_times", "search_image", "search_pose",
+           "format_ranking"]
 
 logger = logging.getLogger("pfd")
 
@@ -105,38 +105,31 @@ def format_ranking(matches: Sequence[Match]) -> str:
     return "\n".join(lines)
 
 
-PIXEL_BACKENDS_HINT = ("index the gallery again with a pose backend that reads pixels, `python query.py index ... "
-                       "MODEL.POSE_BACKEND mediapipe` (no weights needed) or `... MODEL.POSE_BACKEND hrnet "
-                       "MODEL.POSE_WEIGHT pose_hrnet_w48_256x192.pth`, and search that index")
+KEYPOINTS_HINT = "--keypoints FILE, a JSON file of its 17 [x, y, confidence] rows in COCO order, in its pixels"
 
 
-def _no_keypoints(cfg, image: Path, why: str) -> InvalidInputError:
-    """What works for an index whose (file-based) pose backend has no keypoints for the query photo: the
-    search must use its index's pose backend (the config hash covers it), so switching the search's
-    backend is refused; the keypoint file can list the photo, or the gallery be indexed with another."""
-    backend = cfg.MODEL.POSE_BACKEND
-    remedy = (f"add the photo's keypoints to {cfg.MODEL.POSE_FILE} (MODEL.POSE_FILE, read again at each search), or "
-              if backend == "file" else "")
-    return InvalidInputError(
-        f"--image {image}: no keypoints for this photo ({why}). A search uses its index's pose backend "
-        f"(MODEL.POSE_BACKEND {backend}; another one gives features of another config, which the index refuses): "
-        f"{remedy}{PIXEL_BACKENDS_HINT}")
-
-
-def query_keypoints(cfg, image: Path) -> np.ndarray:
-    """Keypoints [17, 3] of one query photo from the configured pose backend; a file-based backend
-    (synthetic, file) that does not list the photo is an error saying how to compute them instead."""
-    path = str(image)
-    backend = resolve_backend(cfg, None, [path])
-    if backend == "synthetic" and find_synthetic_keypoints([path]) is None:
-        raise _no_keypoints(cfg, image, "MODEL.POSE_BACKEND synthetic only knows the generated dataset's own images")
-    estimator = build_estimator(cfg, image_paths=[path])
+def read_query_keypoints(path: str, image: Path) -> np.ndarray:
+    """--keypoints: the query photo's keypoints [17, 3] from a JSON file (the array the service's `keypoints`
+    field takes), checked against the photo (finite, confidence in [0, 1], present points inside it)."""
+    file = require_file(path, "--keypoints", "a JSON file of 17 [x, y, confidence] rows")
     try:
-        if isinstance(estimator, FileEstimator) and estimator.lookup(path) is None:
-            raise _no_keypoints(cfg, image, f"the {backend} backend's keypoint file {estimator.path} does not list it")
-        return estimator.predict_paths([path])[0]  # [17, 3] in image pixels
+        text = file.read_text()
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"--keypoints {file}: not a text file ({err})") from None
+    kps = keypoints_from_json(text, f"--keypoints {file}")
+    check_keypoint_values(kps[None], [image.name], f"--keypoints {file}", [image_size(image)])
+    return kps
+
+
+def search_pose(gallery: Gallery, cfg, image: Path, keypoints_file: str | None = None) -> QueryPose:
+    """The keypoints `search` uses for the photo `image`, and why: the one query policy on the index's config
+    `cfg`, with --keypoints (`keypoints_file`) as the caller's keypoints."""
+    given = read_query_keypoints(keypoints_file, image) if keypoints_file else None
+    poser = gallery.query_poser(cfg, give=KEYPOINTS_HINT)
+    try:
+        return poser.pose(str(image), given, where=f"--image {image}")
     finally:
-        estimator.close()
+        poser.close()
 
 
 def _camera_filters(cameras, exclude_camera, query_camid: int, image: Path) -> dict:
@@ -158,14 +151,17 @@ def _camera_filters(cameras, exclude_camera, query_camid: int, image: Path) -> d
 def search_image(index_dir: str, image: str, topk: int = 10, config: str | None = None, weights: str | None = None,
                  out: str | None = None, opts: Sequence[str] = (), cameras: Sequence[int] | None = None,
                  exclude_camera: int | str | None = None, since: str | None = None,
-                 until: str | None = None) -> list[Match]:
+                 until: str | None = None, keypoints: str | None = None) -> list[Match]:
     """Rank the index for one image: print the list, save the picture; returns the matches, nearest first.
 
     The model comes from `config` / `weights`, each defaulting to what the index stores. The picture
     goes to `out` (default `search_<image name>.png` in the current folder): a new path or a picture pfd
     wrote, never a user's file nor a file inside an index or run folder (pfd.io.claim_output_file).
     Filters (Gallery.search): `cameras` and `exclude_camera` 1-based as in file names (c1 = 1; exclude
-    "query" = the query's own camera, from its name), `since` / `until` seconds or ISO 8601 times.
+    "query" = the query's own camera, from its name), `since` / `until` seconds or ISO 8601 times. The
+    photo's keypoints follow the one query policy (pfd.inference.query_pose): `keypoints` (a JSON file),
+    else the index's pose backend when it reads pixels, else the photo's entry in the index's keypoint file;
+    the log says which and why.
     """
     setup_logger(None)
     image_path = Path(image).resolve()
@@ -185,16 +181,18 @@ def search_image(index_dir: str, image: str, topk: int = 10, config: str | None 
         raise InvalidInputError("--weights is needed (the index does not name its checkpoint)")
     require_file(weights, "--weights: checkpoint", CHECKPOINT_FILE)
     check_built_with(gallery.meta, index_dir, config_hash=config_hash(cfg))  # before the pose pass
-    keypoints = query_keypoints(cfg, image_path)  # [17, 3], before the model loads: a photo without any fails fast
+    pose = search_pose(gallery, cfg, image_path, keypoints)  # before the model loads: a photo without any fails fast
+    logger.info("query keypoints: %s", pose.reason)
     gallery.use_model(ReIDModel.from_checkpoint(weights, cfg, device=cfg.MODEL.DEVICE))
 
-    matches = gallery.search(str(image_path), topk, keypoints=keypoints, camid=camid, **filters)
+    matches = gallery.search(str(image_path), topk, keypoints=pose.keypoints, camid=camid, **filters)
     print(format_ranking(matches), flush=True)
 
     # An unknown query id (-1) matches nothing: not even gallery images whose id is also unknown.
     shown_pid = pid if pid >= 0 else min((m.id for m in matches), default=0) - 1
     plots.plot_ranked_lists([str(image_path)], [shown_pid], [m.path for m in matches], [m.id for m in matches],
                             [list(range(len(matches)))], picture, topk=topk, image_hw=tuple(cfg.INPUT.SIZE_TEST),
-                            query_keypoints=keypoints[None], keypoint_threshold=cfg.MODEL.SKT_THRES)
+                            query_keypoints=None if pose.keypoints is None else pose.keypoints[None],
+                            keypoint_threshold=cfg.MODEL.SKT_THRES)
     logger.info("ranking picture: %s", picture)
     return matches

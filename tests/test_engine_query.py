@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pfd.api import Gallery
 from pfd.config import load_config
 from pfd.engine.evaluator import ranks_reported
 from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError
 from pfd.inference.checkpoint import read_eval_checkpoint
 from pfd.io import sha256_file
-from pfd.query import query_keypoints
+from pfd.query import search_pose
 from pfd.retrieval import IndexLoadError, load_index
 from pfd.retrieval.index_folder import MANIFEST_FILE, META_FILE
 from pfd.retrieval.plots import BORDER, KEYPOINT_COLOURS, PAD, QUERY_GAP
@@ -190,7 +191,7 @@ def test_search_photo_without_keypoints_says_what_works_for_this_index(setup, ca
                                     "MODEL.POSE_FILE", str(keypoint_file)])
     with pytest.raises(InvalidInputError, match=rf"{keypoint_file} does not list it\).*add the photo's keypoints to "
                                                 rf"{keypoint_file} \(MODEL.POSE_FILE.*MODEL.POSE_BACKEND mediapipe"):
-        query_keypoints(cfg, photo)
+        search_pose(Gallery.load(setup["index"]), cfg, photo)
 
 
 def test_paths_that_exist_are_not_reported_missing(setup, capsys, tmp_path):

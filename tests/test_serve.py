@@ -14,7 +14,8 @@ from PIL import Image
 from serve_tiny import artefact_dir, browser_page, build_tiny_index, running_server
 
 from pfd.api import parse_name
-from pfd.serve import Limits, upload_pose_backend
+from pfd.pose.formats import read_project_json
+from pfd.serve import Limits
 from pfd.serve.app import relative_path
 
 pytestmark = pytest.mark.slow  # a uvicorn server process and a headless browser
@@ -66,7 +67,8 @@ def test_health_names_the_model_and_the_gallery(server, tiny):
     assert health["config_hash"] == model.config_hash and health["model_id"] == model.model_id[:12]
     assert (health["model"], health["device"], health["weights"]) == ("pfd", "cpu", "last.pth")
     assert health["max_k"] == 50 and health["max_pixels"] == 100000
-    assert health["upload_pose_backend"] == "mediapipe"  # the synthetic backend knows no uploaded photo
+    # the index's synthetic keypoints give an upload the keypoints its file lists; no fallback chosen
+    assert (health["upload_pose_backend"], health["pose_fallback"]) == ("synthetic", None)
 
 
 def test_an_upload_with_keypoints_gets_gallery_search_s_answer(server, tiny):
@@ -98,9 +100,13 @@ def test_a_gallery_image_by_number_and_an_upload_without_keypoints(server, tiny)
     assert_same(answer, tiny, expected(tiny, path, 3))
     assert answer["matches"][0]["index"] == number and answer["query"]["pose"] == "synthetic"
 
-    plain = upload(server, query_paths(tiny)[1], k=3).json()  # no keypoints: mediapipe poses the photo
-    assert plain["query"]["pose"] == "mediapipe" and np.shape(plain["query"]["keypoints"]) == (17, 3)
-    assert len(plain["matches"]) == 3
+    photo = query_paths(tiny)[1]
+    plain = upload(server, photo, k=3).json()  # no keypoints: the generator's, found by the upload's file name
+    assert plain["query"]["pose"] == "synthetic"
+    assert plain["query"]["pose_reason"] == f"query/{photo.name} in keypoints.json, the index's synthetic keypoints"
+    truth = read_project_json(tiny["root"] / "synthetic" / "keypoints.json")[str(photo)]
+    np.testing.assert_allclose(plain["query"]["keypoints"], truth, atol=0.01)
+    assert_same(plain, tiny, expected(tiny, photo, 3))  # Gallery.search of the file: the same keypoints
 
 
 def bad_requests(tiny, tmp: Path) -> list[tuple[str, dict, dict, int, str]]:
@@ -194,20 +200,20 @@ def test_four_concurrent_clients_get_correct_answers(server, tiny):
         assert_same(response.json(), tiny, reference[job])
 
 
-def test_relative_paths_and_the_upload_pose_backend(tiny):
+def test_relative_paths_and_the_limits():
     paths = ["/data/g/a/1.jpg", "/data/g2/2.jpg", "/elsewhere/3.jpg"]
     assert [relative_path(p, "/data/g") for p in paths] == ["a/1.jpg", "2.jpg", "3.jpg"]  # outside: the file name
     assert relative_path("/x/1.jpg", None) == "1.jpg"
-    cfg = tiny["model"].cfg
-    assert upload_pose_backend(cfg) == "mediapipe" and upload_pose_backend(cfg, "hrnet") == "hrnet"
     assert Limits().max_k == 100
 
 
 def test_the_page_searches_an_upload_in_chromium(server, tiny, tmp_path_factory):
-    """Headless Chromium opens /, uploads a query photo; k result images render and the first one's id is
-    the API's. The screenshot is kept (PFD_TEST_ARTEFACTS or pytest's tmp dir)."""
+    """Headless Chromium opens /, uploads a query photo; k result images render, the first one's id is the
+    API's, and the page says which keypoints were used and why. The screenshot is kept (PFD_TEST_ARTEFACTS
+    or pytest's tmp dir)."""
     path = query_paths(tiny)[2]
-    api_first = upload(server, path, k=K).json()["matches"][0]  # the page sends no keypoints either
+    api = upload(server, path, k=K).json()  # the page sends no keypoints either
+    api_first = api["matches"][0]
     with browser_page() as page:
         page.goto(server + "/")
         page.wait_for_function("document.querySelectorAll('#samples img').length > 0")
@@ -219,6 +225,9 @@ def test_the_page_searches_an_upload_in_chromium(server, tiny, tmp_path_factory)
         assert len(widths) == K and all(w > 0 for w in widths)
         assert int(page.get_attribute("#results li", "data-id")) == api_first["id"]
         assert page.eval_on_selector("#query-canvas", "c => c.width") > 0
+        assert page.text_content("#query-pose") == f"keypoints: {api['query']['pose_reason']}"
+        assert api["query"]["pose_reason"].startswith(f"query/{path.name} in keypoints.json")
+        assert "poses: synthetic" in page.text_content("#health")
         shot = artefact_dir(tmp_path_factory) / "serve_page.png"
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0

@@ -6,6 +6,7 @@
                           [--times TIMES.csv]
     python query.py search --index INDEX_DIR --image person.jpg [--topk 10] [--config CFG --weights W.pth]
                            [--cameras 1,3] [--exclude-camera [N]] [--since TIME] [--until TIME]
+                           [--keypoints KEYPOINTS.json]
 
 INDEX_DIR may also be a Milvus collection: milvus:PATH.db (Milvus Lite, a local folder) or
 milvus://HOST:PORT/COLLECTION (a Milvus server; a token from $PFD_MILVUS_TOKEN).
@@ -14,7 +15,9 @@ milvus://HOST:PORT/COLLECTION (a Milvus server; a token from $PFD_MILVUS_TOKEN).
 names, else -1) and stores the index with a metadata table; `--append` adds a folder's new images to
 an existing index, `--replace` builds anew over one (without either, an existing index is refused).
 `search` computes the query's pose and feature, prints the ranked list and saves a picture of it; it
-refuses an index built by another model or config.
+refuses an index built by another model or config. The query's keypoints: --keypoints, else the index's
+pose backend when it reads pixels (mediapipe, hrnet), else the photo's entry in the keypoint file the
+index's poses came from (the synthetic generator's, MODEL.POSE_FILE); the log says which and why.
 """
 import argparse
 import sys
@@ -100,6 +103,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     search.add_argument("--since", help="only matches taken at or after this time (seconds or ISO 8601; needs "
                         "`index --times`)")
     search.add_argument("--until", help="only matches taken at or before this time")
+    search.add_argument("--keypoints", metavar="FILE", help="the photo's keypoints: a JSON file of 17 [x, y, "
+                        "confidence] rows, COCO order, in its pixels (default: the index's pose backend when it "
+                        "reads pixels, else the photo's entry in the index's keypoint file)")
     add_debug_argument(search)
     search.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser, {"index": index, "search": search}
@@ -113,7 +119,8 @@ def main(argv=None) -> None:
                                 replace=args.replace, append=args.append, times=args.times)
         else:
             search_image(args.index, args.image, args.topk, args.config, args.weights, args.out, args.opts,
-                         cameras=args.cameras, exclude_camera=args.exclude_camera, since=args.since, until=args.until)
+                         cameras=args.cameras, exclude_camera=args.exclude_camera, since=args.since, until=args.until,
+                         keypoints=args.keypoints)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from ..config import ConfigError
 from ..errors import InvalidInputError, MissingFileError
 from .base import BACKENDS, PROJECT_FORMAT, PoseEstimator
 
-__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "resolve_backend"]
+__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "pose_file", "resolve_backend"]
 
 SYNTHETIC_FILE = "keypoints.json"
 
@@ -74,7 +74,8 @@ def _synthetic_file(image_paths: Sequence[str]) -> Path:
     return file
 
 
-def _pose_file(cfg) -> str:
+def pose_file(cfg) -> str:
+    """MODEL.POSE_FILE, the `file` backend's keypoint file; a ConfigError when it is not set."""
     if not cfg.MODEL.POSE_FILE:
         raise ConfigError("MODEL.POSE_BACKEND file needs MODEL.POSE_FILE (a COCO JSON, OpenPose CSV, "
                           "pfd keypoints.json or pose cache .npz)")
@@ -95,7 +96,7 @@ def estimator_identity(cfg, backend: str, image_paths: Sequence[str] = ()) -> st
     from .formats import file_identity
 
     if backend == "file":
-        return file_identity("file", _pose_file(cfg))
+        return file_identity("file", pose_file(cfg))
     return file_identity("synthetic", _synthetic_file(image_paths))
 
 
@@ -114,5 +115,5 @@ def build_estimator(cfg, backend: str | None = None, image_paths: Sequence[str] 
     from .formats import FileEstimator
 
     if name == "file":
-        return FileEstimator(_pose_file(cfg))
+        return FileEstimator(pose_file(cfg))
     return FileEstimator(_synthetic_file(image_paths), name="synthetic")

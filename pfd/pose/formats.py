@@ -318,17 +318,14 @@ class FileEstimator(PoseEstimator):
                 # an alias shared by two entries is ambiguous: mark it unusable
                 self._by_name[alias] = (key, kps) if alias not in self._by_name else None
 
-    def _find(self, path: str) -> tuple[str, np.ndarray] | None:
-        """(entry name in the file, keypoints [17, 3]) of the image at `path`, if the file lists it."""
+    def find(self, path: str) -> tuple[str, np.ndarray] | None:
+        """(entry name in the file, keypoints [17, 3]) of the image at `path`, if the file lists it; `path` may
+        be a bare file name (an uploaded photo's), found when one entry alone ends with it."""
         for key in (Path(path).as_posix(), *(_tail(path, n) for n in range(self.MAX_TAIL, 0, -1))):
             found = self._by_name.get(key)
             if found is not None:
                 return found
         return None
-
-    def lookup(self, path: str) -> np.ndarray | None:
-        found = self._find(path)
-        return None if found is None else found[1]
 
     def _check_inside(self, entry: str, kps: np.ndarray, image: str) -> None:
         """Present keypoints (confidence > 0) lie inside the image, else an error naming file, entry and image."""
@@ -338,7 +335,7 @@ class FileEstimator(PoseEstimator):
         out = np.zeros((len(paths), NUM_KEYPOINTS, 3), np.float32)
         missing = []
         for i, path in enumerate(paths):
-            found = self._find(path)
+            found = self.find(path)
             if found is None:
                 missing.append(path)
             else:

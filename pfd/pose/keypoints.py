@@ -1,6 +1,9 @@
 """COCO-17 keypoint definitions shared by every pose backend, the augmentations and the model, the one
-check of keypoint values a user gives (keypoint files, `ReIDModel.embed`), and what an estimator's
-keypoints off the image become (marked missing)."""
+check of keypoint values a user gives (keypoint files, `ReIDModel.embed`), one photo's keypoints as JSON
+(the service's `keypoints` field, `query.py search --keypoints`), and what an estimator's keypoints off the
+image become (marked missing)."""
+import json
+
 import numpy as np
 
 from ..errors import InvalidInputError
@@ -69,3 +72,22 @@ def check_keypoint_values(kps, names, source, sizes=None) -> None:
             f"{source}: entry {names[n]!r}, keypoint {COCO_KEYPOINTS[k]} is (x, y, confidence) = "
             f"{tuple(round(float(v), 4) for v in kps[n, k])}{size}; expected {expected} "
             f"({int(bad.any(axis=1).sum())} of {len(kps)} entries have such values)")
+
+
+def keypoints_from_json(text: str, source: str) -> np.ndarray:
+    """[17, 3] float32 from JSON `[[x, y, confidence], ...]` (COCO-17 order, the photo's own pixels); an
+    InvalidInputError naming `source` when the text is not JSON or not 17 rows of 3 numbers. The values
+    are the caller's to check (`check_keypoint_values`)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(f"{source}: not JSON ({err})") from err
+    try:
+        kps = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"{source}: expected {NUM_KEYPOINTS} rows of [x, y, confidence] numbers ({err})") \
+            from err
+    if kps.shape != (NUM_KEYPOINTS, 3):
+        raise InvalidInputError(f"{source}: expected shape [{NUM_KEYPOINTS}, 3] (x, y, confidence of the COCO-17 "
+                                f"keypoints), got {list(kps.shape)}")
+    return kps

@@ -2,7 +2,7 @@
 
 It sits at the API's level: it serves a `pfd.api.Gallery` and its `ReIDModel`, nothing lower.
 """
-from .app import create_app, upload_pose_backend
+from .app import create_app
 from .inputs import Limits
 
-__all__ = ["Limits", "create_app", "upload_pose_backend"]
+__all__ = ["Limits", "create_app"]

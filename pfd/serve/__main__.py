@@ -13,7 +13,7 @@ import logging
 import socket
 
 from pfd.errors import InvalidInputError, add_debug_argument, user_errors
-from pfd.pose.base import PIXEL_BACKENDS  # the backends that can pose an uploaded photo
+from pfd.pose.base import PIXEL_BACKENDS  # the backends that can pose any photo (the fallback's choices)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,8 +26,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--pose-backend", choices=PIXEL_BACKENDS, default=None,
-                        help="pose estimator for uploaded photos sent without keypoints (default: the model's "
-                             "own when it reads pixels, else mediapipe)")
+                        help="for an index whose poses came from a keypoint file (synthetic, file): the pose "
+                             "estimator for a photo sent without keypoints that the file does not list, named in "
+                             "each such answer (default: none, such a photo is refused with a message saying how "
+                             "to send keypoints). An index of a backend that reads pixels poses every photo itself")
     parser.add_argument("--max-upload-mb", type=float, default=8.0, help="largest upload in MiB (default 8)")
     parser.add_argument("--max-pixels", type=int, default=16_000_000,
                         help="largest photo in width x height pixels (default 16,000,000)")

@@ -24,6 +24,14 @@ from several threads at once (only `add`/`train` are not, and the service never 
 Milvus collection (pymilvus's gRPC client). The pose
 estimators (mediapipe graphs, a lazily built keypoint table) are not thread safe: one lock serializes
 keypoint estimation, which is short next to the forward pass.
+
+A query's keypoints follow the one policy of `query.py search` and the Python API
+(pfd.inference.query_pose): the request's `keypoints`, else the index's pose backend when it reads pixels,
+else the photo's entry in the index's keypoint file (a gallery image by its path, an upload by its file
+name). A photo that file does not list is refused (400, saying how to send keypoints) unless the operator
+chose a fallback backend, `--pose-backend`: a mixed pose source is then a deliberate choice, and every
+answer's `pose_reason` says the fallback posed the photo. Refusing by default is what `query.py search`
+does: features from another backend's keypoints are features of another config than the index's.
 """
 from __future__ import annotations
 
@@ -46,9 +54,7 @@ from .. import __version__
 from ..api import Gallery, parse_name
 from ..errors import UserError
 from ..image import image_size
-from ..pose import build_estimator
-from ..pose.base import PATH_BACKENDS
-from ..pose.estimator import resolve_backend
+from ..pose.base import PIXEL_BACKENDS
 from ..retrieval.occlusion import visible_counts
 from ..retrieval.stores import SearchFilter
 from .inputs import (
@@ -62,20 +68,10 @@ from .inputs import (
 )
 from .schemas import ErrorAnswer, Health, Match, Query, SearchAnswer
 
-__all__ = ["create_app", "router", "upload_pose_backend"]
+__all__ = ["create_app", "router"]
 
 logger = logging.getLogger("pfd.serve")
 STATIC = Path(__file__).resolve().parent / "static"
-
-
-def upload_pose_backend(cfg, requested: str | None = None) -> str:
-    """The pose backend for uploaded photos sent without keypoints: `requested`, else the model's own
-    when it reads pixels (hrnet, mediapipe), else mediapipe: a file-based backend (synthetic, file) looks
-    keypoints up by file name and knows no uploaded photo."""
-    if requested:
-        return requested
-    own = resolve_backend(cfg)
-    return "mediapipe" if own in PATH_BACKENDS else own
 
 
 def relative_path(path: str, root: str | None) -> str:
@@ -92,10 +88,15 @@ class _Searcher:
         self.model = gallery.model
         self.cfg = self.model.cfg
         self.threshold = float(self.cfg.MODEL.SKT_THRES)
-        self.upload_backend = upload_pose_backend(self.cfg, pose_backend)
+        give = "the request's `keypoints` field, JSON [17, 3] of x, y, confidence in its pixels"
+        if pose_backend is None:
+            give += "; or have the service started with --pose-backend mediapipe, which then poses such photos"
+        self.poser = gallery.query_poser(give=give, fallback=pose_backend)
+        if pose_backend is not None and self.poser.backend in PIXEL_BACKENDS:
+            logger.warning("--pose-backend %s is not used: the index's own backend, %s, poses every photo",
+                           pose_backend, self.poser.backend)
         self.root = gallery.meta.get("gallery")  # the folder the gallery was built from
         self._pose_lock = threading.Lock()
-        self._upload_estimator = None
 
     def health(self) -> Health:
         meta, model = self.gallery.meta, self.model
@@ -104,7 +105,8 @@ class _Searcher:
                       index_type=meta["index_type"], feature_kind=meta["feature_kind"], device=str(model.device),
                       store="milvus" if meta.get("format", "").startswith("pfd-milvus") else "faiss",
                       num_cameras=model.num_cameras, keypoint_threshold=self.threshold,
-                      upload_pose_backend=self.upload_backend, max_k=min(self.limits.max_k, len(self.gallery)),
+                      upload_pose_backend=self.poser.backend, pose_fallback=self.poser.fallback,
+                      max_k=min(self.limits.max_k, len(self.gallery)),
                       max_upload_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels)
 
     def gallery_file(self, number: int) -> Path:
@@ -118,16 +120,6 @@ class _Searcher:
                                404)
         return Path(path)
 
-    def _upload_keypoints(self, image) -> np.ndarray:
-        with self._pose_lock:
-            if self._upload_estimator is None:
-                self._upload_estimator = build_estimator(self.cfg, self.upload_backend)
-            return self._upload_estimator.predict([image])[0]  # [17, 3]
-
-    def _gallery_keypoints(self, path: str) -> np.ndarray:
-        with self._pose_lock:
-            return self.model.keypoints(path)[0]  # [17, 3], the model's own backend (e.g. the synthetic table)
-
     def search(self, *, image, name: str, keypoints_text: str | None, k: int, camera: int | None,
                source: str, filters: dict | None = None) -> SearchAnswer:
         """Match one query (`image`: an RGB PIL image or a gallery file path) and describe the answer."""
@@ -137,18 +129,14 @@ class _Searcher:
         pid, name_camera = parse_name(name)
         camera = name_camera if camera is None and name_camera >= 0 else camera
         width, height = image_size(image) if isinstance(image, str) else image.size
-        if self.cfg.MODEL.POSE_ONLINE:  # HRNet runs inside the model; keypoints are not an input
-            kps, pose = None, "online"
-        elif keypoints_text:
-            kps, pose = parse_keypoints(keypoints_text), "request"
-        elif isinstance(image, str):
-            kps, pose = self._gallery_keypoints(image), resolve_backend(self.cfg, None, [image])
-        else:
-            kps, pose = self._upload_keypoints(image), self.upload_backend
+        given = parse_keypoints(keypoints_text) if keypoints_text else None
+        with self._pose_lock:
+            pose = self.poser.pose(image, given, name=name, where=f"image {name!r}")
+        kps = pose.keypoints
         with torch.inference_mode():
             matches = self.gallery.search(image, k, keypoints=kps, camid=camera, **(filters or {}))
         query = Query(source=source, name=name, id=pid, camera=-1 if camera is None else camera, width=width,
-                      height=height, pose=pose, keypoint_threshold=self.threshold,
+                      height=height, pose=pose.source, pose_reason=pose.reason, keypoint_threshold=self.threshold,
                       keypoints=None if kps is None else np.asarray(kps).round(2).tolist(),
                       visible_keypoints=None if kps is None else int(visible_counts(kps[None], self.threshold)[0]))
         return SearchAnswer(k=k, query=query, matches=[
@@ -234,8 +222,9 @@ def search(state: Searcher, image: Annotated[UploadFile | None, File()] = None,
 def create_app(gallery: Gallery, limits: Limits | None = None, pose_backend: str | None = None) -> FastAPI:
     """The service over `gallery` (loaded, with its model: `Gallery.load(folder, model)`).
 
-    pose_backend: the estimator for uploaded photos sent without keypoints (default: see
-    `upload_pose_backend`); built on the first such upload. limits: default `Limits()`.
+    pose_backend: the fallback pose backend (mediapipe or hrnet) for a photo sent without keypoints that the
+    keypoint file of a file-based index (synthetic, file) does not list; None: such a photo is refused
+    (pfd.inference.query_pose). limits: default `Limits()`.
     """
     app = FastAPI(title="pfd search", version=__version__, redoc_url=None,
                   description="Person re-identification search over one gallery: the page is at /.")

@@ -4,7 +4,6 @@ with the HTTP status to answer and a one-line message naming the field."""
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +11,7 @@ from PIL import Image
 
 from ..errors import InvalidInputError
 from ..image import BAD_IMAGE_ERRORS, ImageReadError, open_image, to_rgb
-from ..pose.keypoints import NUM_KEYPOINTS
+from ..pose.keypoints import keypoints_from_json
 
 __all__ = ["Limits", "RequestError", "check_camera", "check_k", "decode_upload", "parse_cameras", "parse_keypoints"]
 
@@ -65,16 +64,9 @@ def parse_keypoints(text: str) -> np.ndarray:
     """[17, 3] float32 from JSON `[[x, y, confidence], ...]` (COCO-17 order, the photo's own pixels,
     confidence in [0, 1]); 400 naming what is wrong otherwise."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise RequestError(f"keypoints: not JSON ({err})") from err
-    try:
-        kps = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise RequestError(f"keypoints: expected {NUM_KEYPOINTS} rows of [x, y, confidence] numbers ({err})") from err
-    if kps.shape != (NUM_KEYPOINTS, 3):
-        raise RequestError(f"keypoints: expected shape [{NUM_KEYPOINTS}, 3] (x, y, confidence of the COCO-17 "
-                           f"keypoints), got {list(kps.shape)}")
+        kps = keypoints_from_json(text, "keypoints")
+    except InvalidInputError as err:
+        raise RequestError(str(err)) from err
     if not np.isfinite(kps).all():
         raise RequestError("keypoints: contains NaN or infinite values")
     if ((kps[:, 2] < 0) | (kps[:, 2] > 1)).any():

@@ -31,7 +31,11 @@ class Health(BaseModel):
     store: Literal["faiss", "milvus"]
     num_cameras: int
     keypoint_threshold: float = Field(description="MODEL.SKT_THRES: a keypoint counts as visible above it")
-    upload_pose_backend: str = Field(description="the estimator posing uploads sent without keypoints")
+    upload_pose_backend: str = Field(description="the index's pose backend, which gives a query sent without "
+                                     "keypoints its keypoints: a pixel one (mediapipe, hrnet) poses the photo, a "
+                                     "file-based one (synthetic, file) looks it up by path or file name")
+    pose_fallback: str | None = Field(description="the backend posing a photo the index's keypoint file does not "
+                                      "list (--pose-backend); null: such a photo needs keypoints")
     max_k: int = Field(description="most matches one search returns (also capped by the gallery size)")
     max_upload_bytes: int
     max_pixels: int
@@ -46,7 +50,9 @@ class Query(BaseModel):
     camera: int = Field(description="0-based camera: the request's, else the name's, else -1")
     width: int
     height: int
-    pose: str = Field(description="where the keypoints came from: request, online, or the estimator's name")
+    pose: str = Field(description="where the keypoints came from: request, online, or the pose backend's name")
+    pose_reason: str = Field(description="one line saying which keypoints were used and why (the one query "
+                             "keypoint policy of query.py search, the Python API and this service)")
     keypoint_threshold: float
     keypoints: list[list[float]] | None = Field(description="COCO-17 [17, 3] (x, y, confidence); null when the "
                                                 "model poses the image itself (online)")

@@ -14,8 +14,9 @@ async function loadHealth() {
   const response = await fetch("/api/health");
   health = await readJson(response);
   if (!response.ok) { showError(response.status, health.error); return; }
+  const fallback = health.pose_fallback ? `, else ${health.pose_fallback}` : "";
   $("health").textContent = `${health.model} (${health.weights}), config ${health.config_hash}, ` +
-    `${health.gallery_size} gallery images, ${health.device}`;
+    `${health.gallery_size} gallery images, ${health.device}, poses: ${health.upload_pose_backend}${fallback}`;
   $("k").max = health.max_k;
   $("k").value = Math.min(10, health.max_k);
   showSamples();
@@ -98,6 +99,7 @@ async function drawQuery(url, query) {
     : `${query.visible_keypoints} of 17 keypoints visible (${query.pose})`;
   const id = query.id >= 0 ? `id ${query.id}` : "id unknown";
   $("query-info").textContent = `${query.name}: ${id}, camera ${query.camera >= 0 ? query.camera : "unknown"}; ${visible}`;
+  $("query-pose").textContent = `keypoints: ${query.pose_reason}`; // which keypoints were used, and why
   $("query").hidden = false;
 }
 
