@@ -4,12 +4,14 @@
 
 Starts `python -m pfd.serve` on a free loopback port (polling /api/health until it answers), then
 `--clients` threads send `--requests` POST /api/search (k = 10) in all, cycling through the gallery's
-images: `upload` sends each file's bytes without keypoints (decode, pose of the photo, embedding, FAISS
-search: what a browser's upload costs), `gallery` sends its index number (the server reads the file and
-its keypoints from the model's own pose backend). Five warm-up requests are not timed; every answer
-must be 200. Without --index it builds the demo's model (configs/demo_synthetic.yaml, untrained
-weights: speed does not depend on training) and indexes a generated gallery of 79 images in a temp
-folder; --tiny: 20 requests from 2 clients. Prints one JSON line.
+images: `upload` sends each file's bytes without keypoints under a name no keypoint file lists, to a
+server started with `--pose-backend mediapipe` (decode, pose of the photo, embedding, FAISS search: what a
+browser's upload of a new photo costs; an index of a pixel backend poses it with its own), `gallery` sends
+its index number (the server reads the file and its keypoints by the index's query policy: for the demo,
+the synthetic table). Five warm-up requests are not timed; every answer must be 200. Without --index it
+builds the demo's model (configs/demo_synthetic.yaml, untrained weights: speed does not depend on
+training) and indexes a generated gallery of 79 images in a temp folder; --tiny: 20 requests from 2
+clients. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from bench._common import emit  # noqa: E402
 
 DEMO_CONFIG = REPO / "configs" / "demo_synthetic.yaml"
 WARMUP = 5
+UPLOAD_NAME = "photo.jpg"  # listed by no keypoint file: the server poses the pixels (issue 32's query policy)
 
 
 def demo_index(root: Path) -> Path:
@@ -66,7 +69,8 @@ def start_server(index: Path, log: Path, timeout: float = 300.0) -> tuple[subpro
         port = s.getsockname()[1]
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pfd.serve", "--index", str(index), "--port", str(port),
-                                 "--device", "cpu"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+                                 "--device", "cpu", "--pose-backend", "mediapipe"], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
@@ -90,7 +94,7 @@ def run(url: str, paths: dict[int, str], source: str, clients: int, requests: in
         if source == "gallery":
             response = client.post("/api/search", data={"gallery": str(number), "k": "10"})
         else:
-            files = {"image": (os.path.basename(paths[number]), Path(paths[number]).read_bytes(), "image/jpeg")}
+            files = {"image": (UPLOAD_NAME, Path(paths[number]).read_bytes(), "image/jpeg")}
             response = client.post("/api/search", files=files, data={"k": "10"})
         if response.status_code != 200:
             raise SystemExit(f"request {i}: {response.status_code} {response.text}")
@@ -128,7 +132,8 @@ def main(argv=None) -> None:
     ms = [1000 * x for x in latencies]
     emit({"source": args.source, "clients": args.clients, "requests": args.requests, "tiny": args.tiny,
           "gallery_size": health["gallery_size"], "model": health["model"], "device": health["device"],
-          "upload_pose_backend": health["upload_pose_backend"], "cpu_count": os.cpu_count(),
+          "upload_pose_backend": health["upload_pose_backend"], "pose_fallback": health["pose_fallback"],
+          "cpu_count": os.cpu_count(),
           "requests_per_s": round(args.requests / wall, 2), "median_ms": round(statistics.median(ms), 1),
           "p95_ms": round(statistics.quantiles(ms, n=20, method="inclusive")[18], 1), "max_ms": round(max(ms), 1)})
 
