@@ -266,7 +266,9 @@ class FakeModel:
 
     def __init__(self, dim=16):
         self.feature_dim, self.normalize, self.model_id, self.config_hash = dim, True, "fake-model", "fake-cfg"
-        self.cfg = SimpleNamespace(MODEL=SimpleNamespace(FEAT_KIND="full", NAME="fake"), dump=lambda: "fake: yes")
+        # POSE_ONLINE: it reads no keypoints, so the query keypoint policy (Gallery.search) hands it none
+        self.cfg = SimpleNamespace(MODEL=SimpleNamespace(FEAT_KIND="full", NAME="fake", POSE_ONLINE=True,
+                                                         POSE_BACKEND="mediapipe"), dump=lambda: "fake: yes")
         self.checkpoint, self.embedded, self.largest = "/fake.pth", [], 0
 
     def embed(self, paths, keypoints=None, camids=None, progress=False, return_keypoints=False):
