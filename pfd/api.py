@@ -585,7 +585,7 @@ class Gallery:
         given, else the gallery's pose backend when it reads pixels, else the photo's entry in the gallery's
         keypoint file, else `fallback` or an error saying how to `give` them. `cfg`: the config the gallery was
         built with (default: its model's); `query.py search` and the service make theirs here, `search` its own."""
-        return QueryPoser(cfg if cfg is not None else self.model.cfg, self._first_image(), give, fallback)
+        return QueryPoser(cfg if cfg is not None else self.model.cfg, self._image_folder(), give, fallback)
 
     def query_pose(self, image, keypoints=None) -> QueryPose:
         """The keypoints `search` uses for `image` (a path, PIL image or uint8 array [H, W, 3]) and why."""
@@ -627,12 +627,13 @@ class Gallery:
             self._poser = self.query_poser()
         return self._poser.pose(item, keypoints, where=f"query {item}" if isinstance(item, str) else "query")
 
-    def _first_image(self) -> str | None:
-        """One image the gallery holds: its pose backend `auto`, and the synthetic backend's keypoint file, are
-        found from it as when the gallery was built (None: an empty gallery, or a Milvus one without its first)."""
+    def _image_folder(self) -> str | None:
+        """Where the gallery's images are, from which its pose backend `auto` and the synthetic backend's keypoint
+        file are found as when it was built: the folder of its first image (a FAISS index), else the folder it
+        was built from (a Milvus one: read from its metadata, no query; None when built from a list of paths)."""
         if isinstance(self.index, GalleryIndex):
-            return next((p for p in self.meta["paths"] if p is not None), None)
-        return self.index.path_of(0)
+            return next((os.path.dirname(p) for p in self.meta["paths"] if p is not None), None)
+        return self.meta.get("gallery")
 
     def _close_poser(self) -> None:
         if self._poser is not None:

@@ -188,7 +188,7 @@ def test_an_index_of_a_keypoint_file_looks_photos_up_by_path_or_file_name(tiny, 
     cfg = tiny["model"].cfg.clone()
     cfg.defrost()
     cfg.MODEL.POSE_BACKEND, cfg.MODEL.POSE_FILE = "file", str(keypoint_file)
-    poser = QueryPoser(cfg, tiny["gallery"].meta["paths"][0], give="keypoints=")
+    poser = QueryPoser(cfg, str(tiny["root"] / "synthetic" / "bounding_box_test"), give="keypoints=")
     photo = tmp_path / "query" / tiny["photo"].name
     by_path = poser.pose(str(photo))
     with Image.open(photo) as image:
@@ -208,3 +208,22 @@ def test_with_online_poses_the_model_poses_the_photo_itself(tiny):
     cfg.MODEL.POSE_ONLINE = True
     pose = QueryPoser(cfg, None, give="keypoints=").pose(str(tiny["photo"]), tiny["truth"])
     assert pose.keypoints is None and pose.source == "online" and "MODEL.POSE_ONLINE" in pose.reason
+
+
+def test_a_milvus_gallery_finds_its_keypoint_file_from_the_folder_it_was_built_from(tiny, tmp_path):
+    """A Milvus gallery has no list of paths to read: its metadata's folder locates the synthetic keypoint file
+    an upload is looked up in (and `auto` is resolved from), with no query to the collection."""
+    pytest.importorskip("milvus_lite")
+    folder = tiny["root"] / "synthetic" / "bounding_box_test"
+    gallery = Gallery.build(tiny["model"], folder, store=f"milvus:{tmp_path / 'g'}.db")
+    try:
+        answer = upload(TestClient(create_app(gallery)), tiny["photo"]).json()
+        assert answer["query"]["pose_reason"] == (f"query/{tiny['photo'].name} in keypoints.json, the index's "
+                                                  f"synthetic keypoints")
+        cfg = tiny["model"].cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.POSE_BACKEND = "auto"  # resolved from the gallery's folder, as `query.py index` resolved it
+        assert QueryPoser(cfg, gallery.meta["gallery"], "keypoints=").backend == "synthetic"
+        assert QueryPoser(cfg, str(tmp_path), "keypoints=").backend == "mediapipe"  # no keypoints.json there
+    finally:
+        gallery.close()

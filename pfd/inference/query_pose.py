@@ -12,7 +12,7 @@ whichever way it is searched:
 With MODEL.POSE_ONLINE the model poses the photo itself (HRNet on its input) and no keypoints are used.
 
 The index's own backend is the MODEL.POSE_BACKEND of the config it was built with, `auto` resolved against
-one of its gallery images as `query.py index` resolved it: keypoints from another backend give features of
+the folder of its gallery images as `query.py index` resolved it: keypoints from another backend give features of
 another config, which is why a search does not switch backends on its own.
 """
 from __future__ import annotations
@@ -27,7 +27,13 @@ from ..errors import InvalidInputError
 from ..image import image_size
 from ..pose import build_estimator
 from ..pose.base import PIXEL_BACKENDS, PoseEstimator
-from ..pose.estimator import SYNTHETIC_FILE, find_synthetic_keypoints, pose_file, resolve_backend
+from ..pose.estimator import (
+    SYNTHETIC_FILE,
+    find_synthetic_keypoints,
+    pose_file,
+    resolve_backend,
+    synthetic_keypoints_in,
+)
 from ..pose.formats import FileEstimator
 from ..pose.keypoints import check_keypoint_values
 
@@ -52,17 +58,17 @@ class NoQueryKeypoints(InvalidInputError):
 
 
 class QueryPoser:
-    """The policy above for the index built with `cfg` whose images include `gallery_image` (None: an empty
-    gallery). `give` says how this caller gives keypoints (for the error of (d)); `fallback`: a backend that
+    """The policy above for the index built with `cfg` whose images are in `gallery_folder` (None: unknown, an
+    empty gallery). `give` says how this caller gives keypoints (for the error of (d)); `fallback`: a backend that
     reads pixels for (d). Estimators and keypoint files are loaded on first use and kept; not thread safe
     (the service holds a lock around `pose`)."""
 
-    def __init__(self, cfg, gallery_image: str | None, give: str, fallback: str | None = None):
+    def __init__(self, cfg, gallery_folder: str | None, give: str, fallback: str | None = None):
         if fallback is not None and fallback not in PIXEL_BACKENDS:
             raise InvalidInputError(f"fallback pose backend: expected one that reads pixels "
                                     f"({', '.join(PIXEL_BACKENDS)}), got {fallback!r}")
-        self.cfg, self.gallery_image, self.give, self.fallback = cfg, gallery_image, give, fallback
-        self.backend = resolve_backend(cfg, None, [gallery_image] if gallery_image else [])
+        self.cfg, self.gallery_folder, self.give, self.fallback = cfg, gallery_folder, give, fallback
+        self.backend = resolve_backend(cfg, image_folder=gallery_folder)
         self._estimators: dict[str, PoseEstimator] = {}  # a backend name or a keypoint file -> its estimator
 
     def pose(self, image: str | Image.Image, keypoints=None, name: str | None = None,
@@ -113,7 +119,8 @@ class QueryPoser:
         generator's keypoints.json above the photo and the one above the gallery's images."""
         if self.backend == "file":
             return [Path(pose_file(self.cfg))]
-        found = (find_synthetic_keypoints([p]) for p in (path, self.gallery_image) if p)
+        found = [find_synthetic_keypoints([path]) if path else None,
+                 synthetic_keypoints_in(self.gallery_folder) if self.gallery_folder else None]
         return list(dict.fromkeys(f for f in found if f is not None))
 
     def _file_estimator(self, file: Path) -> FileEstimator:

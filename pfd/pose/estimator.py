@@ -22,16 +22,20 @@ from ..config import ConfigError
 from ..errors import InvalidInputError, MissingFileError
 from .base import BACKENDS, PROJECT_FORMAT, PoseEstimator
 
-__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "pose_file", "resolve_backend"]
+__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "pose_file", "resolve_backend",
+           "synthetic_keypoints_in"]
 
 SYNTHETIC_FILE = "keypoints.json"
 
 
 def find_synthetic_keypoints(paths: Sequence[str], levels: int = 3) -> Path | None:
     """The generator's keypoints.json in a folder above the first image (up to `levels` up), if any."""
-    if not paths:
-        return None
-    folder = Path(paths[0]).resolve().parent
+    return synthetic_keypoints_in(Path(paths[0]).resolve().parent, levels) if paths else None
+
+
+def synthetic_keypoints_in(folder: str | os.PathLike, levels: int = 3) -> Path | None:
+    """The generator's keypoints.json in `folder` or the folders above it (`levels` folders in all), if any."""
+    folder = Path(folder).resolve()
     for candidate in [folder, *folder.parents][:levels]:
         file = candidate / SYNTHETIC_FILE
         if file.is_file() and _is_project_file(file):
@@ -47,8 +51,10 @@ def _is_project_file(path: Path) -> bool:
         return False
 
 
-def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] = ()) -> str:
-    """The backend to use: `backend`, else MODEL.POSE_BACKEND, with `auto` decided as documented above."""
+def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] = (),
+                    image_folder: str | os.PathLike | None = None) -> str:
+    """The backend to use: `backend`, else MODEL.POSE_BACKEND, with `auto` decided as documented above from
+    the images at `image_paths`, or from `image_folder` (where they are) when no path is at hand."""
     name = backend or cfg.MODEL.POSE_BACKEND
     if name != "auto":
         if name not in BACKENDS:
@@ -58,7 +64,7 @@ def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] 
         return "hrnet"
     if cfg.MODEL.POSE_FILE:  # a file the user named wins over one found next to the images
         return "file"
-    if find_synthetic_keypoints(image_paths) is not None:
+    if find_synthetic_keypoints(image_paths) or (image_folder and synthetic_keypoints_in(image_folder)):
         return "synthetic"
     return "mediapipe"
 
