@@ -6,28 +6,27 @@
 Trains `pfd` and `vit_baseline` (plus every --variant NAME KEY VALUE ...) into OUT/NAME, evaluates
 each like test.py (OUT/NAME/test/metrics.json) and prints one table per test set: mAP / Rank-1 over all
 queries and per visible-keypoint bucket (TEST.VIS_BUCKETS), and each variant minus the baseline.
+(Installed by pip as `pfd-compare`.)
 """
 import argparse
 
+from pfd.cli.common import command_parser, one_line_errors
 from pfd.config import load_config
 from pfd.engine.compare import DEFAULT_VARIANTS, compare_tables, run_compare
 from pfd.engine.distributed import cleanup
-from pfd.errors import InvalidInputError, add_debug_argument, user_errors
+from pfd.errors import InvalidInputError
 from pfd.io import child_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pfd.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML config shared by every variant")
+    parser = command_parser(__doc__, config="YAML config shared by every variant", required=True,
+                            overrides="config overrides for every variant: KEY VALUE ...")
     parser.add_argument("--out", required=True, help="folder for the runs (OUT/NAME) and compare.json")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [KEY VALUE]",
                         help="an extra variant: a name, then its config overrides (repeatable)")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="run only these variants (e.g. --only pfd to add a run to an earlier --out)")
     parser.add_argument("--reuse", action="store_true", help="evaluate finished runs in OUT instead of retraining")
-    parser.add_argument("opts", nargs="*", help="config overrides for every variant: KEY VALUE ...")
-    add_debug_argument(parser)
     return parser.parse_intermixed_args(argv)
 
 
@@ -51,8 +50,7 @@ def variants_from_args(args) -> dict[str, list[str]]:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    with user_errors(args.debug):  # a bad variant, config or --out: one line, exit status 2
+    with one_line_errors(parse_args(argv)) as args:  # a bad variant, config or --out: one line, exit status 2
         variants = variants_from_args(args)
         try:
             results = run_compare(args.config, args.opts, args.out, variants, reuse=args.reuse)
