@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import pfd
-from pfd import compare as compare_command
-from pfd import export as export_command
+from pfd.cli import compare as compare_command
+from pfd.cli import export as export_command
 from pfd.engine.logger import setup_logger
 from pfd.engine.trainer import Trainer
 from pfd.errors import UserError

@@ -23,7 +23,6 @@ part ([g_bn, l_i_bn], `PFD.matching_free_dim`) is compared; the report counts th
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import time
@@ -35,15 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import add_debug_argument, user_errors
-from .io import atomic_path, claim_output_file
-from .model.parts import cosine_matrix, pfa
-from .pose.heatmaps import render_heatmaps
-from .pose.keypoints import NUM_KEYPOINTS
+from .. import __version__
+from ..io import atomic_path, claim_output_file
+from ..model.parts import cosine_matrix, pfa
+from ..pose.heatmaps import render_heatmaps
+from ..pose.keypoints import NUM_KEYPOINTS
 
-__all__ = ["ExportCheckError", "example_inputs", "export_onnx", "is_pfd_onnx", "matching_margins", "onnx_features",
-           "main"]
+__all__ = ["ExportCheckError", "claim_onnx_path", "example_inputs", "export_onnx", "is_pfd_onnx", "matching_margins",
+           "onnx_features"]
 
 logger = logging.getLogger("pfd")
 INPUT_NAMES = ("images", "heatmaps", "camids")
@@ -208,40 +206,3 @@ def export_onnx(model: nn.Module, out: str | Path, input_hw: Sequence[int], sigm
     opset = next((o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"path": str(out), "relative_difference": difference, "near_ties": ties, "samples": samples,
             "export_seconds": seconds, "opset": opset, "feature_dim": int(model.feature_dim)}
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pfd.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, help="checkpoint (ours, or a reference PFD/TransReID one)")
-    parser.add_argument("--config", help="YAML config (default: the one our checkpoints store; "
-                                         "required for reference checkpoints)")
-    parser.add_argument("--out", required=True, help="ONNX file to write")
-    parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
-    add_debug_argument(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> None:
-    from .api import ReIDModel
-    from .engine.logger import setup_logger
-
-    args = parse_args(argv)
-    setup_logger(None)
-    with user_errors(args.debug):  # a bad checkpoint, config or --out: one line, exit status 2
-        claim_onnx_path(args.out)  # before the model loads; export_onnx checks it again (the API's path)
-        model = ReIDModel.from_checkpoint(args.weights, args.config, device="cpu", opts=args.opts)
-        cfg = model.cfg
-        report = export_onnx(model.model, args.out, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, model.num_cameras)
-    print(f"exported {cfg.MODEL.NAME} ({report['feature_dim']}-d features, opset {report['opset']}) to "
-          f"{report['path']} in {report['export_seconds']:.1f} s; onnxruntime vs PyTorch relative difference "
-          f"{report['relative_difference']:.2e} (tolerance {TOLERANCE:g}) on batches of "
-          f"{', '.join(map(str, CHECK_BATCHES))}", flush=True)
-    if report["near_ties"]:
-        print(f"{report['near_ties']} of {report['samples']} checked samples have a near-tie PFA/PVM matching "
-              f"(similarity gap < {TIE_MARGIN:g}), where rounding may pick another view: for them only the first "
-              f"{model.model.matching_free_dim} values (g_bn, l_i_bn) were compared", flush=True)
-
-
-if __name__ == "__main__":
-    main()
