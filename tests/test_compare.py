@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pfd import compare
+from pfd.cli import compare
 from pfd.engine.compare import compare_table, compare_tables
 from pfd.errors import OutputExistsError
 

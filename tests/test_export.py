@@ -10,6 +10,7 @@ from test_api import demo_layout, readme_section
 
 import pfd.export as pfd_export
 from pfd.api import ReIDModel
+from pfd.cli.export import main
 from pfd.config import load_config
 from pfd.engine.trainer import Trainer
 from pfd.errors import OutputExistsError
@@ -19,7 +20,6 @@ from pfd.export import (
     example_inputs,
     export_onnx,
     is_pfd_onnx,
-    main,
     matching_margins,
     onnx_features,
 )

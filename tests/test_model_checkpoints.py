@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from pfd.cli.convert import main as convert_main
 from pfd.config import load_config
 from pfd.engine.tester import load_eval_model
 from pfd.errors import UserError
 from pfd.model import build_model, load_checkpoint_into
 from pfd.model.convert import convert_reference_pfd
-from pfd.model.convert import main as convert_main
 from pfd.state_dict import read_state_dict
 
 from engine_tiny import reference_layout

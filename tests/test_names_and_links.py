@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pfd import compare as compare_command
+from pfd.cli import compare as compare_command
 from pfd.data.occlude import __main__ as occlude_command
 from pfd.data.synthetic import __main__ as synthetic_command
 from pfd.data.synthetic import generate

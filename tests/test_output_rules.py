@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from pfd.cli import compare as compare_command
+from pfd.cli import convert as convert_command
 from pfd.cli import export as export_command
 from pfd.data.occlude import __main__ as occlude_command
 from pfd.data.synthetic import __main__ as synthetic_command
@@ -26,7 +27,6 @@ from pfd.data.synthetic import generate
 from pfd.data.synthetic.generate import SyntheticConfig
 from pfd.errors import user_errors
 from pfd.io import OUTPUT_MARKER, claim_output_dir, output_kind
-from pfd.model import convert as convert_command
 from pfd.pose import __main__ as pose_command
 from pfd.retrieval import build_index, save_index
 

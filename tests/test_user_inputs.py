@@ -18,12 +18,12 @@ import torch
 
 import pfd
 from pfd.cli import compare as compare_command
+from pfd.cli import convert as convert_command
 from pfd.cli import export as export_command
 from pfd.engine.logger import setup_logger
 from pfd.engine.trainer import Trainer
 from pfd.errors import UserError
 from pfd.export import ExportCheckError
-from pfd.model import convert as convert_command
 from pfd.pose import __main__ as pose_command
 
 from engine_tiny import DEMO_CONFIG, exit_status, load_script, make_data, reference_layout, tiny_config, tiny_opts

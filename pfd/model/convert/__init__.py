@@ -1,7 +1,7 @@
 """Checkpoints of the reference implementation -> this project's models, and one-call loading.
 
     load_checkpoint_into(model, path)      # ours, a reference PFD, or a TransReID baseline checkpoint
-    python -m pfd.model.convert IN.pth OUT.pth
+    convert_checkpoint_file(src, dst)      # a reference checkpoint saved in our layout (python -m pfd.model.convert)
 
 Reference PFD layout (see ../shared/fixtures/pfd_reference_state_dict.json): `base_vit.*` (TransReID
 ViT), `b2.{0,1}.*`, `transformerdecoder.{layers.N,norm}.*`, `query_embed`, `pose_decoder_linear.*`,
@@ -15,7 +15,6 @@ A TransReID baseline (`build_transformer`: `base.*`, `bottleneck`, `classifier`)
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from pathlib import Path
@@ -23,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError, UserError, add_debug_argument, user_errors
-from ..io import atomic_save, claim_output_file
-from ..state_dict import check_finite_state, load_state_dict_strict, load_torch_file, read_state_dict
+from ...errors import InvalidInputError, UserError
+from ...io import atomic_save, claim_output_file
+from ...state_dict import check_finite_state, load_state_dict_strict, load_torch_file, read_state_dict
 
 __all__ = ["REFERENCE_UNUSED", "detect_layout", "convert_reference_pfd", "convert_transreid_baseline",
-           "to_own_layout", "load_state_into", "load_checkpoint_into", "main"]
+           "to_own_layout", "load_state_into", "load_checkpoint_into", "convert_checkpoint_file"]
 
 _logger = logging.getLogger(__name__)
 
@@ -135,25 +134,19 @@ def is_converted_checkpoint(path: Path) -> bool:
     return isinstance(obj, dict) and set(obj) == {"model", "source"}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Convert a reference PFD (or TransReID baseline) checkpoint into this project's layout."""
-    parser = argparse.ArgumentParser(prog="python -m pfd.model.convert", description=main.__doc__)
-    parser.add_argument("src", help="reference checkpoint (.pth)")
-    parser.add_argument("dst", help="output file: {'model': state_dict, 'source': src}")
-    add_debug_argument(parser)
-    args = parser.parse_args(argv)
-    with user_errors(args.debug):  # a missing or foreign checkpoint, a dst of the user's: one line, exit status 2
-        claim_output_file(args.dst, is_converted_checkpoint, what="converted checkpoint",
-                          hint="choose another output file")
-        state = read_state_dict(args.src)
-        layout = detect_layout(state)
-        if layout not in _CONVERTERS:
-            raise InvalidInputError(f"{args.src}: layout {layout!r} is not a reference checkpoint (expected "
-                                    f"{' or '.join(_CONVERTERS)}); nothing to convert")
-        check_finite_state(state, args.src)  # a diverged run's weights would convert into an unusable file
-        atomic_save({"model": _CONVERTERS[layout](state), "source": str(args.src)}, args.dst)
-    print(f"{args.src} ({layout}) -> {args.dst}")
+def convert_checkpoint_file(src: str | Path, dst: str | Path) -> str:
+    """Write the reference PFD (or TransReID baseline) checkpoint `src` in this project's layout to `dst`, as
+    {"model": state_dict, "source": src}; returns the layout `src` came in.
 
-
-if __name__ == "__main__":
-    main()
+    `dst` must be new or a file this function wrote (pfd.io's guard); `src` must be a reference checkpoint
+    with finite weights (a diverged run's would convert into an unusable file). Else an InvalidInputError,
+    raised before anything is written."""
+    claim_output_file(dst, is_converted_checkpoint, what="converted checkpoint", hint="choose another output file")
+    state = read_state_dict(src)
+    layout = detect_layout(state)
+    if layout not in _CONVERTERS:
+        raise InvalidInputError(f"{src}: layout {layout!r} is not a reference checkpoint (expected "
+                                f"{' or '.join(_CONVERTERS)}); nothing to convert")
+    check_finite_state(state, src)
+    atomic_save({"model": _CONVERTERS[layout](state), "source": str(src)}, dst)
+    return layout
