@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 PFD = Path(__file__).resolve().parents[1] / "pfd"
-# A module imports only modules of lower layers and of its own package (or base module). Commands
-# (`python -m pfd.pose`, `pfd.data.synthetic`: their `__main__.py`) sit above all and are exempt.
+# A module imports only modules of lower layers and of its own package (or base module). The `python -m` homes
+# (`pfd/pose/__main__.py` ...) are exempt: each only runs its command in pfd.cli, the top layer (a test says so).
 LAYERS = (
     ("errors", "precision", "lazy", "skeleton"),  # the base modules import nothing of ours ...
     ("io", "state_dict", "image", "device"),  # ... or only errors (device: its MODEL.DEVICE errors are UserErrors)
@@ -16,9 +16,9 @@ LAYERS = (
     ("pose",),  # keypoint definitions, estimators, the keypoint cache
     ("data", "model"),  # both build on pose's keypoints; neither imports the other
     ("engine",),
-    ("api", "compare"),  # the Python API; `python -m pfd.compare` (drives the engine)
+    ("api", "compare"),  # the Python API; pfd.compare, `python -m pfd.compare`'s home (its work: engine.compare)
     ("query", "export", "serve"),  # query.py's work, the export and the search service, all on top of the API
-    ("cli",),  # the commands train.py, test.py and query.py run (pip installs them as pfd-train ...)
+    ("cli",),  # every command's parser and main (pip installs them as pfd-train ...; the scripts run them)
 )
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
@@ -109,12 +109,13 @@ def test_imports_stay_light_and_exports_load_on_first_use():
     assert out.stderr.strip().endswith("AttributeError: module 'pfd.model' has no attribute 'nothing'")
 
 
-def test_the_convert_command_module_runs_once():
-    """`python -m pfd.model.convert` (in docs/USAGE.md): pfd.model loads its exports lazily, so runpy does not
-    find the module already imported by its package (a RuntimeWarning, an error here)."""
-    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "pfd.model.convert", "--help"],
-                         cwd=PFD.parent, capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.startswith("usage: python -m pfd.model.convert"), out.stderr[-2000:]
+@pytest.mark.parametrize("path", sorted(PFD.rglob("__main__.py")), ids=lambda f: str(f.relative_to(PFD)))
+def test_a_python_m_home_only_runs_its_command_in_pfd_cli(path):
+    """The one exemption from the layers is this narrow: `pfd/X/__main__.py` imports pfd.cli.NAME's main, nothing
+    else (the command's parsing and work live in pfd.cli and the libraries)."""
+    imported = imported_modules(path)
+    module = min(imported)  # pfd.cli.NAME sorts before pfd.cli.NAME.main
+    assert module.startswith("pfd.cli.") and imported == {module, f"{module}.main"}, imported
 
 
 def module_name(path: Path, root: Path = PFD) -> str:
