@@ -17,11 +17,11 @@ import pytest
 from pfd.cli.common import one_line_errors, program_name
 from pfd.errors import InvalidInputError
 
-from engine_tiny import REPO, load_script
+from engine_tiny import REPO, exit_status, load_script
 
-# command -> (where else it is run from: a top-level script or a `python -m` home, the shortest argv it
-# accepts, its --config: "required", "optional" or None for a command that reads no config and takes no
-# overrides). query's two subcommands are listed as `query index` and `query search`.
+# command -> (how else it is run: a top-level script, a `python -m` home, or for `make docs` its own module; the
+# shortest argv it accepts; its --config: "required", "optional" or None for a command that reads no config and
+# takes no overrides). query's two subcommands are listed as `query index` and `query search`.
 COMMANDS = {
     "train": ("train.py", ["--config", "c.yaml"], "required"),
     "test": ("test.py", ["--config", "c.yaml"], "required"),
@@ -35,8 +35,11 @@ COMMANDS = {
     "export": ("pfd.export", ["--weights", "w.pth", "--out", "m.onnx"], "optional"),
     "convert": ("pfd.model.convert", ["a.pth", "b.pth"], None),
     "serve": ("pfd.serve", ["--index", "i"], None),
+    "docs": ("pfd.cli.docs", [], None),  # a tool for the repository's docs/USAGE.md, not installed
 }
-MODULE_HOMES = {name: home for name, (home, _, _) in COMMANDS.items() if not home.endswith(".py")}
+INSTALLED = sorted({command.split()[0] for command in COMMANDS} - {"docs"})
+MODULE_HOMES = {name: home for name, (home, _, _) in COMMANDS.items()  # the `python -m` homes: __main__ shims
+                if not home.endswith(".py") and not home.startswith("pfd.cli.")}
 
 
 def parse(command: str, argv: list[str]) -> argparse.Namespace:
@@ -52,9 +55,9 @@ def installed_commands() -> dict[str, str]:
 
 
 def test_pip_installs_each_pfd_cli_command_and_the_scripts_and_homes_run_the_same_main():
-    names = sorted({command.split()[0] for command in COMMANDS})
-    assert len(names) == 10 and installed_commands() == {f"pfd-{name}": f"pfd.cli.{name}:main" for name in names}
-    for name in names:
+    assert len(INSTALLED) == 10
+    assert installed_commands() == {f"pfd-{name}": f"pfd.cli.{name}:main" for name in INSTALLED}
+    for name in INSTALLED:
         main = importlib.import_module(f"pfd.cli.{name}").main
         assert inspect.signature(main).parameters["argv"].default is None, name
     for script in ("train", "test", "query"):
@@ -115,9 +118,13 @@ def test_the_program_name_is_what_the_user_typed(run_as):
 def test_every_usage_line_names_the_program_as_run(command, run_as, capsys):
     name, _, sub = command.partition(" ")
     home = COMMANDS[command][0]
-    for main_spec, argv0, prog in ((None, f"/opt/venv/bin/pfd-{name}", f"pfd-{name}"),
-                                   (None if home.endswith(".py") else f"{home}.__main__", f"/src/{home}",
-                                    home if home.endswith(".py") else f"python3 -m {home}")):
+    if home.endswith(".py"):
+        runs = [(None, f"/src/{home}", home)]
+    else:  # a module, or a package's __main__, run with -m
+        runs = [(home if home.startswith("pfd.cli.") else f"{home}.__main__", f"/src/{home}", f"python3 -m {home}")]
+    if name in INSTALLED:
+        runs.append((None, f"/opt/venv/bin/pfd-{name}", f"pfd-{name}"))
+    for main_spec, argv0, prog in runs:
         run_as(main_spec, argv0)
         with pytest.raises(SystemExit) as exit_info:
             parse(command, ["--help"])
@@ -157,3 +164,18 @@ def test_each_python_m_home_answers_help_in_its_own_process():
                               capture_output=True, text=True, env=env, timeout=120)
         usage = f"usage: {Path(sys.executable).name} -m {home} "
         assert done.returncode == 0 and done.stdout.startswith(usage), (home, done.stderr[-2000:])
+
+
+def test_make_docs_writes_the_key_reference_once_and_refuses_a_missing_file_in_one_line(tmp_path, capsys):
+    from pfd.cli.docs import main
+    from pfd.config.docs import BEGIN, END, key_reference
+
+    page = tmp_path / "USAGE.md"
+    page.write_text(f"# Keys\n{BEGIN}\nstale\n{END}\n")
+    main([str(page)])
+    assert page.read_text() == f"# Keys\n{BEGIN}\n{key_reference()}\n{END}\n"
+    main([str(page)])
+    assert capsys.readouterr().out.splitlines() == [f"{page}: key reference updated",
+                                                    f"{page}: key reference already up to date"]
+    assert exit_status(main, [str(tmp_path / "absent.md")]) == 2
+    assert capsys.readouterr().err == f"error: markdown file not found: {tmp_path / 'absent.md'}\n"

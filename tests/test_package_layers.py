@@ -109,6 +109,13 @@ def test_imports_stay_light_and_exports_load_on_first_use():
     assert out.stderr.strip().endswith("AttributeError: module 'pfd.model' has no attribute 'nothing'")
 
 
+def test_only_pfd_cli_reads_command_lines():
+    """Every command's parsing lives in pfd/cli: no other module of the package imports argparse."""
+    parsing = sorted(str(f.relative_to(PFD)) for f in PFD.rglob("*.py")
+                     if f.parent != PFD / "cli" and "argparse" in imported_modules(f))
+    assert parsing == [], "move their command-line parsing to pfd/cli"
+
+
 @pytest.mark.parametrize("path", sorted(PFD.rglob("__main__.py")), ids=lambda f: str(f.relative_to(PFD)))
 def test_a_python_m_home_only_runs_its_command_in_pfd_cli(path):
     """The one exemption from the layers is this narrow: `pfd/X/__main__.py` imports pfd.cli.NAME's main, nothing
