@@ -1,6 +1,7 @@
 """`pip install` of the project gives working commands: a fresh virtual environment gets the project from a copy
 of the checkout (no network: `--no-deps --no-index`; the dependencies are the project venv's, seen through a .pth
-file), then two installed commands' --help, one real run and one refused input run from outside the checkout."""
+file), then three installed commands' --help (each named as typed), one real run and one refused input run from
+outside the checkout."""
 import json
 import shutil
 import subprocess
@@ -50,6 +51,8 @@ def test_installed_commands_answer_help(venv):
     assert train.returncode == 0 and train.stdout.startswith("usage: pfd-train") and "--resume" in train.stdout
     search = run(venv / "bin" / "pfd-query", "search", "--help", cwd=venv.parent)
     assert search.returncode == 0 and search.stdout.startswith("usage: pfd-query search") and "--topk" in search.stdout
+    serve = run(venv / "bin" / "pfd-serve", "--help", cwd=venv.parent)  # named as typed, not `python -m pfd.serve`
+    assert serve.returncode == 0 and serve.stdout.startswith("usage: pfd-serve ") and "--index" in serve.stdout
 
 
 def test_an_installed_command_runs(venv, tmp_path):
