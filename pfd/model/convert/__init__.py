@@ -126,7 +126,7 @@ def load_checkpoint_into(model: nn.Module, path: str | Path) -> str:
 
 
 def is_converted_checkpoint(path: Path) -> bool:
-    """True when `path` is a file this command wrote ({"model", "source"}): `dst` may replace it."""
+    """True when `path` is a file convert_checkpoint_file wrote ({"model", "source"}): it may be replaced."""
     try:
         obj = load_torch_file(path)
     except UserError:
