@@ -85,6 +85,32 @@ def test_build_search_add_remove_reload(store, tmp_path, release_lite):
     assert loaded.index.path_of(first.index) == str(target) and loaded.index.path_of(10 ** 6) is None
 
 
+@pytest.mark.parametrize("store", STORES)
+def test_stored_vectors_come_back_whole_for_re_ranking(store, tmp_path, release_lite):
+    """`vectors(rows)` gives each live row's vector as it was indexed (L2-normalized), in the order asked and
+    after a removal; a removed row is refused."""
+    images = image_folder(tmp_path / "g", 12)
+    paths = sorted(map(str, images.iterdir()))
+    model = FakeModel()
+    gallery = Gallery.build(model, images, store=location(store, tmp_path))
+    release_lite(gallery)
+    removed = gallery.index.find(model.embed(paths[3]), 1)[0]
+    assert gallery.remove([paths[3]]) == 1
+    hits = gallery.index.find(model.embed(paths[7]), 11)[::-1]  # farthest first: the order asked is kept
+    want = model.embed([h.path for h in hits])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(gallery.index.vectors([h.row for h in hits]), want, atol=1e-6)
+    assert gallery.index.vectors([]).shape == (0, 16)
+    with pytest.raises(ValueError, match="not"):
+        gallery.index.vectors([removed.row])
+
+
+def test_a_compressing_kind_refuses_to_give_its_vectors(tmp_path):
+    gallery = Gallery.build(FakeModel(), image_folder(tmp_path / "g", 40), index="ivfpq")
+    with pytest.raises(ValueError, match="compressed.*flat, flat-fp16"):
+        gallery.index.vectors([0])
+
+
 def exact_filtered(feats, camids, times, query, k, where):
     """The rows an exact search restricted to `where` returns, nearest first."""
     rows = np.flatnonzero(where.allowed(np.asarray(camids), np.asarray(times, np.float64)))

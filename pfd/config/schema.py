@@ -291,6 +291,9 @@ SCHEMA: dict[str, Key] = {
                               new=True),
     "TEST.PART_WEIGHT": Key(1.0, "with TEST.PART_DISTANCE visible: the weight of the part term against the other "
                                  "blocks", low=0.0, resume=FREE, new=True),
+    "TEST.PART_RERANK_TOP": Key(100, "with TEST.PART_DISTANCE visible: a gallery search (pfd.Gallery, query.py "
+                                     "search, the service) re-ranks this many nearest by the whole feature with the "
+                                     "visible-part distance", positive=True, resume=FREE, new=True),
     "TEST.POSE_DEPENDENCE": Key(False, "evaluate each test set again with no, shuffled and (on a pfd.data.occlude set) "
                                        "oracle keypoints: how much retrieval depends on the pose "
                                        "(pfd.engine.pose_dependence)", resume=FREE, new=True),
