@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from test_gallery_growth import FakeModel, image_folder, kill_child_at
 
@@ -18,6 +20,7 @@ from pfd.retrieval import build_index, evaluate, rank_gallery
 from pfd.retrieval.gallery_index import new_gallery_index
 from pfd.retrieval.index_folder import IndexLoadError
 from pfd.retrieval.milvus_store import MilvusGallery
+from pfd.retrieval.part_distance import PartLayout, visible_part_distance
 from pfd.retrieval.stores import SearchFilter, decode_keypoints, encode_keypoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +112,59 @@ def test_a_compressing_kind_refuses_to_give_its_vectors(tmp_path):
     gallery = Gallery.build(FakeModel(), image_folder(tmp_path / "g", 40), index="ivfpq")
     with pytest.raises(ValueError, match="compressed.*flat, flat-fp16"):
         gallery.index.vectors([0])
+
+
+class PartModel(FakeModel):
+    """A FakeModel whose feature holds 3 part blocks of 4 values after 4 others (PartLayout(4, 3, 4)), the
+    config asking for the visible-part distance; each image hides the part blocks its name's number picks."""
+
+    layout = PartLayout(4, 3, 4)
+
+    def __init__(self, rerank_top: int):
+        super().__init__(dim=20)
+        self.cfg.TEST = SimpleNamespace(PART_RERANK_TOP=rerank_top)
+        self.part_layout = self.layout
+
+    def embed(self, paths, keypoints=None, camids=None, progress=False, return_keypoints=False):
+        feats = super().embed(paths, keypoints, camids, progress, return_keypoints=False)
+        paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
+        for row, p in zip(feats, paths):
+            number = int(os.path.basename(p).split("_")[2])
+            for part in range(3):
+                if (number >> part) & 1:
+                    row[4 + 4 * part:8 + 4 * part] = 0
+        return (feats, keypoints) if return_keypoints else feats
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_visible_part_distance_re_ranks_a_store_search(store, tmp_path, release_lite):
+    """With TEST.PART_DISTANCE visible a search re-ranks the TEST.PART_RERANK_TOP nearest by the whole feature
+    with the visible-part distance: with all of them, exactly the ranking and distances evaluation computes
+    over the whole gallery; with fewer, the same distances over the whole feature's nearest only."""
+    images = image_folder(tmp_path / "g", 24)
+    paths = sorted(map(str, images.iterdir()))
+    gallery = Gallery.build(PartModel(rerank_top=24), images, store=location(store, tmp_path))
+    release_lite(gallery)
+    query = paths[13]
+    feats = torch.from_numpy(gallery.model.embed(paths))
+    exact = visible_part_distance(feats[13:14], F.normalize(feats, dim=1), PartLayout(4, 3, 4))[0]
+    matches = gallery.search(query, k=24)
+    np.testing.assert_allclose([m.distance for m in matches], exact.sort().values.numpy(), atol=1e-5)
+    assert [m.path for m in matches][:5] == [paths[i] for i in exact.argsort(stable=True)[:5]]
+
+    gallery.model.cfg.TEST.PART_RERANK_TOP = 6
+    nearest = {h.path for h in gallery.index.find(gallery.model.embed(query), 6)}  # by the whole feature
+    few = gallery.search(query, k=4)
+    assert len(few) == 4 and {m.path for m in few} <= nearest
+    np.testing.assert_allclose([m.distance for m in few], sorted(exact[[paths.index(p) for p in nearest]].tolist())[:4],
+                               atol=1e-6)
+
+
+def test_visible_part_distance_refuses_a_kind_that_compresses_before_embedding(tmp_path):
+    model = PartModel(rerank_top=10)
+    with pytest.raises(InvalidInputError, match="'ivfpq'.*flat or flat-fp16"):
+        Gallery.build(model, image_folder(tmp_path / "g", 40), index="ivfpq")
+    assert model.embedded == []
 
 
 def exact_filtered(feats, camids, times, query, k, where):
