@@ -49,7 +49,7 @@ def test_package_exports_the_api_lazily():
     assert pfd.ReIDModel is ReIDModel and pfd.Gallery is Gallery and pfd.Match is Match
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         pfd.nothing
-    # `import pfd` alone stays light: tests/test_package_layers.py checks it in a fresh process
+    # `import pfd` alone stays light: tests/project/test_package_layers.py checks it in a fresh process
 
 
 def test_embed_equals_evaluation_features(setup):
