@@ -14,7 +14,7 @@ every stored config (our checkpoints, indexes) load unchanged. A key's type is i
   only while that switch is on), then dropped from the loaded config. The text says what does the job.
 - `new`: a key of this project; the others are the reference implementation's.
 
-docs/USAGE.md's key reference is generated from this table (`make docs`; tests/test_config_schema.py
+docs/USAGE.md's key reference is generated from this table (`make docs`; tests/config/test_config_schema.py
 fails when they differ).
 """
 from __future__ import annotations

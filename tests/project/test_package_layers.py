@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-PFD = Path(__file__).resolve().parents[1] / "pfd"
+PFD = Path(__file__).resolve().parents[2] / "pfd"
 # A module imports only modules of lower layers and of its own package (or base module). Commands
 # (`python -m pfd.pose`, `pfd.data.synthetic`: their `__main__.py`) sit above all and are exempt.
 LAYERS = (

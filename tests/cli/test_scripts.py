@@ -85,7 +85,7 @@ def test_package_commands_report_expected_errors_like_the_scripts(command, tmp_p
 def installed_commands() -> dict[str, str]:
     """pyproject.toml's [project.scripts]: {command: "module:function"} (skipped on Python 3.10: no TOML reader)."""
     tomllib = pytest.importorskip("tomllib")
-    return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    return tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
 
 
 def test_installed_commands_run_the_scripts_mains():

@@ -23,7 +23,7 @@ from pfd.retrieval.milvus_store import MilvusGallery
 from pfd.retrieval.part_distance import PartLayout, visible_part_distance
 from pfd.retrieval.stores import SearchFilter, decode_keypoints, encode_keypoints
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # tests/retrieval/ is two folders down
 STORES = ["faiss", "milvus-lite"]
 pytestmark = pytest.mark.usefixtures("single_faiss_thread")
 
@@ -330,8 +330,8 @@ def test_a_kill_during_a_milvus_add_then_the_same_add_completes_it(tmp_path):
     Gallery.build(FakeModel(), images, store=where).close()
     image_folder(images, 16, start=16)
     marker = tmp_path / "marker"  # made once the child's second chunk is in
-    kill_child_at(marker, [CHILD, where, str(images), str(marker)],
-                  PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
+    here = os.path.dirname(os.path.abspath(__file__))  # the child imports test_gallery_growth from here
+    kill_child_at(marker, [CHILD, where, str(images), str(marker)], PYTHONPATH=os.pathsep.join([REPO, here]))
     gallery = Gallery.load(where, FakeModel())
     try:
         assert len(gallery) == 24  # what the killed add left: its first two chunks of 4
