@@ -3,7 +3,7 @@
     update_key_reference("docs/USAGE.md")     # `make docs` (pfd.cli.docs): rewrites the block between the markers
 
 Only the text between BEGIN and END is replaced (a file without them is refused), through a temp file and
-a rename. tests/test_config_schema.py fails when the file's block and `key_reference()` differ.
+a rename. tests/config/test_config_schema.py fails when the file's block and `key_reference()` differ.
 """
 from __future__ import annotations
 

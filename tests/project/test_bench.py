@@ -109,3 +109,19 @@ def test_gallery_stores_bench_finds_both_stores_agree(tmp_path):
     assert (result["num_query"], result["num_gallery"], result["depth"]) == (20, len(gallery), 50)
     assert result["top10_ids_equal"] == 1.0 and result["top10_max_distance_diff"] < 1e-5
     assert 0 < result["faiss_mAP"] <= 100 and result["mAP_diff"] == 0 and result["rank1_diff"] == 0
+
+
+def test_part_rerank_bench_matches_the_exact_ranking_when_it_re_ranks_everything(tmp_path):
+    from pfd.data.datasets import build_dataset
+    from pfd.engine.trainer import Trainer
+
+    from engine_tiny import make_data, tiny_config
+    root = make_data(tmp_path)
+    Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false", "MODEL.PART_POOL", "pose")).save(0, improved=False)
+    gallery = build_dataset("synthetic", root).gallery
+    result = run_bench("bench/part_rerank.py", "--weights", str(root / "run" / "last.pth"), "--root", str(root),
+                       "--tiny", "--tops", str(len(gallery)), "10")
+    assert (result["queries"], result["gallery"]) == (20, len(gallery))
+    assert result[f"rerank_{len(gallery)}"]["same_top10"] == 1.0  # every image re-ranked: the exact ranking
+    # re-ranking only the whole feature's top 10 reorders them: the same images as the whole feature's
+    assert result["rerank_10"]["recall_at_10"] == result["whole_feature"]["recall_at_10"] < 1.0

@@ -6,7 +6,6 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from test_api import demo_layout, readme_section
 
 import pfd.export as pfd_export
 from pfd.api import ReIDModel
@@ -25,7 +24,7 @@ from pfd.export import (
 )
 from pfd.model import build_model
 
-from engine_tiny import make_data, tiny_config
+from engine_tiny import demo_layout, make_data, readme_section, tiny_config
 
 pytestmark = pytest.mark.slow  # ONNX export and onnxruntime runs, several seconds each
 

@@ -6,7 +6,7 @@ from pfd.config import ConfigError, load_config
 from pfd.data.occlude.augment import BatchOccluder, box_masks, build_batch_occluder, covered_keypoints
 from pfd.engine.trainer import Trainer
 
-from engine_tiny import make_data, tiny_config
+from engine_tiny import tiny_config
 
 H, W, B = 128, 64, 16
 MEAN, STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
@@ -85,11 +85,6 @@ def test_config_keys_are_checked():
         load_config(None, ["INPUT.OCCLUDE_KINDS", "['person', 'umbrella']"])
     with pytest.raises(ConfigError, match="INPUT.OCCLUDE_COVERAGE"):
         load_config(None, ["INPUT.OCCLUDE_COVERAGE", "[0.6, 0.2]"])
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("occlude_aug"))
 
 
 @pytest.mark.parametrize("model", ["pfd", "vit_baseline"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-PFD = Path(__file__).resolve().parents[1] / "pfd"
+PFD = Path(__file__).resolve().parents[2] / "pfd"
 # A module imports only modules of lower layers and of its own package (or base module). The `python -m` homes
 # (`pfd/pose/__main__.py` ...) are exempt: each only runs its command in pfd.cli, the top layer (a test says so).
 LAYERS = (

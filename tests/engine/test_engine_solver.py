@@ -10,7 +10,7 @@ from pfd.config import ConfigError, load_config
 from pfd.engine.solver import build_optimizer, build_scheduler, param_groups
 from pfd.engine.trainer import Trainer
 
-from engine_tiny import make_data, tiny_config
+from engine_tiny import tiny_config
 
 # The Occluded-Duke recipe (configs/occluded_duke.yaml) and the reference's learning rate in the
 # given (1-based) epoch: TransReID's create_scheduler stepped with scheduler.step(epoch), epoch = 1..300.
@@ -77,11 +77,6 @@ def test_unknown_optimizer_is_a_clear_error():
 
 class Interrupted(Exception):
     pass
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("solver"))
 
 
 def _epoch_lrs(trainer, save: bool = False) -> dict[int, float]:

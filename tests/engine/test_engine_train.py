@@ -17,7 +17,7 @@ from pfd.engine.tester import trained_config_warning
 from pfd.engine.trainer import Trainer
 from pfd.io import sha256_file
 
-from engine_tiny import DEMO_CONFIG, REPO, exit_status, load_script, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, REPO, exit_status, load_script, tiny_config, tiny_opts
 
 test_script = load_script("test")
 
@@ -28,11 +28,6 @@ EPOCHS = ["SOLVER.MAX_EPOCHS", "10", "SOLVER.EVAL_PERIOD", "5", "SOLVER.OPTIMIZE
 
 class Interrupted(Exception):
     """Raised by the test hook to stop a run right after an epoch's checkpoint."""
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("engine_train"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from bench.gpu_check import STEPS, TARGETS, Report, benchmarks, e2e_config, main
 
 from conftest import REPO
 
-CUDA_TESTS = 8  # `pytest -m cuda`: tests/test_cuda.py (the bf16/fp16 case twice) and the fused SGD/AdamW steps
+CUDA_TESTS = 8  # `pytest -m cuda`: tests/engine/test_cuda.py (the bf16/fp16 case twice) and the fused SGD/AdamW steps
 E2E_STEPS = [f"e2e_cached_{step}" for step in ("train", "resume", "test", "query")]
 SMOKE_STEPS = "cuda_tests,e2e_cached"  # the online variant runs the same function; benchmarks: see below
 BENCH_CHECKS = [check for checks in TARGETS.values() for check, *_ in checks]
@@ -113,10 +113,10 @@ def test_parse_junit_reads_statuses_and_recorded_figures(tmp_path):
     xml = tmp_path / "junit.xml"
     xml.write_text(
         '<testsuites><testsuite name="pytest">'
-        '<testcase classname="tests.test_cuda" name="test_a"><properties>'
+        '<testcase classname="tests.engine.test_cuda" name="test_a"><properties>'
         '<property name="bf16_rel" value="0.0123"/></properties></testcase>'
-        '<testcase classname="tests.test_cuda" name="test_b"><failure message="assert 1 == 2">trace</failure>'
-        '</testcase><testcase classname="tests.test_cuda" name="test_c">'
+        '<testcase classname="tests.engine.test_cuda" name="test_b"><failure message="assert 1 == 2">trace</failure>'
+        '</testcase><testcase classname="tests.engine.test_cuda" name="test_c">'
         '<skipped type="pytest.skip" message="needs CUDA">skip</skipped></testcase>'
         '</testsuite></testsuites>')
     cases = parse_junit(xml)

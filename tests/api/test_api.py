@@ -1,7 +1,6 @@
 """pfd.api on a tiny synthetic set and an untrained checkpoint: embed equals evaluation, galleries are
 interchangeable with query.py's, bad input is named, and README's "Query a gallery" Python example runs."""
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from pfd.image import ImageReadError
 from pfd.pose.keypoints import FLIP_INDEX
 from pfd.retrieval import IndexLoadError
 
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, demo_layout, load_script, make_data, readme_section, tiny_config, tiny_opts
 
 query_script = load_script("query")
 
@@ -50,7 +49,7 @@ def test_package_exports_the_api_lazily():
     assert pfd.ReIDModel is ReIDModel and pfd.Gallery is Gallery and pfd.Match is Match
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         pfd.nothing
-    # `import pfd` alone stays light: tests/test_package_layers.py checks it in a fresh process
+    # `import pfd` alone stays light: tests/project/test_package_layers.py checks it in a fresh process
 
 
 def test_embed_equals_evaluation_features(setup):
@@ -220,20 +219,6 @@ def test_checkpoint_without_config_needs_one(setup, tmp_path):
     torch.save(setup["model"].model.state_dict(), bare)  # like a reference checkpoint: weights only
     with pytest.raises(ValueError, match=r"bare\.pth carries no config.*pass config="):
         ReIDModel.from_checkpoint(bare)
-
-
-def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    assert match, f"README.md has no '## {title}' section"
-    return match.group(1)
-
-
-def demo_layout(setup, where):
-    """`make demo`'s outputs the README examples use: demo_output/run/last.pth and the synthetic data."""
-    (where / "demo_output" / "run").mkdir(parents=True)
-    shutil.copy(setup["weights"], where / "demo_output" / "run" / "last.pth")
-    shutil.copytree(setup["root"] / "synthetic", where / "demo_output" / "data" / "synthetic")
 
 
 def test_readme_python_example_runs(setup, tmp_path, monkeypatch, capsys):

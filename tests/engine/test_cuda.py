@@ -14,7 +14,7 @@ from pfd.pose.heatmaps import render_heatmaps
 from pfd.pose.hrnet import build_hrnet
 from pfd.retrieval import evaluate, evaluate_features
 
-from engine_tiny import make_data, tiny_config
+from engine_tiny import tiny_config
 
 pytestmark = pytest.mark.cuda
 
@@ -41,11 +41,6 @@ def random_inputs(batch: int, size: tuple[int, int], num_cameras: int, seed: int
     camids = torch.randint(0, num_cameras, (batch,), generator=g)
     images, keypoints, camids = images.to(CUDA), keypoints.to(CUDA), camids.to(CUDA)
     return images, render_heatmaps(keypoints, size, 2.0), camids
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("cuda"))
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -12,8 +12,8 @@ from pfd.config.schema import FIXED, FREE, SILENT, get_cfg_defaults
 from pfd.engine.checkpoint import config_differences, resume_blockers
 from pfd.errors import InvalidInputError
 
-REPO = Path(__file__).resolve().parents[1]
-STORED = Path(__file__).resolve().parent / "data" / "stored_configs"
+REPO = Path(__file__).resolve().parents[2]
+STORED = Path(__file__).resolve().parent / "stored_configs"
 # config_hash of configs stored before the schema replaced defaults.py and the tables of pfd/config
 # (computed with main at a680144): checkpoints and indexes holding them must stay loadable and equal.
 STORED_HASHES = {"demo_synthetic": "a1b89ece4f3d", "cuhk03_cpu": "2c113c3d9ff6", "vit_baseline_after": "a874fc0ca936"}

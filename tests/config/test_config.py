@@ -9,7 +9,7 @@ import pfd.config.checks as checks
 from pfd.config import ConfigError, config_from_text, config_hash, load_config
 from pfd.model.losses import build_loss
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # A config in the reference implementation's own style (tuples as strings, yes/no flags,
 # TransReID keys this project accepts but does not use).

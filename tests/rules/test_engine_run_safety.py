@@ -15,16 +15,11 @@ from pfd.engine.rundir import LOCK_FILE, OutputDirInUseError
 from pfd.engine.trainer import Trainer
 from pfd.errors import InvalidInputError
 
-from engine_tiny import DEMO_CONFIG, REPO, load_script, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, REPO, load_script, tiny_config, tiny_opts
 
 train_script = load_script("train")
 test_script = load_script("test")
 QUICK = ["TEST.EVAL", "false", "SOLVER.OPTIMIZER_NAME", "AdamW", "SOLVER.BASE_LR", "0.003", "SOLVER.WARMUP_EPOCHS", "0"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("run_safety"))
 
 
 def _snapshot(folder):

@@ -36,7 +36,6 @@ from engine_tiny import (
     SMALL_SYNTHETIC,
     exit_status,
     load_script,
-    make_data,
     run_python,
     tiny_opts,
 )
@@ -44,11 +43,6 @@ from engine_tiny import (
 DIR_COMMANDS = ("train", "test", "pose", "synthetic", "occlude", "compare", "index")  # their output is a folder
 FILE_COMMANDS = ("export", "search", "convert")  # their output is one file
 COMMANDS = DIR_COMMANDS + FILE_COMMANDS
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_data(tmp_path_factory.mktemp("rules"))
 
 
 def command(name: str, data_root: Path, out: Path) -> tuple:

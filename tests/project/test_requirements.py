@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAISS = {"faiss-cpu", "faiss-gpu"}
 CPU_ONLY = {"faiss-cpu", "milvus-lite", "pyarrow"}  # pyarrow: Milvus Lite 3's, pinned below numpy 2's
 GPU_ONLY = {"faiss-gpu", "milvus-lite"}

@@ -4,12 +4,10 @@ import pytest
 from pfd.data.datasets import DatasetError, build_dataset
 from pfd.data.validation import hold_out_validation
 
-from engine_tiny import make_data
-
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return build_dataset("synthetic", make_data(tmp_path_factory.mktemp("validation")))
+def dataset(data_root):
+    return build_dataset("synthetic", data_root)
 
 
 def test_held_out_ids_are_never_trained_on(dataset):

@@ -19,7 +19,7 @@ from pfd.errors import OutputExistsError
 from pfd.retrieval import INDEX_KINDS, build_index, load_index, rank_gallery, save_index
 from pfd.retrieval.index_folder import INDEX_FILE, MANIFEST_FILE, META_FILE, IndexLoadError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # tests/retrieval/ is two folders down
 
 
 pytestmark = pytest.mark.usefixtures("single_faiss_thread")

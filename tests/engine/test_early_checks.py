@@ -9,14 +9,9 @@ from pfd.engine.checkpoint import load_checkpoint
 from pfd.engine.trainer import Trainer
 from pfd.image import ImageReadError
 
-from engine_tiny import DEMO_CONFIG, exit_status, load_script, make_data, tiny_config, tiny_opts
+from engine_tiny import DEMO_CONFIG, exit_status, load_script, tiny_config, tiny_opts
 
 train_script = load_script("train")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("early"))
 
 
 def run_train(capsys, data_root, out, *extra):

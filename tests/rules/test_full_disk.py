@@ -21,7 +21,6 @@ from engine_tiny import (
     DEMO_CONFIG,
     SMALL_SYNTHETIC,
     load_script,
-    make_data,
     reference_layout,
     run_python,
     tiny_config,
@@ -32,16 +31,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """Tiny data with an (untrained) checkpoint of ours, its reference-layout copy and a flat index."""
-    root = make_data(tmp_path_factory.mktemp("full_disk"))
-    trainer = Trainer(tiny_config(root, root / "run", "TEST.EVAL", "false"))
+def root_with_index(data_root) -> Path:
+    """The tiny data with an (untrained) checkpoint of ours, its reference-layout copy and a flat index."""
+    trainer = Trainer(tiny_config(data_root, data_root / "run", "TEST.EVAL", "false"))
     trainer.save(0, improved=False)
-    torch.save({"state_dict": reference_layout(trainer.model.state_dict())}, root / "reference.pth")
-    load_script("query").main(["index", "--config", str(DEMO_CONFIG), "--weights", str(root / "run" / "last.pth"),
-                               "--gallery", str(root / "synthetic" / "bounding_box_test"), "--out",
-                               str(root / "index"), *tiny_opts(root, root / "run")])
-    return root
+    torch.save({"state_dict": reference_layout(trainer.model.state_dict())}, data_root / "reference.pth")
+    load_script("query").main(["index", "--config", str(DEMO_CONFIG), "--weights", str(data_root / "run" / "last.pth"),
+                               "--gallery", str(data_root / "synthetic" / "bounding_box_test"), "--out",
+                               str(data_root / "index"), *tiny_opts(data_root, data_root / "run")])
+    return data_root
 
 
 def argv(name: str, root: Path, out: Path) -> list[str]:
@@ -80,10 +78,10 @@ def assert_whole(folder: Path) -> None:
 
 @pytest.mark.parametrize("name", ["synthetic", "occlude", "pose", "test", "compare", "export", "convert", "index",
                                   "search"])
-def test_a_full_disk_is_one_line_naming_the_file_and_leaves_only_whole_files(name, data_root, mount_tmpfs):
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_only_whole_files(name, root_with_index, mount_tmpfs):
     full = mount_tmpfs("size=16k")
     out = full / "out"
-    done = run_python(*argv(name, data_root, out))
+    done = run_python(*argv(name, root_with_index, out))
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "the disk is full" in last and str(out) in last, done.stderr
@@ -98,20 +96,20 @@ def test_the_synthetic_generator_leaves_nothing_on_a_full_disk(mount_tmpfs):
     assert list(full.iterdir()) == []  # the half-rendered temp folder is gone
 
 
-def test_the_pose_pass_leaves_nothing_on_a_full_disk(data_root, mount_tmpfs):
+def test_the_pose_pass_leaves_nothing_on_a_full_disk(root_with_index, mount_tmpfs):
     """No cache, no temp file, and not the cache folder it made (it held only its marker)."""
     full = mount_tmpfs("size=16k")
-    done = run_python(*argv("pose", data_root, full / "cache"))
+    done = run_python(*argv("pose", root_with_index, full / "cache"))
     assert done.returncode == 2
     assert list(full.iterdir()) == []
 
 
-def test_training_on_a_full_disk_names_last_pth(data_root, mount_tmpfs):
+def test_training_on_a_full_disk_names_last_pth(root_with_index, mount_tmpfs):
     """train.py (the parametrized test's rules, plus): with a few more pages the checkpoint write is what
     fails; it is named, and no checkpoint is left."""
     full = mount_tmpfs("size=64k")
     out = full / "run"
-    done = run_python(*argv("train", data_root, out))
+    done = run_python(*argv("train", root_with_index, out))
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "the disk is full" in last and str(out / "last.pth") in last

@@ -109,6 +109,7 @@ CHANGES = {
     "TEST.POSE_DEPENDENCE": ("true", ()),
     "TEST.PART_DISTANCE": ("visible", ()),
     "TEST.PART_WEIGHT": ("0.5", ()),
+    "TEST.PART_RERANK_TOP": ("7", ()),
 }
 NOT_CHANGED = {  # keys of those sections this test cannot vary, and why they stay out of the hash
     "MODEL.DEVICE": "where it runs (one device here); metrics.json's provenance records the device",

@@ -9,7 +9,7 @@ from pfd.model import build_model
 from pfd.retrieval import distance_matrix, evaluate_features
 from pfd.retrieval.part_distance import PartLayout, visible_part_distance
 
-from engine_tiny import make_data, tiny_config
+from engine_tiny import tiny_config
 
 LAYOUT = PartLayout(start=3, count=4, dim=5)  # [rest 3 | 4 parts of 5 | rest 2] = 25 values
 
@@ -69,21 +69,16 @@ def test_evaluation_reranks_on_the_same_distance():
     assert not torch.allclose(reranked, plain)
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("part_distance"))
-
-
-def test_a_model_without_part_features_is_refused(root, tmp_path):
-    cfg = tiny_config(root, tmp_path, "MODEL.NAME", "vit_baseline", "TEST.PART_DISTANCE", "visible")
+def test_a_model_without_part_features_is_refused(data_root, tmp_path):
+    cfg = tiny_config(data_root, tmp_path, "MODEL.NAME", "vit_baseline", "TEST.PART_DISTANCE", "visible")
     model = build_model(cfg, 16, 6, load_pretrained=False).eval()
     records = prepare_test_sets(cfg)[0].dataset.query[:2]
     with pytest.raises(ConfigError, match="TEST.PART_DISTANCE visible.*vit_baseline"):
         extract_features(model, cfg, records, None, torch.device("cpu"), HeatmapMaker(cfg, cfg.INPUT.SIZE_TEST), None)
 
 
-def test_pfd_features_carry_their_part_layout(root, tmp_path):
-    cfg = tiny_config(root, tmp_path, "MODEL.PART_POOL", "pose", "TEST.PART_DISTANCE", "visible",
+def test_pfd_features_carry_their_part_layout(data_root, tmp_path):
+    cfg = tiny_config(data_root, tmp_path, "MODEL.PART_POOL", "pose", "TEST.PART_DISTANCE", "visible",
                       "TEST.PART_WEIGHT", "0.5")
     model = build_model(cfg, 16, 6, load_pretrained=False).eval()
     test_set = prepare_test_sets(cfg)[0]

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from test_gallery_growth import FakeModel, image_folder, kill_child_at
 
@@ -18,9 +20,10 @@ from pfd.retrieval import build_index, evaluate, rank_gallery
 from pfd.retrieval.gallery_index import new_gallery_index
 from pfd.retrieval.index_folder import IndexLoadError
 from pfd.retrieval.milvus_store import MilvusGallery
+from pfd.retrieval.part_distance import PartLayout, visible_part_distance
 from pfd.retrieval.stores import SearchFilter, decode_keypoints, encode_keypoints
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # tests/retrieval/ is two folders down
 STORES = ["faiss", "milvus-lite"]
 pytestmark = pytest.mark.usefixtures("single_faiss_thread")
 
@@ -83,6 +86,85 @@ def test_build_search_add_remove_reload(store, tmp_path, release_lite):
     assert [m.path for m in loaded.search(paths[12], k=5)] == [m.path for m in gallery.search(paths[12], k=5)]
     assert loaded.search(paths[12], k=1)[0].time == 1012.0
     assert loaded.index.path_of(first.index) == str(target) and loaded.index.path_of(10 ** 6) is None
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_stored_vectors_come_back_whole_for_re_ranking(store, tmp_path, release_lite):
+    """`vectors(rows)` gives each live row's vector as it was indexed (L2-normalized), in the order asked and
+    after a removal; a removed row is refused."""
+    images = image_folder(tmp_path / "g", 12)
+    paths = sorted(map(str, images.iterdir()))
+    model = FakeModel()
+    gallery = Gallery.build(model, images, store=location(store, tmp_path))
+    release_lite(gallery)
+    removed = gallery.index.find(model.embed(paths[3]), 1)[0]
+    assert gallery.remove([paths[3]]) == 1
+    hits = gallery.index.find(model.embed(paths[7]), 11)[::-1]  # farthest first: the order asked is kept
+    want = model.embed([h.path for h in hits])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(gallery.index.vectors([h.row for h in hits]), want, atol=1e-6)
+    assert gallery.index.vectors([]).shape == (0, 16)
+    with pytest.raises(ValueError, match="not"):
+        gallery.index.vectors([removed.row])
+
+
+def test_a_compressing_kind_refuses_to_give_its_vectors(tmp_path):
+    gallery = Gallery.build(FakeModel(), image_folder(tmp_path / "g", 40), index="ivfpq")
+    with pytest.raises(ValueError, match="compressed.*flat, flat-fp16"):
+        gallery.index.vectors([0])
+
+
+class PartModel(FakeModel):
+    """A FakeModel whose feature holds 3 part blocks of 4 values after 4 others (PartLayout(4, 3, 4)), the
+    config asking for the visible-part distance; each image hides the part blocks its name's number picks."""
+
+    layout = PartLayout(4, 3, 4)
+
+    def __init__(self, rerank_top: int):
+        super().__init__(dim=20)
+        self.cfg.TEST = SimpleNamespace(PART_RERANK_TOP=rerank_top)
+        self.part_layout = self.layout
+
+    def embed(self, paths, keypoints=None, camids=None, progress=False, return_keypoints=False):
+        feats = super().embed(paths, keypoints, camids, progress, return_keypoints=False)
+        paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
+        for row, p in zip(feats, paths):
+            number = int(os.path.basename(p).split("_")[2])
+            for part in range(3):
+                if (number >> part) & 1:
+                    row[4 + 4 * part:8 + 4 * part] = 0
+        return (feats, keypoints) if return_keypoints else feats
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_visible_part_distance_re_ranks_a_store_search(store, tmp_path, release_lite):
+    """With TEST.PART_DISTANCE visible a search re-ranks the TEST.PART_RERANK_TOP nearest by the whole feature
+    with the visible-part distance: with all of them, exactly the ranking and distances evaluation computes
+    over the whole gallery; with fewer, the same distances over the whole feature's nearest only."""
+    images = image_folder(tmp_path / "g", 24)
+    paths = sorted(map(str, images.iterdir()))
+    gallery = Gallery.build(PartModel(rerank_top=24), images, store=location(store, tmp_path))
+    release_lite(gallery)
+    query = paths[13]
+    feats = torch.from_numpy(gallery.model.embed(paths))
+    exact = visible_part_distance(feats[13:14], F.normalize(feats, dim=1), PartLayout(4, 3, 4))[0]
+    matches = gallery.search(query, k=24)
+    np.testing.assert_allclose([m.distance for m in matches], exact.sort().values.numpy(), atol=1e-5)
+    assert [m.path for m in matches][:5] == [paths[i] for i in exact.argsort(stable=True)[:5]]
+
+    gallery.model.cfg.TEST.PART_RERANK_TOP = 6
+    nearest = {h.path for h in gallery.index.find(gallery.model.embed(query), 6)}  # by the whole feature
+    few = gallery.search(query, k=4)
+    assert len(few) == 4 and {m.path for m in few} <= nearest
+    np.testing.assert_allclose([m.distance for m in few], sorted(exact[[paths.index(p) for p in nearest]].tolist())[:4],
+                               atol=1e-6)
+
+
+def test_visible_part_distance_refuses_a_kind_that_compresses_before_embedding(tmp_path):
+    model = PartModel(rerank_top=10)
+    with pytest.raises(InvalidInputError, match="'ivfpq'.*flat or flat-fp16"):
+        Gallery.build(model, image_folder(tmp_path / "g", 40), index="ivfpq")
+    assert model.embedded == []
 
 
 def exact_filtered(feats, camids, times, query, k, where):
@@ -248,8 +330,8 @@ def test_a_kill_during_a_milvus_add_then_the_same_add_completes_it(tmp_path):
     Gallery.build(FakeModel(), images, store=where).close()
     image_folder(images, 16, start=16)
     marker = tmp_path / "marker"  # made once the child's second chunk is in
-    kill_child_at(marker, [CHILD, where, str(images), str(marker)],
-                  PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
+    here = os.path.dirname(os.path.abspath(__file__))  # the child imports test_gallery_growth from here
+    kill_child_at(marker, [CHILD, where, str(images), str(marker)], PYTHONPATH=os.pathsep.join([REPO, here]))
     gallery = Gallery.load(where, FakeModel())
     try:
         assert len(gallery) == 24  # what the killed add left: its first two chunks of 4
