@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 
 # docs/USAGE.md's key reference, generated from the config schema (a test fails while they differ).
 docs: $(STAMP)
-	$(PY) -m pfd.config.docs docs/USAGE.md
+	$(PY) -m pfd.cli.docs docs/USAGE.md
 
 # The whole job on the embedded synthetic dataset (CPU, a few minutes): data (once), poses (ground
 # truth), training, evaluation (metrics.json, cmc.png, ranked_lists.png), a FAISS index and one lookup.

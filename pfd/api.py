@@ -42,7 +42,7 @@ from .device import resolve_device
 from .errors import InvalidInputError, require_folder
 from .image import ImageReadError, check_image_file, check_image_files, image_size, read_image, to_rgb
 from .inference.checkpoint import load_eval_model, read_eval_checkpoint
-from .inference.features import loader_features
+from .inference.features import loader_features, part_layout
 from .inference.query_pose import QueryPose, QueryPoser
 from .io import sha256_file
 from .pose import build_estimator
@@ -51,7 +51,7 @@ from .pose.estimator import find_synthetic_keypoints, resolve_backend
 from .pose.heatmap_maker import HeatmapMaker
 from .pose.keypoints import NUM_KEYPOINTS, check_keypoint_values
 from .precision import eval_dtype
-from .retrieval.gallery_index import MAX_TRAIN_BYTES, GalleryIndex, new_gallery_index
+from .retrieval.gallery_index import MAX_TRAIN_BYTES, WHOLE_KINDS, GalleryIndex, new_gallery_index
 from .retrieval.index_folder import (
     META_FILE,
     IndexLoadError,
@@ -61,6 +61,7 @@ from .retrieval.index_folder import (
     save_index,
 )
 from .retrieval.metrics import retrieval_options
+from .retrieval.part_distance import PartLayout, visible_part_distance
 from .retrieval.stores import SearchFilter, is_milvus_location, to_timestamp
 
 __all__ = ["ReIDModel", "Gallery", "Match", "check_gallery_output", "folder_records", "parse_name"]
@@ -289,6 +290,11 @@ class ReIDModel:
         return config_hash(self.cfg)
 
     @cached_property
+    def part_layout(self) -> PartLayout | None:
+        """Where the feature's part blocks are when TEST.PART_DISTANCE visible compares them, else None."""
+        return part_layout(self.model, self.cfg)
+
+    @cached_property
     def model_id(self) -> str:
         """SHA-256 of the checkpoint file (what a gallery index's `model_id` must match)."""
         return sha256_file(self.checkpoint)
@@ -406,6 +412,22 @@ def check_gallery_output(location: str | os.PathLike, index: str = "flat", repla
         check_index_output(location, replace)
 
 
+def _check_rerankable(model: "ReIDModel", kind: str, location) -> None:
+    """With TEST.PART_DISTANCE visible, searches re-rank with the stored vectors: a kind that does not keep
+    them whole (FAISS: only flat and flat-fp16 do; Milvus: all but the reducing kinds) is refused up front."""
+    if getattr(model, "part_layout", None) is None:
+        return
+    if location is not None and is_milvus_location(str(location)):
+        from .retrieval.milvus_store import REDUCERS
+        bad, fine = kind in REDUCERS, "flat or ivfpq"
+    else:
+        bad, fine = kind not in WHOLE_KINDS, " or ".join(WHOLE_KINDS)
+    if bad:
+        raise InvalidInputError(f"index kind {kind!r}: TEST.PART_DISTANCE visible re-ranks each search with the "
+                                f"stored vectors, which this kind does not keep whole; use {fine}, or "
+                                f"TEST.PART_DISTANCE concat")
+
+
 def _new_store(location, kind: str, model: "ReIDModel", num_items: int, params: dict | None, replace: bool,
                **ids):
     """(an empty store, the builder that trains it: FAISS's IndexBuilder, Milvus's PCA/OPQ stage or None).
@@ -446,6 +468,7 @@ class Gallery:
         as `save`) or a Milvus location (written as it goes); None = in memory until `save`. replace:
         replace the gallery already there (else refused before any work).
         """
+        _check_rerankable(model, index, store)
         folder, records = _gallery_records(folder_or_paths)
         kps = _keypoint_rows(keypoints, records)
         row_times = _time_rows(times, records)
@@ -607,8 +630,23 @@ class Gallery:
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
         where = SearchFilter.of(cameras, exclude_camera, since, until)  # checked before the query is embedded
-        hits = self.index.find(self._query_feature(query, keypoints, camid), k, where)
+        hits = self._find(self._query_feature(query, keypoints, camid), k, where)
         return [Match(h.path, h.pid, h.camid, h.distance, h.sha256, h.keypoints, h.time, h.row) for h in hits]
+
+    def _find(self, query_feat: np.ndarray, k: int, where: SearchFilter) -> list:
+        """The store's k nearest [Hit]; with TEST.PART_DISTANCE visible, its TEST.PART_RERANK_TOP nearest by the
+        whole feature re-ranked by the visible-part distance (pfd.retrieval.part_distance), as evaluation ranks."""
+        layout = getattr(self.model, "part_layout", None)
+        if layout is None:
+            return self.index.find(query_feat, k, where)
+        hits = self.index.find(query_feat, max(k, self.model.cfg.TEST.PART_RERANK_TOP), where)
+        try:
+            stored = self.index.vectors([h.row for h in hits])  # [n, F] as indexed
+        except ValueError as err:
+            raise InvalidInputError(f"{self._meta_where}: {err}; search it with TEST.PART_DISTANCE concat") from None
+        dist = visible_part_distance(torch.from_numpy(query_feat).float(), torch.from_numpy(stored), layout)[0]  # [n]
+        order = torch.argsort(dist, stable=True)[:k].tolist()
+        return [hits[i]._replace(distance=float(dist[i])) for i in order]
 
     def _query_feature(self, query, keypoints, camid: int | None) -> np.ndarray:
         if isinstance(query, torch.Tensor):

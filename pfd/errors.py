@@ -1,11 +1,9 @@
-"""The one exception type for expected failures, and how the scripts report them.
+"""The one exception type for expected failures, and how the commands report them.
 
 A `UserError` is a failure the user can fix without reading code: a bad config value, a missing or
 damaged file, a checkpoint of another model, a full disk. Its message names the file, key or value
-and what was expected. train.py, test.py and query.py print it as one line and exit with status 2;
-anything else is a bug and keeps its traceback (so does a UserError under `--debug`). The package
-commands (`python -m pfd.pose`, `pfd.data.synthetic`, `pfd.compare`, `pfd.export`, `pfd.model.convert`)
-report the same way.
+and what was expected. Every command (pfd/cli, through `user_errors`) prints it as one line and exits
+with status 2; anything else is a bug and keeps its traceback (so does a UserError under `--debug`).
 Subclasses also derive from the builtin type that callers may already catch (ValueError, OSError).
 
 The operating system's refusals on a path the user gave are reported the same way: an OSError that
@@ -20,7 +18,6 @@ which what it made stays whatever happens (long work keeps what it has done when
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
@@ -28,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-__all__ = ["UserError", "InvalidInputError", "MissingFileError", "OutputExistsError", "add_debug_argument",
-           "outputs_kept", "require_file", "require_folder", "undo_if_refused", "user_errors"]
+__all__ = ["UserError", "InvalidInputError", "MissingFileError", "OutputExistsError", "outputs_kept", "require_file",
+           "require_folder", "undo_if_refused", "user_errors"]
 
 EXIT_USER_ERROR = 2  # the status argparse uses for a bad command line
 USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST,
@@ -77,11 +74,6 @@ def require_folder(path: str | os.PathLike, what: str, expected: str = "a folder
     if not path.is_dir():
         raise MissingFileError(f"{what} not found: {path}")
     return path
-
-
-def add_debug_argument(parser: argparse.ArgumentParser) -> None:
-    """The `--debug` flag of every command: show an expected error's traceback too."""
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too")
 
 
 _UNDO: list[list[Callable[[], object]]] = []  # per running command (nested user_errors blocks): its undos

@@ -46,6 +46,14 @@ def fixtures_dir() -> Path:
     return require(FIXTURES)
 
 
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory, request) -> Path:
+    """DATASETS.ROOT_DIR holding the tiny synthetic set (engine_tiny.make_data): generated once per session,
+    copied once per module, so each module's runs, pose cache and indexes sit beside a copy of its own."""
+    from engine_tiny import make_data  # imported on first use, as the modules did: conftest loads no pfd module
+    return make_data(tmp_path_factory.mktemp(request.module.__name__))
+
+
 @pytest.fixture
 def single_faiss_thread():
     """FAISS's OpenMP threads spin-wait; on 2 shared cores that turns 0.1 s into 10 s. Tiny data needs one."""

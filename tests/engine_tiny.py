@@ -1,6 +1,7 @@
 """Shared by the engine tests: a tiny synthetic dataset and a tiny CPU config on top of demo_synthetic.yaml."""
 import atexit
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,21 @@ def reference_layout(state: dict) -> dict:
         else:
             ref[k] = v
     return ref
+
+
+def readme_section(title: str) -> str:
+    """The text of README.md's `## title` section (the README examples the tests run)."""
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+def demo_layout(setup, where):
+    """`make demo`'s outputs the README examples use: demo_output/run/last.pth and the synthetic data."""
+    (where / "demo_output" / "run").mkdir(parents=True)
+    shutil.copy(setup["weights"], where / "demo_output" / "run" / "last.pth")
+    shutil.copytree(setup["root"] / "synthetic", where / "demo_output" / "data" / "synthetic")
 
 
 def run_python(*argv: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""The commands whose main lives nowhere else: `pfd-train`, `pfd-test`, `pfd-query` (pyproject's
-[project.scripts]), also run as the top-level `train.py`, `test.py`, `query.py`, which only call them.
-The package's other commands keep their `python -m` homes (pfd.pose, pfd.serve, ...); pyproject
-installs those too."""
+"""Every command's argument parsing and main, one module each: train, test, query, pose, synthetic,
+occlude, compare, export, convert and serve, which pip installs as `pfd-NAME` (pyproject's
+[project.scripts]), and docs (`make docs`). The top-level scripts (`train.py` ...) and the `python -m`
+homes (`pfd/serve/__main__.py` ...) only call them; `common` holds what their parsers share.
+"""

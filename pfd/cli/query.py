@@ -22,7 +22,7 @@ index's poses came from (the synthetic generator's, MODEL.POSE_FILE); the log sa
 import argparse
 import sys
 
-from pfd.errors import add_debug_argument, user_errors
+from pfd.cli.common import add_shared_arguments, one_line_errors, program_name
 from pfd.query import build_gallery_index, search_image
 from pfd.retrieval.gallery_index import INDEX_KINDS
 
@@ -64,11 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    index = sub.add_parser("index", help="extract features of a folder and store a FAISS index")
-    index.add_argument("--config", required=True, help="YAML config of the model")
+    index = add_shared_arguments(sub.add_parser("index", help="extract features of a folder and store a FAISS index"),
+                                 config="YAML config of the model", required=True)
     index.add_argument("--weights", required=True, help="checkpoint (ours or a reference PFD one)")
     index.add_argument("--gallery", required=True, help="folder of person images (searched recursively)")
     index.add_argument("--out", required=True, help="index folder to write, or milvus:PATH.db (Milvus Lite) or "
@@ -84,15 +85,13 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
                             "content are skipped); --index-type is then the existing index's")
     index.add_argument("--times", metavar="CSV", help="each image's time, for searches --since / --until: rows "
                        "path,timestamp (path relative to --gallery; seconds since 1970 or ISO 8601, no zone = UTC)")
-    add_debug_argument(index)
-    index.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
 
-    search = sub.add_parser("search", help="rank an index's images for one query image")
+    search = add_shared_arguments(sub.add_parser("search", help="rank an index's images for one query image"),
+                                  config="config of the model (default: the one stored with the index)")
     search.add_argument("--index", required=True, help="index folder (or Milvus location) written by `query.py "
                         "index`")
     search.add_argument("--image", required=True, help="query image")
     search.add_argument("--topk", type=int, default=10)
-    search.add_argument("--config", help="config of the model (default: the one stored with the index)")
     search.add_argument("--weights", help="checkpoint (default: the one stored with the index)")
     search.add_argument("--out", help="ranking picture path (default: search_<image name>.png in the current "
                              "folder; an existing file is replaced only when it is a picture pfd wrote)")
@@ -106,14 +105,11 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentPars
     search.add_argument("--keypoints", metavar="FILE", help="the photo's keypoints: a JSON file of 17 [x, y, "
                         "confidence] rows, COCO order, in its pixels (default: the index's pose backend when it "
                         "reads pixels, else the photo's entry in the index's keypoint file)")
-    add_debug_argument(search)
-    search.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser, {"index": index, "search": search}
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    with user_errors(args.debug):  # a bad option, file or index: one line, exit status 2
+    with one_line_errors(parse_args(argv)) as args:  # a bad option, file or index: one line, exit status 2
         if args.command == "index":
             build_gallery_index(args.config, args.weights, args.gallery, args.out, args.index_type, args.opts,
                                 replace=args.replace, append=args.append, times=args.times)

@@ -7,29 +7,25 @@ Start over: `--replace` deletes an earlier run in OUTPUT_DIR first (refused when
 """
 import argparse
 
+from pfd.cli.common import command_parser, one_line_errors
 from pfd.config import load_config
 from pfd.distributed import cleanup
 from pfd.engine.trainer import train
-from pfd.errors import add_debug_argument, user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML config file")
+    parser = command_parser(__doc__, config="YAML config file", required=True)
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a checkpoint (no value: OUTPUT_DIR/last.pth if present)")
     parser.add_argument("--replace", action="store_true",
                         help="start over in an OUTPUT_DIR holding an earlier run of ours: its files are deleted "
                              "first (refused when OUTPUT_DIR holds anything a run does not write)")
-    add_debug_argument(parser)
-    parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     return parser.parse_intermixed_args(argv)  # --resume may come before or after the overrides
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    opts = list(args.opts) + (["MODEL.RESUME", args.resume] if args.resume else [])
-    with user_errors(args.debug):  # a bad config, file or checkpoint: one line, exit status 2
+    with one_line_errors(parse_args(argv)) as args:  # a bad config, file or checkpoint: one line, exit status 2
+        opts = list(args.opts) + (["MODEL.RESUME", args.resume] if args.resume else [])
         cfg = load_config(args.config, opts)
         try:
             train(cfg, replace=args.replace)

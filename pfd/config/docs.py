@@ -1,21 +1,21 @@
 """The key reference in docs/USAGE.md, generated from the schema.
 
-    python -m pfd.config.docs [docs/USAGE.md]     # `make docs`: rewrites the block between the markers
+    update_key_reference("docs/USAGE.md")     # `make docs` (pfd.cli.docs): rewrites the block between the markers
 
 Only the text between BEGIN and END is replaced (a file without them is refused), through a temp file and
-a rename. tests/test_config_schema.py fails when the file's block and `key_reference()` differ.
+a rename. tests/config/test_config_schema.py fails when the file's block and `key_reference()` differ.
 """
 from __future__ import annotations
 
 import json
-import sys
+from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, add_debug_argument, require_file, user_errors
+from ..errors import InvalidInputError, require_file
 from ..io import atomic_write
 from .schema import FIXED, SCHEMA, SILENT, Key
 
-__all__ = ["BEGIN", "END", "key_reference", "with_key_reference", "main"]
+__all__ = ["BEGIN", "END", "key_reference", "with_key_reference", "update_key_reference"]
 
 BEGIN = "<!-- config keys: generated from pfd/config/schema.py by `make docs`; edit the schema, not this block -->"
 END = "<!-- end of the generated config keys -->"
@@ -94,22 +94,12 @@ def with_key_reference(text: str, where: str) -> str:
     return text[:start + len(BEGIN)] + "\n" + key_reference() + "\n" + text[end:]
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m pfd.config.docs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", default="docs/USAGE.md", help="markdown file holding the markers")
-    add_debug_argument(parser)
-    args = parser.parse_args(argv)
-    with user_errors(args.debug):
-        path = require_file(args.path, "markdown file", "docs/USAGE.md or another file holding the markers")
-        text = path.read_text()
-        new = with_key_reference(text, str(path))
-        if new != text:
-            atomic_write(path, lambda f: f.write(new.encode()))
-        print(f"{path}: key reference {'updated' if new != text else 'already up to date'}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def update_key_reference(path: str | Path) -> bool:
+    """Write `key_reference()` into the markdown file `path` between BEGIN and END (temp file, rename); returns
+    whether the file changed. A missing file, or one without the markers, is an InvalidInputError."""
+    path = require_file(path, "markdown file", "docs/USAGE.md or another file holding the markers")
+    text = path.read_text()
+    new = with_key_reference(text, str(path))
+    if new != text:
+        atomic_write(path, lambda f: f.write(new.encode()))
+    return new != text

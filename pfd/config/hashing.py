@@ -1,7 +1,7 @@
 """The config hash: equal hashes, equal evaluation features from the same weights.
 
 It covers exactly the keys the schema flags `feature` (FEATURE_KEYS): everything that changes the feature
-computed from given weights, or the heatmaps it is computed from (tests/test_config_hash.py changes every
+computed from given weights, or the heatmaps it is computed from (tests/config/test_config_hash.py changes every
 key and checks that a changed feature always comes with a changed hash). Checkpoints, indexes and
 metrics.json store it; its recipe never changes, so every stored hash stays valid.
 """

@@ -14,7 +14,7 @@ every stored config (our checkpoints, indexes) load unchanged. A key's type is i
   only while that switch is on), then dropped from the loaded config. The text says what does the job.
 - `new`: a key of this project; the others are the reference implementation's.
 
-docs/USAGE.md's key reference is generated from this table (`make docs`; tests/test_config_schema.py
+docs/USAGE.md's key reference is generated from this table (`make docs`; tests/config/test_config_schema.py
 fails when they differ).
 """
 from __future__ import annotations
@@ -291,6 +291,9 @@ SCHEMA: dict[str, Key] = {
                               new=True),
     "TEST.PART_WEIGHT": Key(1.0, "with TEST.PART_DISTANCE visible: the weight of the part term against the other "
                                  "blocks", low=0.0, resume=FREE, new=True),
+    "TEST.PART_RERANK_TOP": Key(100, "with TEST.PART_DISTANCE visible: a gallery search (pfd.Gallery, query.py "
+                                     "search, the service) re-ranks this many nearest by the whole feature with the "
+                                     "visible-part distance", positive=True, resume=FREE, new=True),
     "TEST.POSE_DEPENDENCE": Key(False, "evaluate each test set again with no, shuffled and (on a pfd.data.occlude set) "
                                        "oracle keypoints: how much retrieval depends on the pose "
                                        "(pfd.engine.pose_dependence)", resume=FREE, new=True),

@@ -13,12 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError
 from ..data.datasets import ImageRecord, ReIDDataset
 from ..data.loader import build_test_loader
 from ..data.sets import evaluation_datasets, load_keypoints
 from ..distributed import all_gather_rows, get_rank, get_world_size, is_main_process
-from ..inference.features import loader_features
+from ..inference.features import loader_features, part_layout
 from ..pose.heatmap_maker import HeatmapMaker
 from ..retrieval.metrics import evaluate_features as retrieval_evaluate
 from ..retrieval.metrics import retrieval_options
@@ -55,19 +54,6 @@ def prepare_test_sets(cfg) -> list[TestSet]:
     """Every evaluation dataset with the keypoints of its query and gallery images."""
     return [TestSet(name, dataset, load_keypoints(cfg, list(dataset.query) + list(dataset.gallery), name))
             for name, dataset in evaluation_datasets(cfg).items()]
-
-
-def part_layout(model: nn.Module, cfg) -> PartLayout | None:
-    """The model's part blocks when TEST.PART_DISTANCE visible asks for them, else None; a feature without
-    parts (the ViT baseline, MODEL.FEAT_KIND global*) is refused with the keys to change."""
-    if cfg.TEST.PART_DISTANCE != "visible":
-        return None
-    layout = getattr(model, "part_layout", None)
-    if layout is None:
-        raise ConfigError(f"TEST.PART_DISTANCE visible compares part features, which MODEL.NAME {cfg.MODEL.NAME} "
-                          f"with MODEL.FEAT_KIND {cfg.MODEL.FEAT_KIND} has not: use PFD with MODEL.FEAT_KIND full, "
-                          "or TEST.PART_DISTANCE concat")
-    return layout._replace(weight=cfg.TEST.PART_WEIGHT)
 
 
 def extract_features(model: nn.Module, cfg, records: Sequence[ImageRecord], keypoints, device: torch.device,

@@ -1,7 +1,8 @@
-"""The one eval forward loop: features of every batch of a test-style loader, with the test-time flip.
+"""The one eval forward loop: features of every batch of a test-style loader, with the test-time flip, and
+where a feature's part blocks are when TEST.PART_DISTANCE visible compares them.
 
-Evaluation (pfd.engine.evaluator) and the Python API (pfd.api) both run it, so both compute the same
-features for the same images.
+Evaluation (pfd.engine.evaluator) and the Python API (pfd.api) both use them, so both compute and compare
+the same features for the same images.
 """
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..config import ConfigError
 from ..pose.heatmap_maker import HeatmapMaker
 from ..pose.keypoints import flip_keypoints
 from ..precision import autocast
+from ..retrieval.part_distance import PartLayout
 
-__all__ = ["loader_features"]
+__all__ = ["loader_features", "part_layout"]
 
 
 @torch.no_grad()
@@ -50,3 +53,15 @@ def loader_features(model: nn.Module, loader: Iterable[dict], device: torch.devi
     model.train(was_training)
     return torch.cat(feats), torch.cat(order)
 
+
+def part_layout(model: nn.Module, cfg) -> PartLayout | None:
+    """The model's part blocks when TEST.PART_DISTANCE visible asks for them, else None; a feature without
+    parts (the ViT baseline, MODEL.FEAT_KIND global*) is refused with the keys to change."""
+    if cfg.TEST.PART_DISTANCE != "visible":
+        return None
+    layout = getattr(model, "part_layout", None)
+    if layout is None:
+        raise ConfigError(f"TEST.PART_DISTANCE visible compares part features, which MODEL.NAME {cfg.MODEL.NAME} "
+                          f"with MODEL.FEAT_KIND {cfg.MODEL.FEAT_KIND} has not: use PFD with MODEL.FEAT_KIND full, "
+                          "or TEST.PART_DISTANCE concat")
+    return layout._replace(weight=cfg.TEST.PART_WEIGHT)

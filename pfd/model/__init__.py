@@ -6,8 +6,8 @@
     parts = loss_fn(out, pids)                      # {"total", "enc_id", "enc_tri", "dec_id", "dec_tri", "push"}
     load_checkpoint_into(model, path)               # ours or a reference PFD / TransReID checkpoint
 
-The exports below load on first use, so `python -m pfd.model.convert` runs its module once, as
-`__main__`, instead of after this package has already imported it (runpy warns about that).
+The exports below load on first use, so importing one of its modules (pfd.model.convert, say) does not
+import the rest.
 """
 from ..lazy import lazy_exports
 

@@ -30,7 +30,8 @@ import numpy as np
 from .index import _faiss, _faiss_has_gpu, _features, _l2_normalize, _to_distance
 from .stores import Hit, SearchFilter, decode_keypoints, encode_keypoints, plan_additions
 
-__all__ = ["INDEX_KINDS", "ExactTopK", "IndexBuilder", "GalleryIndex", "build_index", "index_params", "META_FORMAT"]
+__all__ = ["INDEX_KINDS", "WHOLE_KINDS", "ExactTopK", "IndexBuilder", "GalleryIndex", "build_index", "index_params",
+           "META_FORMAT"]
 
 META_FORMAT = "pfd-index-v2"
 INDEX_KINDS = {
@@ -40,6 +41,7 @@ INDEX_KINDS = {
     "pca+ivfpq": "PCA{d_out},IVF{nlist},PQ{m}x{nbits}",
     "opq+ivfpq": "OPQ{m}_{d_out},IVF{nlist},PQ{m}x{nbits}",
 }
+WHOLE_KINDS = ("flat", "flat-fp16")  # kinds that keep each vector whole (up to fp16 rounding): `vectors` reads them
 FACTORY_PREFIX = "factory:"  # any other faiss.index_factory string, e.g. "factory:HNSW32"
 D_OUT = 256  # values kept by the dimension-reducing kinds
 MAX_TRAIN_BYTES = 1 << 30  # cap of the training sample held in memory (after any reduction)
@@ -250,6 +252,7 @@ class GalleryIndex:
         self._search_index = index
         self._gpu_resources = None
         self._columns = None  # (live [R] bool, camids [R], times [R] NaN = none) for filters, until rows change
+        self._stored_ids = None  # [n] the ids of the vectors in storage order (`vectors`), until rows change
         self.saved_as = None  # (folder, version) it was last loaded from or saved to (pfd.retrieval.index_folder)
 
     def __len__(self) -> int:
@@ -335,6 +338,24 @@ class GalleryIndex:
                     meta["times"][r], decode_keypoints(meta["keypoints"][r]))
                 for d, r in zip(dist[0].tolist(), rows[0].tolist()) if r >= 0]
 
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The indexed vectors [n, F] float32 of these live rows (L2-normalized when the gallery is), for a
+        re-ranking that compares them exactly; ValueError for a kind that does not keep them (WHOLE_KINDS)."""
+        kind = self.meta["index_type"]
+        if kind not in WHOLE_KINDS:
+            raise ValueError(f"a {kind!r} index keeps its vectors compressed; re-ranking reads them whole, which "
+                             f"only the kinds {', '.join(WHOLE_KINDS)} do")
+        faiss = _faiss()
+        if self._stored_ids is None:  # IndexIDMap keeps ids in storage order, increasing (rows only grow)
+            self._stored_ids = faiss.vector_to_array(self.index.id_map)
+        rows = np.asarray(rows, np.int64)
+        positions = np.searchsorted(self._stored_ids, rows)
+        if (positions >= len(self._stored_ids)).any() or (self._stored_ids[positions] != rows).any():
+            raise ValueError(f"rows {rows.tolist()} are not all in the index")
+        if not len(rows):
+            return np.empty((0, self.meta["feature_dim"]), np.float32)
+        return faiss.downcast_index(self.index.index).reconstruct_batch(positions)
+
     def path_of(self, row: int) -> str | None:
         """The path of gallery image number `row` (None: removed or out of range)."""
         paths = self.meta["paths"]
@@ -375,7 +396,7 @@ class GalleryIndex:
         meta["times"] += times
         meta["keypoints"] += keypoints
         meta["num_items"] += len(records)
-        self._columns = None
+        self._columns = self._stored_ids = None
 
     def remove(self, paths: Iterable[str]) -> int:
         """Take these images out (FAISS remove_ids, else tombstones); returns how many were here."""
@@ -395,7 +416,7 @@ class GalleryIndex:
             meta["paths"][i], meta["pids"][i], meta["camids"][i], meta["sha256"][i] = None, -1, -1, None
             meta["times"][i] = meta["keypoints"][i] = None
         meta["num_items"] -= len(ids)
-        self._columns = None
+        self._columns = self._stored_ids = None
         if self._gpu_resources is not None:  # the GPU copy still holds the removed vectors
             self.to_gpu()
         return len(ids)

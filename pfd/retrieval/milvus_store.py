@@ -410,6 +410,22 @@ class MilvusGallery:
             self.client.delete(self.name, filter=f"id in {ids[i:i + MAX_TOPK]}")
         return len(ids)
 
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored vectors [n, F] float32 of these rows (L2-normalized when the gallery is), for a
+        re-ranking; ValueError for a reducing kind, which stores only the PCA/OPQ output."""
+        if self.meta["index_type"] in REDUCERS:
+            raise ValueError(f"a {self.meta['index_type']!r} gallery stores its vectors reduced; re-ranking reads "
+                             f"them whole, which the kinds flat and ivfpq keep")
+        rows = [int(r) for r in rows]
+        found = {}
+        for i in range(0, len(rows), MAX_TOPK):
+            batch = self.client.query(self.name, filter=f"id in {rows[i:i + MAX_TOPK]}", output_fields=["id", "vector"])
+            found.update((int(e["id"]), e["vector"]) for e in batch)
+        missing = [r for r in rows if r not in found]
+        if missing:
+            raise ValueError(f"rows {missing} are not in {self.where}")
+        return np.asarray([found[r] for r in rows], np.float32).reshape(len(rows), self.meta["feature_dim"])
+
     def path_of(self, row: int) -> str | None:
         found = self.client.query(self.name, filter=f"id == {int(row)}", output_fields=["path"])
         return found[0]["path"] if found else None

@@ -8,7 +8,8 @@ A gallery lives in one of two stores with one contract (``pfd.Gallery`` uses eit
 Contract of a store: ``meta`` (model id, config hash, feature size, kind, ...), ``len()``,
 ``plan_add(paths, sha256s)``, ``add(vectors, records, sha256s, builder=None, times=None, keypoints=None)``,
 ``remove(paths)``, ``search(query_feats, topk, where=None) -> (distances [Q, k], rows [Q, k])`` and
-``find(query_feat, k, where=None) -> [Hit]`` (one query, with each image's stored fields), ``path_of(row)``.
+``find(query_feat, k, where=None) -> [Hit]`` (one query, with each image's stored fields), ``path_of(row)``
+and ``vectors(rows) -> [n, F]`` (the stored vectors, for a re-ranking; ValueError where they are compressed).
 
 Filters (``SearchFilter``): only some cameras, not one camera (the re-ID protocol's "not the query's own
 camera"), a time window. Both stores return k matches whenever k images pass the filter: Milvus runs
