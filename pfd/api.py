@@ -636,7 +636,7 @@ class Gallery:
     def _find(self, query_feat: np.ndarray, k: int, where: SearchFilter) -> list:
         """The store's k nearest [Hit]; with TEST.PART_DISTANCE visible, its TEST.PART_RERANK_TOP nearest by the
         whole feature re-ranked by the visible-part distance (pfd.retrieval.part_distance), as evaluation ranks."""
-        layout = getattr(self.model, "part_layout", None)
+        layout = self._part_layout()
         if layout is None:
             return self.index.find(query_feat, k, where)
         hits = self.index.find(query_feat, max(k, self.model.cfg.TEST.PART_RERANK_TOP), where)
@@ -647,6 +647,13 @@ class Gallery:
         dist = visible_part_distance(torch.from_numpy(query_feat).float(), torch.from_numpy(stored), layout)[0]  # [n]
         order = torch.argsort(dist, stable=True)[:k].tolist()
         return [hits[i]._replace(distance=float(dist[i])) for i in order]
+
+    def _part_layout(self) -> PartLayout | None:
+        """The part blocks `_find` re-ranks with, else None. A gallery searched by features without a model loads
+        one only when its stored config asks for the visible-part distance (which needs the model's layout)."""
+        if self._model is None and self.stored_config().TEST.PART_DISTANCE != "visible":
+            return None
+        return getattr(self.model, "part_layout", None)
 
     def _query_feature(self, query, keypoints, camid: int | None) -> np.ndarray:
         if isinstance(query, torch.Tensor):

@@ -15,7 +15,7 @@ from PIL import Image
 from test_gallery_growth import FakeModel, image_folder, kill_child_at
 
 from pfd.api import Gallery, check_gallery_output, parse_name
-from pfd.errors import InvalidInputError, OutputExistsError
+from pfd.errors import InvalidInputError, OutputExistsError, UserError
 from pfd.retrieval import build_index, evaluate, rank_gallery
 from pfd.retrieval.gallery_index import new_gallery_index
 from pfd.retrieval.index_folder import IndexLoadError
@@ -158,6 +158,22 @@ def test_visible_part_distance_re_ranks_a_store_search(store, tmp_path, release_
     assert len(few) == 4 and {m.path for m in few} <= nearest
     np.testing.assert_allclose([m.distance for m in few], sorted(exact[[paths.index(p) for p in nearest]].tolist())[:4],
                                atol=1e-6)
+
+
+def test_a_feature_search_loads_no_model_unless_the_visible_part_distance_needs_one(tmp_path):
+    """Searching a saved gallery by features needs no checkpoint, as before the re-ranking existed; with the
+    visible-part distance in its stored config it needs the model's part layout, so it loads the model."""
+    images = image_folder(tmp_path / "g", 8)
+    model = FakeModel()
+    model.cfg.dump = lambda: "MODEL:\n  NAME: pfd\n"
+    Gallery.build(model, images).save(tmp_path / "plain")
+    target = sorted(map(str, images.iterdir()))[2]
+    query = model.embed(target)
+    assert Gallery.load(tmp_path / "plain").search(query, k=3)[0].path == target
+    model.cfg.dump = lambda: "MODEL:\n  NAME: pfd\nTEST:\n  PART_DISTANCE: visible\n"
+    Gallery.build(model, images).save(tmp_path / "parts")
+    with pytest.raises(UserError, match="fake.pth"):  # the stored checkpoint, which does not exist
+        Gallery.load(tmp_path / "parts").search(query, k=3)
 
 
 def test_visible_part_distance_refuses_a_kind_that_compresses_before_embedding(tmp_path):
