@@ -141,6 +141,12 @@ SCHEMA: dict[str, Key] = {
                                   "token group) or pose (b2's tokens pooled by each keypoint's heatmap; a hidden "
                                   "keypoint's part is a zero block of the eval feature)", choices=("cls", "pose"),
                            feature=True, added_later=True, new=True),
+    "MODEL.TOKEN_MASK": Key("none", "patches the ViT sees: all (none, the reference) or, with pose, only those within "
+                                    "MODEL.TOKEN_MASK_RADIUS tokens of a visible keypoint, the others replaced by a "
+                                    "learned mask token (all seen when no keypoint is visible)",
+                            choices=("none", "pose"), feature=True, added_later=True, new=True),
+    "MODEL.TOKEN_MASK_RADIUS": Key(1, "with MODEL.TOKEN_MASK pose: how many tokens around a visible keypoint stay seen",
+                                   low=0, feature=True, added_later=True, new=True),
     "MODEL.HEAT_WEIGHT": Key(True, "weight the global feature and the decoder memory by the heatmaps (ablation "
                                    "switch, spec section 2)", feature=True, new=True),
     "MODEL.PFA": Key(True, "pose-guided feature aggregation; false: A = L (ablation switch)", feature=True, new=True),

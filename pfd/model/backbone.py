@@ -99,10 +99,14 @@ class ViTBackbone(nn.Module):
     def grid_size(self) -> tuple[int, int]:
         return tuple(self.vit.patch_embed.grid_size)
 
-    def embed(self, images: torch.Tensor, camids: torch.Tensor | None) -> torch.Tensor:
-        """Patch tokens + cls, position and camera embeddings: [B, 1 + N, D]."""
+    def embed(self, images: torch.Tensor, camids: torch.Tensor | None, hidden: torch.Tensor | None = None,
+              mask_token: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch tokens + cls, position and camera embeddings: [B, 1 + N, D]. Patches where `hidden` [B, N] is
+        True are replaced by `mask_token` [1, 1, D] before the position embedding (MODEL.TOKEN_MASK)."""
         vit = self.vit
         x = vit.patch_embed(images)  # [B, N, D]
+        if hidden is not None:
+            x = torch.where(hidden.unsqueeze(-1), mask_token.to(x.dtype), x)
         x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + vit.pos_embed
         if self.sie_embed is not None:
             if camids is None:
@@ -111,8 +115,9 @@ class ViTBackbone(nn.Module):
             x = x + self.sie_coe * self.sie_embed[camids]  # [B, 1, D] broadcast over tokens
         return vit.norm_pre(vit.patch_drop(vit.pos_drop(x)))
 
-    def forward(self, images: torch.Tensor, camids: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embed(images, camids)
+    def forward(self, images: torch.Tensor, camids: torch.Tensor | None = None, hidden: torch.Tensor | None = None,
+                mask_token: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed(images, camids, hidden, mask_token)
         for block in self.vit.blocks[:-1]:
             x = block(x)
         return x  # F [B, 1 + N, D], no final norm

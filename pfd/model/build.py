@@ -47,7 +47,8 @@ def build_model(cfg, num_classes: int, num_cameras: int, load_pretrained: bool =
                     ffn_residual=cfg.MODEL.DECODER_FFN_RESIDUAL, pvm_mode=cfg.MODEL.PVM_MODE,
                     visibility_threshold=cfg.MODEL.SKT_THRES, feat_kind=cfg.MODEL.FEAT_KIND,
                     heat_weighting=cfg.MODEL.HEAT_WEIGHT, use_pfa=cfg.MODEL.PFA, use_pvm=cfg.MODEL.PVM,
-                    use_disentangle=cfg.MODEL.DISENTANGLE, part_pool=cfg.MODEL.PART_POOL)
+                    use_disentangle=cfg.MODEL.DISENTANGLE, part_pool=cfg.MODEL.PART_POOL,
+                    token_mask=cfg.MODEL.TOKEN_MASK, token_mask_radius=cfg.MODEL.TOKEN_MASK_RADIUS)
     else:
         raise ValueError(f"MODEL.NAME must be pfd or vit_baseline, got {cfg.MODEL.NAME!r}")
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "cosine_matrix", "heat_weight", "keypoint_visibility", "pose_pool", "pfa", "pvm", "disentangle",
+    "cosine_matrix", "heat_weight", "keypoint_visibility", "pose_token_mask", "pose_pool", "pfa", "pvm", "disentangle",
     "BNNeck", "PartBNNecks", "PartClassifiers", "make_classifier",
 ]
 
@@ -41,6 +41,22 @@ def heat_weight(heatmaps_flat: torch.Tensor, dim: int) -> torch.Tensor:
 def keypoint_visibility(heatmaps_flat: torch.Tensor, threshold: float) -> torch.Tensor:
     """v [B, K] bool: the heatmap peak of keypoint k reaches `threshold` (MODEL.SKT_THRES)."""
     return heatmaps_flat.amax(dim=-1) >= threshold
+
+
+def pose_token_mask(heatmaps: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int],
+                    radius: int) -> torch.Tensor:
+    """Patch tokens the ViT must not see (MODEL.TOKEN_MASK pose): hidden [B, N] bool, row-major like the tokens.
+
+    heatmaps [B, K, h, w], visible [B, K] bool. A token is kept when it lies within `radius` tokens
+    (Chebyshev distance) of the token holding a visible keypoint's heatmap peak, so an occluder over
+    keypoints the pose calls hidden is never seen. With no visible keypoint nothing is hidden: the
+    image is seen whole, as without the mask.
+    """
+    heat = F.adaptive_max_pool2d(heatmaps.float(), grid)  # [B, K, gh, gw] each keypoint's peak per token
+    peak = heat.flatten(2).amax(-1)[..., None, None]  # [B, K, 1, 1]
+    at_keypoint = ((heat >= peak) & visible[..., None, None]).any(1, keepdim=True)  # [B, 1, gh, gw]
+    near = F.max_pool2d(at_keypoint.float(), 2 * radius + 1, stride=1, padding=radius) > 0  # [B, 1, gh, gw]
+    return ~near.flatten(1) & visible.any(1, keepdim=True)  # [B, N]
 
 
 def pose_pool(tokens: torch.Tensor, heatmaps: torch.Tensor, grid: tuple[int, int],

@@ -33,6 +33,7 @@ from .parts import (
     make_classifier,
     pfa,
     pose_pool,
+    pose_token_mask,
     pvm,
 )
 
@@ -69,7 +70,8 @@ class PFD(nn.Module):
                  num_views: int = 17, num_decoder_layers: int = 2, num_heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, ffn_residual: bool = False, pvm_mode: str = "reference",
                  visibility_threshold: float = 0.3, feat_kind: str = "full", heat_weighting: bool = True,
-                 use_pfa: bool = True, use_pvm: bool = True, use_disentangle: bool = True, part_pool: str = "cls"):
+                 use_pfa: bool = True, use_pvm: bool = True, use_disentangle: bool = True, part_pool: str = "cls",
+                 token_mask: str = "none", token_mask_radius: int = 1):
         super().__init__()
         dim, k = backbone.embed_dim, NUM_KEYPOINTS
         if backbone.num_patches < k:
@@ -79,6 +81,8 @@ class PFD(nn.Module):
             raise ValueError(f"MODEL.QUERY_NUM={num_views} needs MODEL.PVM_MODE paper (reference PVM needs {k})")
         if part_pool not in ("cls", "pose"):
             raise ValueError(f"MODEL.PART_POOL must be cls or pose, got {part_pool!r}")
+        if token_mask not in ("none", "pose"):
+            raise ValueError(f"MODEL.TOKEN_MASK must be none or pose, got {token_mask!r}")
         if feat_kind not in ("full", "global", "global_visible"):
             raise ValueError(f"MODEL.FEAT_KIND must be full, global or global_visible, got {feat_kind!r}")
         self.num_keypoints, self.num_views, self.embed_dim = k, num_views, dim
@@ -90,6 +94,11 @@ class PFD(nn.Module):
         # Ablation switches (all True = the reference model; see docs/ARCHITECTURE.md).
         self.heat_weighting, self.use_pfa, self.use_pvm = heat_weighting, use_pfa, use_pvm
         self.use_disentangle, self.part_pool = use_disentangle, part_pool
+        self.token_mask_radius = token_mask_radius
+        # MODEL.TOKEN_MASK pose: the learned patch that stands in for what the pose says is not the visible person
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim)) if token_mask == "pose" else None
+        if self.mask_token is not None:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
 
         self.base_vit = backbone
         self.part_features = nn.Identity()  # marks L [B, K, D] for forward hooks (pfd.export's matching check)
@@ -157,10 +166,13 @@ class PFD(nn.Module):
         heat = heatmaps.flatten(2)  # Mf [B, K, h*w]
         keypoint_feats = self.pose_decoder_linear(heat)  # P [B, K, D]
         visible = keypoint_visibility(heat, self.visibility_threshold)  # v [B, K] bool
+        hidden = None  # [B, N] bool: patches replaced by the mask token (MODEL.TOKEN_MASK pose)
+        if self.mask_token is not None:
+            hidden = pose_token_mask(heatmaps, visible, self.base_vit.grid_size, self.token_mask_radius)
         if not self.use_disentangle:  # ablation: every keypoint counts as visible, nothing is set apart
             visible = torch.ones_like(visible)
 
-        tokens = self.base_vit(images, camids)  # F [B, 1+N, D]
+        tokens = self.base_vit(images, camids, hidden, self.mask_token)  # F [B, 1+N, D]
         if self.heat_weighting:
             weight = heat_weight(heat, self.embed_dim)  # a [B, 1, D]
             g = tokens[:, 0] * weight[:, 0] + tokens[:, 0]  # [B, D]

@@ -23,6 +23,7 @@ from pfd.export import (
     onnx_features,
 )
 from pfd.model import build_model
+from pfd.model.parts import pose_token_mask
 
 from engine_tiny import demo_layout, make_data, readme_section, tiny_config
 
@@ -109,6 +110,25 @@ def test_part_pool_pose_exports_with_its_zero_blocks(tmp_path):
     d = model.embed_dim
     assert np.abs(feats[0, d:6 * d]).max() == 0 and np.abs(feats[0, 6 * d:18 * d]).max() > 0  # head hidden only
     assert np.abs(feats[1, d:18 * d]).max() == 0  # sample 1 shows no keypoint
+
+
+def test_token_mask_pose_exports_and_hides_the_same_patches(tmp_path):
+    """MODEL.TOKEN_MASK pose: onnxruntime sees the same patches as torch, for images with and without keypoints."""
+    cfg = load_config(None, ["MODEL.TOKEN_MASK", "pose", "MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224",
+                             "MODEL.VIT_DEPTH", "2", "MODEL.NUM_HEAD", "4", "MODEL.DECODER_FFN_DIM", "384",
+                             "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]"])
+    model = build_model(cfg, num_classes=10, num_cameras=4, load_pretrained=False).eval()
+    report = export_onnx(model, tmp_path / "mask.onnx", cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4)
+    assert report["relative_difference"] <= 1e-4
+    images, heatmaps, camids = example_inputs(3, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4, seed=7)
+    heatmaps[0, 1:] = 0  # one keypoint visible: most patches are masked
+    visible = heatmaps.flatten(2).amax(-1) >= cfg.MODEL.SKT_THRES
+    hidden = pose_token_mask(heatmaps, visible, model.base_vit.grid_size, cfg.MODEL.TOKEN_MASK_RADIUS)  # [3, N]
+    assert hidden[0].sum() >= 20 and not hidden[1].any()
+    session = onnxruntime.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        assert relative_difference(onnx_features(session, images, heatmaps, camids),
+                                   model(images, heatmaps, camids).numpy()) <= 1e-4
 
 
 class Crop(torch.nn.Module):
