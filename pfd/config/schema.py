@@ -211,6 +211,10 @@ SCHEMA: dict[str, Key] = {
     "INPUT.OCCLUDE_KINDS": Key(["person", "object", "patch"], "occluders drawn from: another identity of the batch "
                                                               "from a side, a synthetic object, a plain or noise "
                                                               "patch", choices=OCCLUDER_KINDS, new=True),
+    "INPUT.HIDE_PROB": Key(0.0, "share of the training images not given an occluder whose keypoints inside a bottom or "
+                                "side box (INPUT.OCCLUDE_COVERAGE of the image) get confidence 0 while the pixels "
+                                "stay: with MODEL.TOKEN_MASK pose the ViT then sees only the rest of the person",
+                           low=0, high=1, new=True),
     "INPUT.OCCLUDE_COVERAGE": Key([0.2, 0.6], "range [MIN, MAX] of the image share an occluder covers; covered "
                                               "keypoints get confidence 0", length=2, parts="[MIN, MAX]",
                                   rule=_check_coverage,

@@ -1,9 +1,10 @@
-"""INPUT.OCCLUDE_PROB: occluders pasted on training batches, covered keypoints' confidence set to 0."""
+"""INPUT.OCCLUDE_PROB: occluders pasted on training batches, covered keypoints' confidence set to 0; INPUT.HIDE_PROB:
+the keypoints of a box hidden, nothing pasted."""
 import pytest
 import torch
 
 from pfd.config import ConfigError, load_config
-from pfd.data.occlude.augment import BatchOccluder, box_masks, build_batch_occluder, covered_keypoints
+from pfd.data.occlude.augment import BatchOccluder, box_masks, build_batch_occluder, covered_keypoints, side_boxes
 from pfd.engine.trainer import Trainer
 
 from engine_tiny import tiny_config
@@ -70,12 +71,49 @@ def test_probability_is_respected_on_average():
     assert 0.35 < hits / (20 * B) < 0.65
 
 
+def test_hiding_zeroes_the_keypoints_of_a_side_box_and_leaves_the_pixels():
+    images, keypoints, pids = batch()
+    torch.manual_seed(3)
+    out_images, out_keypoints = BatchOccluder(0.0, ["patch"], [0.3, 0.5], (H, W), MEAN, STD, hide_prob=1.0)(
+        images, keypoints, pids)
+    assert torch.equal(out_images, images) and torch.equal(out_keypoints[..., :2], keypoints[..., :2])
+    hidden = out_keypoints[..., 2] == 0  # [B, 17]
+    assert hidden.any(1).all() and (~hidden).any(1).all()
+    assert torch.equal(out_keypoints[..., 2][~hidden], keypoints[..., 2][~hidden])
+    # the hidden keypoints of each sample fill a box that touches the bottom, left or right edge
+    lowest = keypoints[..., 1].masked_fill(~hidden, -1).amax(1)
+    y_min = keypoints[..., 1].masked_fill(~hidden, H).amin(1)
+    x_min, x_max = keypoints[..., 0].masked_fill(~hidden, W).amin(1), keypoints[..., 0].masked_fill(~hidden, -1).amax(1)
+    inside = ((keypoints[..., 1] >= y_min[:, None]) & (keypoints[..., 1] <= lowest[:, None])
+              & (keypoints[..., 0] >= x_min[:, None]) & (keypoints[..., 0] <= x_max[:, None]))
+    assert torch.equal(inside, hidden)
+
+
+def test_hiding_spares_the_occluded_images_and_keeps_its_share():
+    images, keypoints, pids = batch()
+    torch.manual_seed(4)
+    occluder = BatchOccluder(0.5, ["patch"], [0.2, 0.6], (H, W), MEAN, STD, hide_prob=0.5)
+    pasted = hid = 0
+    for _ in range(20):
+        out_images, out_keypoints = occluder(images, keypoints, pids)
+        occluded = (out_images != images).any((1, 2, 3))
+        hidden = (out_keypoints[..., 2] == 0).any(1)
+        pasted, hid = pasted + int(occluded.sum()), hid + int((hidden & ~occluded).sum())
+    assert 0.35 < pasted / (20 * B) < 0.65 and 0.15 < hid / (20 * B) < 0.35  # half of the unoccluded half
+    assert build_batch_occluder(load_config(None, ["INPUT.HIDE_PROB", "0.3"])).hide_prob == 0.3
+
+
 def test_helpers_on_known_boxes():
     one = torch.tensor([1])
     mask = box_masks(one * 2, one * 3, one * 5, one * 7, (10, 8))[0]
     assert mask.sum() == 12 and mask[3:7, 2:5].all()
     kps = torch.tensor([[[2.4, 3.0, 1], [4.6, 6.0, 1], [-1.0, 4.0, 1], [2.0, 7.0, 1]]])
     assert covered_keypoints(kps, mask[None]).tolist() == [[True, False, False, False]]
+    torch.manual_seed(5)
+    boxes = side_boxes(torch.full((200,), 0.4), (H, W))  # [200, H, W]
+    share = boxes.float().mean((1, 2))
+    assert ((share - 0.4).abs() < 0.03).all()
+    assert (boxes[:, -1].any(1) | boxes[:, :, 0].any(1) | boxes[:, :, -1].any(1)).all()  # bottom, left or right
 
 
 def test_config_keys_are_checked():
@@ -85,6 +123,8 @@ def test_config_keys_are_checked():
         load_config(None, ["INPUT.OCCLUDE_KINDS", "['person', 'umbrella']"])
     with pytest.raises(ConfigError, match="INPUT.OCCLUDE_COVERAGE"):
         load_config(None, ["INPUT.OCCLUDE_COVERAGE", "[0.6, 0.2]"])
+    with pytest.raises(ConfigError, match="INPUT.HIDE_PROB"):
+        load_config(None, ["INPUT.HIDE_PROB", "-0.1"])
 
 
 @pytest.mark.parametrize("model", ["pfd", "vit_baseline"])

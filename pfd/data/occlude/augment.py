@@ -10,9 +10,14 @@ visible-part feature) learn from occlusions whose extent is known:
   rendered once at start-up at the training input size, mirrored at random;
 - patch: a rectangle of one colour or of noise from the bottom or one side (random-erasing style).
 
+INPUT.HIDE_PROB draws the same bottom-or-side boxes on a share of the other images but pastes nothing:
+only the keypoints inside get confidence 0. With MODEL.TOKEN_MASK pose the ViT then replaces that
+region by its mask token, so the model learns to tell people apart from what the pose leaves it,
+without learning to ignore occluder pixels on its own.
+
 Everything is drawn for the whole batch at once on the batch's device, from torch's global RNG
-(seeded per epoch by the trainer, so runs stay exactly resumable). With OCCLUDE_PROB 0 nothing is
-drawn and the batch is returned as is. Evaluation never goes through here.
+(seeded per epoch by the trainer, so runs stay exactly resumable). With both shares 0 there is no
+occluder and nothing is drawn. Evaluation never goes through here.
 """
 from __future__ import annotations
 
@@ -47,6 +52,20 @@ def box_masks(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Te
             & (xs >= x0.view(-1, 1, 1)) & (xs < x1.view(-1, 1, 1)))
 
 
+def side_boxes(cover: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """[B, H, W] bool: per sample a rectangle covering about `cover` [B] of the image, from the bottom (half
+    the time, 80-100% of the width) or from the left or right edge (80-100% of the height)."""
+    h, w = size
+    b, dev = cover.shape[0], cover.device
+    span = torch.empty(b, device=dev).uniform_(0.8, 1.0)
+    side = torch.randint(0, 4, (b,), device=dev)  # 0, 1 bottom; 2 left; 3 right
+    rows = torch.where(side < 2, (cover * h / span).round(), (span * h).round()).long().clamp(1, h)
+    cols = torch.where(side < 2, (span * w).round(), (cover * w / span).round()).long().clamp(1, w)
+    x0 = torch.where(side < 2, ((w - cols) * torch.rand(b, device=dev)).long(),
+                     torch.where(side == 2, torch.zeros_like(cols), w - cols))
+    return box_masks(x0, h - rows, x0 + cols, torch.full_like(rows, h), (h, w))
+
+
 def covered_keypoints(keypoints: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """[B, 17] bool: keypoints ([B, 17, >=2], input pixels) lying on the occluder masks [B, H, W]."""
     b, h, w = masks.shape
@@ -60,8 +79,9 @@ class BatchOccluder(nn.Module):
     """Pastes occluders on a normalized training batch and zeroes the confidence of covered keypoints."""
 
     def __init__(self, prob: float, kinds: Sequence[str], coverage: Sequence[float], size: Sequence[int],
-                 pixel_mean: Sequence[float], pixel_std: Sequence[float]):
+                 pixel_mean: Sequence[float], pixel_std: Sequence[float], hide_prob: float = 0.0):
         super().__init__()
+        self.hide_prob = hide_prob
         self.prob, self.kinds, self.coverage, self.size = prob, tuple(kinds), tuple(coverage), tuple(size)
         self.register_buffer("mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
@@ -89,13 +109,7 @@ class BatchOccluder(nn.Module):
         """(content, mask): a plain or noise rectangle from the bottom (half the time) or a side."""
         b, _, h, w = images.shape
         dev = images.device
-        span = torch.empty(b, device=dev).uniform_(0.8, 1.0)
-        side = torch.randint(0, 4, (b,), device=dev)  # 0, 1 bottom; 2 left; 3 right
-        rows = torch.where(side < 2, (cover * h / span).round(), (span * h).round()).long().clamp(1, h)
-        cols = torch.where(side < 2, (span * w).round(), (cover * w / span).round()).long().clamp(1, w)
-        x0 = torch.where(side < 2, ((w - cols) * torch.rand(b, device=dev)).long(),
-                         torch.where(side == 2, torch.zeros_like(cols), w - cols))
-        mask = box_masks(x0, h - rows, x0 + cols, torch.full_like(rows, h), (h, w))
+        mask = side_boxes(cover, (h, w))
         plain = torch.rand(b, 1, 1, 1, device=dev) < 0.5
         pixels = torch.where(plain, torch.rand(b, 3, 1, 1, device=dev), torch.rand(b, 3, h, w, device=dev))
         return (pixels - self.mean) / self.std, mask
@@ -112,9 +126,23 @@ class BatchOccluder(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor, pids: torch.Tensor):
         """images [B, 3, H, W] normalized, keypoints [B, 17, 3] in input pixels, pids [B] ->
-        (images, keypoints) with occluders pasted on about `prob` of the samples; new tensors."""
-        if self.prob <= 0:
+        (images, keypoints) with occluders pasted on about `prob` of the samples and, of the others, about
+        `hide_prob` with the keypoints of a side box hidden; new tensors (the inputs when both shares are 0)."""
+        if self.prob <= 0 and self.hide_prob <= 0:
             return images, keypoints
+        covered = torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool, device=images.device)
+        if self.prob > 0:
+            images, covered = self._paste(images, pids)
+        if self.hide_prob > 0:  # nothing pasted there: only the pose says the box is hidden
+            spared = torch.rand(images.shape[0], device=images.device) < self.hide_prob
+            cover = torch.empty(images.shape[0], device=images.device).uniform_(*self.coverage)
+            covered |= side_boxes(cover, images.shape[2:]) & (spared & ~covered.flatten(1).any(1)).view(-1, 1, 1)
+        keypoints = keypoints.clone()
+        keypoints[..., 2] = keypoints[..., 2].masked_fill(covered_keypoints(keypoints, covered), 0.0)
+        return images, keypoints
+
+    def _paste(self, images: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images with occluders on about `prob` of them, the occluders' masks [B, H, W] bool)."""
         b, dev = images.shape[0], images.device
         apply = torch.rand(b, device=dev) < self.prob
         kind = torch.tensor([KINDS.index(k) for k in self.kinds], device=dev)[
@@ -133,15 +161,13 @@ class BatchOccluder(nn.Module):
             content = torch.where(chosen.view(-1, 1, 1, 1), part, content)
             mask = torch.where(chosen.view(-1, 1, 1), part_mask, mask)
         mask &= apply.view(-1, 1, 1)
-        images = torch.where(mask.unsqueeze(1), content, images)
-        keypoints = keypoints.clone()
-        keypoints[..., 2] = keypoints[..., 2].masked_fill(covered_keypoints(keypoints, mask), 0.0)
-        return images, keypoints
+        return torch.where(mask.unsqueeze(1), content, images), mask
 
 
 def build_batch_occluder(cfg) -> BatchOccluder | None:
-    """The training batch occluder of INPUT.OCCLUDE_*, or None when INPUT.OCCLUDE_PROB is 0 (the reference)."""
-    if cfg.INPUT.OCCLUDE_PROB <= 0:
+    """The training batch occluder of INPUT.OCCLUDE_* and INPUT.HIDE_PROB, or None when both shares are 0
+    (the reference)."""
+    if cfg.INPUT.OCCLUDE_PROB <= 0 and cfg.INPUT.HIDE_PROB <= 0:
         return None
     return BatchOccluder(cfg.INPUT.OCCLUDE_PROB, cfg.INPUT.OCCLUDE_KINDS, cfg.INPUT.OCCLUDE_COVERAGE,
-                         cfg.INPUT.SIZE_TRAIN, cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD)
+                         cfg.INPUT.SIZE_TRAIN, cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD, cfg.INPUT.HIDE_PROB)
