@@ -57,6 +57,8 @@ CHANGES = {
     "MODEL.PVM": ("false", ()),
     "MODEL.DISENTANGLE": ("false", ()),
     "MODEL.PART_POOL": ("pose", ()),
+    "MODEL.TOKEN_MASK": ("none", ()),  # the base (demo_synthetic.yaml) masks
+    "MODEL.TOKEN_MASK_RADIUS": ("0", ()),
     "MODEL.NO_MARGIN": ("false", ()),
     "MODEL.IF_LABELSMOOTH": ("off", ()),
     "MODEL.LABEL_SMOOTH_EPS": ("0.2", ()),
@@ -91,6 +93,7 @@ CHANGES = {
     "INPUT.HEATMAP_SIGMA": ("2.0", ()),
     "TEST.NO_POSE": ("prior", ()),
     "INPUT.OCCLUDE_PROB": ("0.5", ()),
+    "INPUT.HIDE_PROB": ("0.5", ()),
     "INPUT.OCCLUDE_KINDS": ("['patch']", ()),
     "INPUT.OCCLUDE_COVERAGE": ("[0.3, 0.5]", ()),
     "TEST.EVAL": ("false", ()),
@@ -214,4 +217,4 @@ def test_a_changed_feature_always_changes_the_hash(setup):
     assert SHOWN_TO_CHANGE <= set(changed), SHOWN_TO_CHANGE - set(changed)
     # ... and training-only keys do not (so the comparison is not merely noisy).
     assert not {"MODEL.DROP_PATH", "MODEL.PUSH_LOSS", "TEST.IMS_PER_BATCH", "INPUT.RE_PROB",
-                "INPUT.OCCLUDE_PROB"} & set(changed)
+                "INPUT.OCCLUDE_PROB", "INPUT.HIDE_PROB"} & set(changed)

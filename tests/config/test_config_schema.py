@@ -21,7 +21,7 @@ LIVE = [name for name, key in SCHEMA.items() if not key.reference_only]
 CHANGEABLE = [name for name in LIVE if len(SCHEMA[name].choices) != 1]  # not the one-value keys (ID loss...)
 # Values the generic rule of `other_value` would not give: a rule's own shape, or a list of choices.
 OTHER = {"INPUT.OCCLUDE_COVERAGE": [0.3, 0.5], "INPUT.OCCLUDE_KINDS": ["patch"], "TEST.VIS_BUCKETS": [0, 9],
-         "MODEL.DEVICE": "cpu", "INPUT.OCCLUDE_PROB": 0.5}
+         "MODEL.DEVICE": "cpu", "INPUT.OCCLUDE_PROB": 0.5, "INPUT.HIDE_PROB": 0.5}
 CONTEXT = {"MODEL.QUERY_NUM": ["MODEL.PVM_MODE", "paper"],  # other keys a value needs, set on both sides
            "SOLVER.IMS_PER_BATCH": ["DATALOADER.NUM_INSTANCE", "1"]}
 

@@ -132,7 +132,7 @@ def test_trainer_trains_with_occluders_and_evaluates_unoccluded(data_root, tmp_p
     """Both models take a step on occluded batches; the evaluation (same initial weights) is the one of
     a run without occluders: evaluation images never go through the occluder."""
     on = Trainer(tiny_config(data_root, tmp_path / "on", "MODEL.NAME", model, "INPUT.OCCLUDE_PROB", "1.0"))
-    off = Trainer(tiny_config(data_root, tmp_path / "off", "MODEL.NAME", model))
+    off = Trainer(tiny_config(data_root, tmp_path / "off", "MODEL.NAME", model, "INPUT.HIDE_PROB", "0"))
     try:
         assert off.occluder is None and on.occluder is not None
         on_eval, off_eval = on.evaluate(0), off.evaluate(0)
