@@ -43,18 +43,29 @@ def keypoint_visibility(heatmaps_flat: torch.Tensor, threshold: float) -> torch.
     return heatmaps_flat.amax(dim=-1) >= threshold
 
 
+def _pooling_bins(size: int, bins: int, device: torch.device) -> torch.Tensor:
+    """[size, bins] bool: pixel y lies in adaptive pooling's bin i (rows floor(i*size/bins) to
+    ceil((i+1)*size/bins)), so the bins of a grid that does not divide the heatmap overlap as they do there."""
+    pixel = torch.arange(size, device=device).unsqueeze(1)  # [size, 1]
+    index = torch.arange(bins, device=device).unsqueeze(0)  # [1, bins]
+    return (pixel >= index * size // bins) & (pixel < ((index + 1) * size + bins - 1) // bins)
+
+
 def pose_token_mask(heatmaps: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int],
                     radius: int) -> torch.Tensor:
     """Patch tokens the ViT must not see (MODEL.TOKEN_MASK pose): hidden [B, N] bool, row-major like the tokens.
 
     heatmaps [B, K, h, w], visible [B, K] bool. A token is kept when it lies within `radius` tokens
-    (Chebyshev distance) of the token holding a visible keypoint's heatmap peak, so an occluder over
+    (Chebyshev distance) of a token whose bin holds a visible keypoint's heatmap peak, so an occluder over
     keypoints the pose calls hidden is never seen. With no visible keypoint nothing is hidden: the
-    image is seen whole, as without the mask.
+    image is seen whole, as without the mask. (Bins by index rather than adaptive max pooling, which ONNX
+    cannot export when the grid does not divide the heatmap.)
     """
-    heat = F.adaptive_max_pool2d(heatmaps.float(), grid)  # [B, K, gh, gw] each keypoint's peak per token
-    peak = heat.flatten(2).amax(-1)[..., None, None]  # [B, K, 1, 1]
-    at_keypoint = ((heat >= peak) & visible[..., None, None]).any(1, keepdim=True)  # [B, 1, gh, gw]
+    h, w = heatmaps.shape[-2:]
+    peak = heatmaps.flatten(2).argmax(-1)  # [B, K] flat index of each keypoint's peak pixel
+    rows = _pooling_bins(h, grid[0], heatmaps.device)[peak // w]  # [B, K, gh]
+    cols = _pooling_bins(w, grid[1], heatmaps.device)[peak % w]  # [B, K, gw]
+    at_keypoint = (rows.unsqueeze(-1) & cols.unsqueeze(-2) & visible[..., None, None]).any(1, keepdim=True)
     near = F.max_pool2d(at_keypoint.float(), 2 * radius + 1, stride=1, padding=radius) > 0  # [B, 1, gh, gw]
     return ~near.flatten(1) & visible.any(1, keepdim=True)  # [B, N]
 

@@ -94,41 +94,29 @@ def test_vit_baseline_exports(tmp_path):
         assert relative_difference(onnx_features(session, *inputs), model(*inputs).numpy()) <= 1e-4
 
 
-def test_part_pool_pose_exports_with_its_zero_blocks(tmp_path):
-    """MODEL.PART_POOL pose at the demo's overlapping stride (its token grid does not divide the heatmap)."""
-    cfg = load_config(None, ["MODEL.PART_POOL", "pose", "MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224",
-                             "MODEL.VIT_DEPTH", "2", "MODEL.STRIDE_SIZE", "[8, 16]", "MODEL.NUM_HEAD", "4",
-                             "MODEL.DECODER_FFN_DIM", "384", "INPUT.SIZE_TRAIN", "[128, 64]",
+def test_the_pose_switches_export_with_their_zero_blocks_and_hidden_patches(tmp_path):
+    """MODEL.PART_POOL pose and MODEL.TOKEN_MASK pose at the demo's overlapping stride (its token grid does not
+    divide the heatmap): onnxruntime gives the zero blocks of hidden parts and sees the patches torch sees."""
+    cfg = load_config(None, ["MODEL.PART_POOL", "pose", "MODEL.TOKEN_MASK", "pose", "MODEL.TRANSFORMER_TYPE",
+                             "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "2", "MODEL.STRIDE_SIZE", "[8, 16]",
+                             "MODEL.NUM_HEAD", "4", "MODEL.DECODER_FFN_DIM", "384", "INPUT.SIZE_TRAIN", "[128, 64]",
                              "INPUT.SIZE_TEST", "[128, 64]"])
     model = build_model(cfg, num_classes=10, num_cameras=4, load_pretrained=False).eval()
     report = export_onnx(model, tmp_path / "pose.onnx", cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4)
     assert report["relative_difference"] <= 1e-4
-    images, heatmaps, camids = example_inputs(3, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4, seed=6)
+    images, heatmaps, camids = example_inputs(4, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4, seed=6)
     heatmaps[0, :5] = 0  # a hidden head
+    heatmaps[3, 1:] = 0  # one keypoint visible: most patches are masked
+    visible = heatmaps.flatten(2).amax(-1) >= cfg.MODEL.SKT_THRES
+    hidden = pose_token_mask(heatmaps, visible, model.base_vit.grid_size, cfg.MODEL.TOKEN_MASK_RADIUS)  # [4, N]
+    assert hidden[3].sum() >= 30 and not hidden[1].any()
     session = onnxruntime.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
-    feats = onnx_features(session, images, heatmaps, camids)  # [3, F]
+    feats = onnx_features(session, images, heatmaps, camids)  # [4, F]
+    with torch.no_grad():
+        assert relative_difference(feats, model(images, heatmaps, camids).numpy()) <= 1e-4
     d = model.embed_dim
     assert np.abs(feats[0, d:6 * d]).max() == 0 and np.abs(feats[0, 6 * d:18 * d]).max() > 0  # head hidden only
     assert np.abs(feats[1, d:18 * d]).max() == 0  # sample 1 shows no keypoint
-
-
-def test_token_mask_pose_exports_and_hides_the_same_patches(tmp_path):
-    """MODEL.TOKEN_MASK pose: onnxruntime sees the same patches as torch, for images with and without keypoints."""
-    cfg = load_config(None, ["MODEL.TOKEN_MASK", "pose", "MODEL.TRANSFORMER_TYPE", "vit_tiny_patch16_224",
-                             "MODEL.VIT_DEPTH", "2", "MODEL.NUM_HEAD", "4", "MODEL.DECODER_FFN_DIM", "384",
-                             "INPUT.SIZE_TRAIN", "[128, 64]", "INPUT.SIZE_TEST", "[128, 64]"])
-    model = build_model(cfg, num_classes=10, num_cameras=4, load_pretrained=False).eval()
-    report = export_onnx(model, tmp_path / "mask.onnx", cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4)
-    assert report["relative_difference"] <= 1e-4
-    images, heatmaps, camids = example_inputs(3, cfg.INPUT.SIZE_TEST, cfg.INPUT.HEATMAP_SIGMA, 4, seed=7)
-    heatmaps[0, 1:] = 0  # one keypoint visible: most patches are masked
-    visible = heatmaps.flatten(2).amax(-1) >= cfg.MODEL.SKT_THRES
-    hidden = pose_token_mask(heatmaps, visible, model.base_vit.grid_size, cfg.MODEL.TOKEN_MASK_RADIUS)  # [3, N]
-    assert hidden[0].sum() >= 20 and not hidden[1].any()
-    session = onnxruntime.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        assert relative_difference(onnx_features(session, images, heatmaps, camids),
-                                   model(images, heatmaps, camids).numpy()) <= 1e-4
 
 
 class Crop(torch.nn.Module):

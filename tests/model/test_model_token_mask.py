@@ -1,11 +1,13 @@
 """MODEL.TOKEN_MASK pose: the ViT sees only the patches near visible keypoints, and everything when none is."""
 import pytest
 import torch
+import torch.nn.functional as F
 from test_model_pfd import CAMS, CLASSES, tiny_batch, tiny_cfg
 
 from pfd.model import build_loss, build_model
 from pfd.model.parts import pose_token_mask
 from pfd.model.pfd import PFD
+from pfd.pose.heatmaps import render_heatmaps
 
 
 def test_token_mask_keeps_the_tokens_around_visible_keypoints():
@@ -25,6 +27,19 @@ def test_token_mask_keeps_the_tokens_around_visible_keypoints():
     assert torch.equal(kept_r0[0], expect_r0) and torch.equal(kept_r0[1], expect_r0)
     assert torch.equal(kept_r1[0], expect_r1)
     assert kept_r0[2].all() and kept_r1[2].all()  # nothing visible: the whole image is seen
+
+
+@pytest.mark.parametrize("grid", [(8, 4), (15, 4)])  # stride 16, and the demo's [8, 16], whose bins overlap
+def test_the_token_holding_a_peak_is_the_adaptive_pooling_bin_holding_it(grid):
+    g = torch.Generator().manual_seed(0)
+    keypoints = torch.cat([torch.rand(200, 17, 2, generator=g) * torch.tensor([63.0, 127.0]),
+                           (torch.rand(200, 17, 1, generator=g) > 0.6).float()], -1)
+    heat = render_heatmaps(keypoints, (128, 64), 1.0)  # [200, 17, 32, 16]
+    visible = heat.flatten(2).amax(-1) >= 0.3
+    pooled = F.adaptive_max_pool2d(heat, grid)  # what exports to ONNX only when the grid divides the heatmap
+    at_peak = ((pooled >= pooled.flatten(2).amax(-1)[..., None, None]) & visible[..., None, None]).any(1)
+    expected = ~at_peak.flatten(1) & visible.any(1, keepdim=True)
+    assert torch.equal(pose_token_mask(heat, visible, grid, radius=0), expected)
 
 
 def _hide_test_model():
