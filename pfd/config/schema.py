@@ -63,7 +63,7 @@ class Key:
 
 
 # MODEL.POSE_BACKEND's names besides `auto` (pfd.pose.estimator builds each; pfd.pose.base re-exports this list).
-POSE_BACKENDS = ("hrnet", "mediapipe", "file", "synthetic")
+POSE_BACKENDS = ("hrnet", "mediapipe", "learned", "file", "synthetic")
 OCCLUDER_KINDS = ("person", "object", "patch")  # INPUT.OCCLUDE_KINDS, pfd.data.occlude's kinds
 COVERAGE_RULE = "0.05 <= MIN, MIN + 0.05 <= MAX <= 0.95"  # an occluder's covered share, as valid_coverage
 
@@ -177,12 +177,15 @@ SCHEMA: dict[str, Key] = {
     "MODEL.RE_ARRANGE": Key(True, "TransReID's jigsaw rearrangement", reference_only=JIGSAW, only_with="MODEL.JPM"),
     "MODEL.DIST_TRAIN": Key(False, "the reference's distributed switch",
                             reference_only="distributed training is detected from torchrun"),
-    "MODEL.POSE_BACKEND": Key("auto", "pose estimator; auto: hrnet with POSE_WEIGHT, else file with POSE_FILE, "
-                                      "else synthetic for a synthetic set, else mediapipe",
+    "MODEL.POSE_BACKEND": Key("auto", "pose estimator; auto: hrnet with POSE_WEIGHT, else learned with "
+                                      "POSE_LEARNED_WEIGHT, else file with POSE_FILE, else synthetic for a synthetic "
+                                      "set, else mediapipe",
                               choices=("auto", *POSE_BACKENDS), feature=True, new=True),
     "MODEL.POSE_ARCH": Key("hrnet_w48", "HRNet architecture", choices=("hrnet_w32", "hrnet_w48"), feature=True,
                            new=True),
     "MODEL.POSE_WEIGHT": Key("", "HRNet COCO checkpoint (pose_hrnet_w48_256x192.pth)", feature=True, resume=FREE),
+    "MODEL.POSE_LEARNED_WEIGHT": Key("", "the learned keypoint and visibility estimator (pfd-train-pose writes it)",
+                                     feature=True, resume=FREE, added_later=True, new=True),
     "MODEL.POSE_FILE": Key("", "keypoint file of the file backend (COCO JSON, OpenPose CSV, our own)", feature=True,
                            resume=FREE, new=True),
     "MODEL.POSE_ONLINE": Key(False, "run HRNet on every augmented batch (the reference) instead of cached keypoints",

@@ -3,10 +3,12 @@
 Backends (MODEL.POSE_BACKEND):
 - `hrnet`: HRNet-W32/W48 with the public COCO weights (MODEL.POSE_ARCH, MODEL.POSE_WEIGHT).
 - `mediapipe`: BlazePose from the mediapipe wheel; works offline with no weights to fetch.
+- `learned`: the project's own keypoint and visibility network (MODEL.POSE_LEARNED_WEIGHT, written by
+  `pfd-train-pose`; pfd.pose.learned).
 - `file`: keypoints read from MODEL.POSE_FILE (COCO JSON, OpenPose CSV, project JSON or cache).
 - `synthetic`: the synthetic generator's ground truth (the dataset's keypoints.json).
-- `auto`: hrnet if MODEL.POSE_WEIGHT is set, file if MODEL.POSE_FILE is set, synthetic if the dataset has
-  the generator's keypoints.json, else mediapipe.
+- `auto`: hrnet if MODEL.POSE_WEIGHT is set, learned if MODEL.POSE_LEARNED_WEIGHT is set, file if
+  MODEL.POSE_FILE is set, synthetic if the dataset has the generator's keypoints.json, else mediapipe.
 
 Every backend returns COCO-17 keypoints [N, 17, 3] = (x, y, confidence in [0, 1]) in each image's
 own pixels. An image with no person found has all confidences 0; it is counted, never an error.
@@ -22,7 +24,8 @@ from ..config import ConfigError
 from ..errors import InvalidInputError, MissingFileError
 from .base import BACKENDS, PROJECT_FORMAT, PoseEstimator
 
-__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "pose_file", "resolve_backend",
+__all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "learned_weight", "pose_file",
+           "resolve_backend",
            "synthetic_keypoints_in"]
 
 SYNTHETIC_FILE = "keypoints.json"
@@ -62,6 +65,8 @@ def resolve_backend(cfg, backend: str | None = None, image_paths: Sequence[str] 
         return name
     if cfg.MODEL.POSE_WEIGHT:
         return "hrnet"
+    if cfg.MODEL.POSE_LEARNED_WEIGHT:
+        return "learned"
     if cfg.MODEL.POSE_FILE:  # a file the user named wins over one found next to the images
         return "file"
     if find_synthetic_keypoints(image_paths) or (image_folder and synthetic_keypoints_in(image_folder)):
@@ -88,6 +93,18 @@ def pose_file(cfg) -> str:
     return cfg.MODEL.POSE_FILE
 
 
+def learned_weight(cfg) -> str:
+    """MODEL.POSE_LEARNED_WEIGHT, the `learned` backend's weights; a ConfigError when it is not set, a
+    MissingFileError when the file is not there."""
+    if not cfg.MODEL.POSE_LEARNED_WEIGHT:
+        raise ConfigError("MODEL.POSE_BACKEND learned needs MODEL.POSE_LEARNED_WEIGHT (the weights file "
+                          "`pfd-train-pose` writes)")
+    if not os.path.isfile(cfg.MODEL.POSE_LEARNED_WEIGHT):
+        raise MissingFileError(f"MODEL.POSE_LEARNED_WEIGHT {cfg.MODEL.POSE_LEARNED_WEIGHT}: no such file (train one "
+                               "with `pfd-train-pose`)")
+    return cfg.MODEL.POSE_LEARNED_WEIGHT
+
+
 def estimator_identity(cfg, backend: str, image_paths: Sequence[str] = ()) -> str:
     """What `build_estimator(cfg, backend, image_paths).identity` will be, without building it
     (no weights loaded, no graph started): the cache uses it to tell whether its entries are stale."""
@@ -99,6 +116,10 @@ def estimator_identity(cfg, backend: str, image_paths: Sequence[str] = ()) -> st
         from .mediapipe_backend import mediapipe_identity
 
         return mediapipe_identity()
+    if backend == "learned":
+        from .learned import learned_identity
+
+        return learned_identity(learned_weight(cfg))
     from .formats import file_identity
 
     if backend == "file":
@@ -118,6 +139,10 @@ def build_estimator(cfg, backend: str | None = None, image_paths: Sequence[str] 
         from .mediapipe_backend import MediapipeEstimator
 
         return MediapipeEstimator()
+    if name == "learned":
+        from .learned import LearnedPoseEstimator
+
+        return LearnedPoseEstimator(learned_weight(cfg), batch_size=cfg.TEST.IMS_PER_BATCH)
     from .formats import FileEstimator
 
     if name == "file":

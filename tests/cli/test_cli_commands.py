@@ -35,9 +35,17 @@ COMMANDS = {
     "export": ("pfd.export", ["--weights", "w.pth", "--out", "m.onnx"], "optional"),
     "convert": ("pfd.model.convert", ["a.pth", "b.pth"], None),
     "serve": ("pfd.serve", ["--index", "i"], None),
+    "train_pose": ("pfd.cli.train_pose", ["--config", "c.yaml", "--out", "o.pth"], "required"),
     "docs": ("pfd.cli.docs", [], None),  # a tool for the repository's docs/USAGE.md, not installed
 }
 INSTALLED = sorted({command.split()[0] for command in COMMANDS} - {"docs"})
+
+
+def installed_name(name: str) -> str:
+    """The installed command of pfd.cli.NAME: pfd-NAME, with hyphens for underscores (pfd-train-pose)."""
+    return f"pfd-{name.replace('_', '-')}"
+
+
 MODULE_HOMES = {name: home for name, (home, _, _) in COMMANDS.items()  # the `python -m` homes: __main__ shims
                 if not home.endswith(".py") and not home.startswith("pfd.cli.")}
 
@@ -55,8 +63,8 @@ def installed_commands() -> dict[str, str]:
 
 
 def test_pip_installs_each_pfd_cli_command_and_the_scripts_and_homes_run_the_same_main():
-    assert len(INSTALLED) == 10
-    assert installed_commands() == {f"pfd-{name}": f"pfd.cli.{name}:main" for name in INSTALLED}
+    assert len(INSTALLED) == 11
+    assert installed_commands() == {installed_name(name): f"pfd.cli.{name}:main" for name in INSTALLED}
     for name in INSTALLED:
         main = importlib.import_module(f"pfd.cli.{name}").main
         assert inspect.signature(main).parameters["argv"].default is None, name
@@ -123,7 +131,7 @@ def test_every_usage_line_names_the_program_as_run(command, run_as, capsys):
     else:  # a module, or a package's __main__, run with -m
         runs = [(home if home.startswith("pfd.cli.") else f"{home}.__main__", f"/src/{home}", f"python3 -m {home}")]
     if name in INSTALLED:
-        runs.append((None, f"/opt/venv/bin/pfd-{name}", f"pfd-{name}"))
+        runs.append((None, f"/opt/venv/bin/{installed_name(name)}", installed_name(name)))
     for main_spec, argv0, prog in runs:
         run_as(main_spec, argv0)
         with pytest.raises(SystemExit) as exit_info:

@@ -19,6 +19,8 @@ from pfd.inference.checkpoint import FORMAT, load_eval_model
 from pfd.model import build_model
 from pfd.pose.heatmap_maker import HeatmapMaker
 from pfd.pose.hrnet import build_hrnet
+from pfd.pose.learned import FORMAT as LEARNED_FORMAT
+from pfd.pose.learned import KeypointNet
 from pfd.precision import eval_dtype
 
 from engine_tiny import make_data, tiny_config
@@ -79,6 +81,8 @@ CHANGES = {
     "MODEL.POSE_ARCH": ("hrnet_w48", ONLINE),
     "MODEL.POSE_WEIGHT": ("{hrnet_b}", ONLINE),
     "MODEL.POSE_FILE": ("{moved_keypoints}", ("MODEL.POSE_BACKEND", "file", "MODEL.POSE_FILE", "{keypoints}")),
+    "MODEL.POSE_LEARNED_WEIGHT": ("{learned_b}", ("MODEL.POSE_BACKEND", "learned", "MODEL.POSE_LEARNED_WEIGHT",
+                                                  "{learned_a}")),
     "MODEL.POSE_ONLINE": ("true", ("MODEL.POSE_ARCH", "hrnet_w32", "MODEL.POSE_WEIGHT", "{hrnet_a}")),
     "MODEL.POSE_INPUT_NORM": ("imagenet", ONLINE),
     "MODEL.POSE_CACHE_DIR": ("{other_cache}", ()),
@@ -129,7 +133,8 @@ RECORDS = 4  # query images whose features are compared
 # Keys that do change the feature here: the test computes them even though they are hashed, to show
 # it would catch each one if it were left out of the hash (most were, before MODEL.POSE_INPUT_NORM).
 SHOWN_TO_CHANGE = {"TEST.AMP", "TEST.NECK_FEAT", "MODEL.POSE_ONLINE", "MODEL.POSE_INPUT_NORM", "MODEL.POSE_WEIGHT",
-                   "MODEL.POSE_BACKEND", "MODEL.POSE_FILE", "MODEL.NUM_HEAD", "MODEL.HEAT_WEIGHT", "MODEL.PFA",
+                   "MODEL.POSE_BACKEND", "MODEL.POSE_FILE", "MODEL.POSE_LEARNED_WEIGHT", "MODEL.NUM_HEAD",
+                   "MODEL.HEAT_WEIGHT", "MODEL.PFA",
                    "MODEL.FEAT_KIND", "INPUT.HEATMAP_SIGMA", "INPUT.PIXEL_MEAN", "INPUT.SIZE_TEST",
                    "TEST.FLIP_FEATS"}
 
@@ -143,6 +148,11 @@ def setup(tmp_path_factory):
         torch.manual_seed(seed)
         files[name] = str(root / f"{name}.pth")
         torch.save(build_hrnet("hrnet_w32").state_dict(), files[name])
+    for name, seed in (("learned_a", 0), ("learned_b", 1)):
+        torch.manual_seed(seed)
+        files[name] = str(root / f"{name}.pth")
+        torch.save({"format": LEARNED_FORMAT, "backbone": "regnetx_002", "state_dict": KeypointNet().state_dict()},
+                   files[name])
     moved = json.loads((root / "synthetic" / "keypoints.json").read_text())
     moved["root"] = str(root / "synthetic")
     for points in moved["keypoints"].values():

@@ -125,3 +125,28 @@ def test_part_rerank_bench_matches_the_exact_ranking_when_it_re_ranks_everything
     assert result[f"rerank_{len(gallery)}"]["same_top10"] == 1.0  # every image re-ranked: the exact ranking
     # re-ranking only the whole feature's top 10 reorders them: the same images as the whole feature's
     assert result["rerank_10"]["recall_at_10"] == result["whole_feature"]["recall_at_10"] < 1.0
+
+
+def test_learned_pose_bench_scores_both_estimators_against_the_manifest(tmp_path):
+    """An untrained network beside mediapipe on the tiny set's queries, occluded by pfd.data.occlude."""
+    from pfd.data.occlude import build_occluded
+    from pfd.io import atomic_save
+    from pfd.pose.learned import FORMAT, KeypointNet
+
+    from engine_tiny import DEMO_CONFIG, make_data, tiny_opts
+    root = make_data(tmp_path)
+    build_occluded(f"folder:{root / 'synthetic'}", root, root / "occluded")
+    weights = atomic_save({"format": FORMAT, "backbone": "regnetx_002", "state_dict": KeypointNet().state_dict()},
+                          tmp_path / "learned.pth")
+    result = run_bench("bench/learned_pose.py", "--config", str(DEMO_CONFIG), "--weights", str(weights),
+                       "--clean", f"folder:{root / 'synthetic'}", "--occluded", f"folder:{root / 'occluded'}",
+                       "--images", "40", *tiny_opts(root, root / "run"))
+    assert result["queries"] == 24 and result["timed_images"] == 40 and result["threshold"] == 0.3
+    assert 0 < result["queries_with_clean_pose"] <= 24
+    for backend in ("mediapipe", "learned"):
+        scores = result[backend]
+        assert 0 <= scores["person_found"] <= scores["any_keypoint"] <= 1 and scores["images_per_s"] > 0
+        assert all(0 <= scores[k] <= 1 for k in ("precision", "recall", "hidden_flagged_all"))
+    assert result["learned"]["any_keypoint"] == 1.0  # every crop gets a pose
+    assert result["speedup"] == pytest.approx(result["learned"]["images_per_s"] / result["mediapipe"]["images_per_s"],
+                                              rel=0.05)

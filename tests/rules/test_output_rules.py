@@ -21,6 +21,7 @@ from PIL import Image
 from pfd.cli import compare as compare_command
 from pfd.cli import convert as convert_command
 from pfd.cli import export as export_command
+from pfd.cli import train_pose as train_pose_command
 from pfd.data.occlude import __main__ as occlude_command
 from pfd.data.synthetic import __main__ as synthetic_command
 from pfd.data.synthetic import generate
@@ -41,7 +42,7 @@ from engine_tiny import (
 )
 
 DIR_COMMANDS = ("train", "test", "pose", "synthetic", "occlude", "compare", "index")  # their output is a folder
-FILE_COMMANDS = ("export", "search", "convert")  # their output is one file
+FILE_COMMANDS = ("export", "search", "convert", "train_pose")  # their output is one file
 COMMANDS = DIR_COMMANDS + FILE_COMMANDS
 
 
@@ -65,6 +66,7 @@ def command(name: str, data_root: Path, out: Path) -> tuple:
         "search": (load_script("query").main, ["search", "--index", str(data_root / "absent_index"),
                                                "--image", str(query), "--out", str(out)]),
         "convert": (convert_command.main, [str(data_root / "absent.pth"), str(out)]),
+        "train_pose": (train_pose_command.main, ["--config", str(DEMO_CONFIG), "--out", str(out), *opts]),
     }[name]
 
 
@@ -127,7 +129,8 @@ def test_a_users_folder_is_refused_untouched(name, data_root, tmp_path, capsys):
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_read_only_folder_is_one_line(name, data_root, mount_tmpfs, capsys):
     read_only = mount_tmpfs("size=1m,ro")
-    target = read_only / {"export": "out.onnx", "search": "out.png", "convert": "out.pth"}.get(name, "out")
+    target = read_only / {"export": "out.onnx", "search": "out.png", "convert": "out.pth",
+                          "train_pose": "out.pth"}.get(name, "out")
     line = refused(name, data_root, target, capsys)
     assert f"{read_only}: Read-only file system" in line
     assert list(read_only.iterdir()) == []

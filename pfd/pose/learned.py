@@ -1,0 +1,131 @@
+"""The project's own keypoint and visibility estimator (MODEL.POSE_BACKEND learned, issue 34 section 3).
+
+Mediapipe finds no person in about a third of occluded re-ID crops and calls keypoints under an
+occluder visible about as often as not; PFD needs to know exactly that. This network is trained by
+`pfd-train-pose` (pfd.engine.pose_training) on a teacher's keypoints of clean training crops, with
+occluders pasted on the fly: it learns where every keypoint is, covered or not, and whether it is seen.
+
+A crop is resized to INPUT_HW (128x64, a re-ID crop's own size) and goes through a small timm
+backbone (regnetx_002 by default, no pretrained weights: nothing is downloaded); its stride 4-32
+features are summed top-down (FPN-style) into one stride-4 map, from which a 1x1 conv predicts per
+keypoint a location map and a visibility map. The location is the sub-pixel peak of the location
+map's spatial softmax; the confidence is the sigmoid of the visibility map averaged under that
+softmax (is the keypoint seen where it is). Every crop gets a pose: re-ID crops hold a person.
+
+The weights file is a plain dict (FORMAT, backbone, state_dict, teacher ...) read with
+weights_only=True.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import InvalidInputError
+from ..image import to_rgb
+from ..io import sha256_file
+from ..skeleton import NUM_KEYPOINTS
+from ..state_dict import load_state_dict_strict, load_torch_file
+from .base import PoseEstimator
+from .heatmaps import decode_heatmaps, to_input_coords
+from .keypoints import mark_outside
+
+__all__ = ["FORMAT", "INPUT_HW", "KeypointNet", "LearnedPoseEstimator", "is_learned_pose_file", "learned_identity",
+           "normalize", "read_learned_pose"]
+
+FORMAT = "pfd-learned-pose-v1"
+INPUT_HW = (128, 64)  # network input (height, width)
+BACKBONE = "regnetx_002"  # timm name; fast on 2 CPU cores in float32 (bench/learned_pose.py)
+WIDTH = 64  # channels of the fused feature map
+PIXEL_MEAN = PIXEL_STD = 0.5  # input normalization: (x / 255 - 0.5) / 0.5
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [B, 3, H, W] -> the network's float input in [-1, 1]."""
+    return (images.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+
+
+class KeypointNet(nn.Module):
+    """Normalized crops [B, 3, 128, 64] -> (location logits [B, 17, 32, 16], visibility logits [B, 17])."""
+
+    def __init__(self, backbone: str = BACKBONE):
+        super().__init__()
+        import timm
+
+        self.body = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4))
+        self.lateral = nn.ModuleList(nn.Conv2d(c, WIDTH, 1) for c in self.body.feature_info.channels())
+        self.fuse = nn.Sequential(nn.Conv2d(WIDTH, WIDTH, 3, padding=1, bias=False), nn.BatchNorm2d(WIDTH),
+                                  nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(WIDTH, 2 * NUM_KEYPOINTS, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.body(x)  # strides 4, 8, 16, 32
+        fused = self.lateral[-1](feats[-1])
+        for lateral, feat in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
+            fused = lateral(feat) + F.interpolate(fused, size=feat.shape[-2:], mode="nearest")
+        location, visibility = self.head(self.fuse(fused)).float().split(NUM_KEYPOINTS, dim=1)  # [B, 17, h, w] each
+        where = location.flatten(2).softmax(-1)  # [B, 17, h*w]
+        return location, (where * visibility.flatten(2)).sum(-1)
+
+    @torch.no_grad()
+    def keypoints(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized crops [B, 3, H, W] -> keypoints [B, 17, 3] = (x, y in input pixels, confidence)."""
+        location, visibility = self(x)
+        xy = decode_heatmaps(location.flatten(2).softmax(-1).view_as(location))[..., :2]  # [B, 17, 2] map pixels
+        xy = to_input_coords(xy, tuple(location.shape[-2:]), tuple(x.shape[-2:]))
+        return torch.cat([xy, visibility.sigmoid().unsqueeze(-1)], dim=-1)
+
+
+def is_learned_pose_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a weights file `pfd-train-pose` wrote (the guard lets it be replaced)."""
+    try:
+        obj = load_torch_file(path)
+    except (OSError, InvalidInputError):
+        return False
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def read_learned_pose(path: str | os.PathLike) -> tuple[KeypointNet, dict]:
+    """The network of a `pfd-train-pose` weights file (eval mode, frozen) and the file's dict."""
+    obj = load_torch_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise InvalidInputError(f"{path}: not a learned pose estimator written by pfd-train-pose (expected a dict "
+                                f"with format {FORMAT!r}); HRNet weights go in MODEL.POSE_WEIGHT")
+    net = KeypointNet(obj["backbone"])
+    load_state_dict_strict(net, obj["state_dict"], path, f"the learned pose estimator ({obj['backbone']})")
+    return net.eval().requires_grad_(False), obj
+
+
+def learned_identity(path: str | os.PathLike) -> str:
+    """The backend name and the weights file's SHA-256: retrained weights make the caches stale."""
+    return f"learned-{sha256_file(path)[:16]}-{INPUT_HW[0]}x{INPUT_HW[1]}-bilinear-inside"
+
+
+class LearnedPoseEstimator(PoseEstimator):
+    """The learned estimator on CPU (float32, so every CPU gives the same keypoints), batch by batch."""
+
+    name = "learned"
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = 256):
+        self.net, self.meta = read_learned_pose(path)
+        self.identity = learned_identity(path)
+        self.batch_size = batch_size
+
+    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB crops -> keypoints [N, 17, 3] in each crop's pixels; confidence = P(seen)."""
+        out = [self._predict_batch(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+
+    def _predict_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        size = (INPUT_HW[1], INPUT_HW[0])
+        arrays = np.stack([np.asarray(to_rgb(img).resize(size, Image.BILINEAR)) for img in images])  # [B, H, W, 3]
+        kps = self.net.keypoints(normalize(torch.from_numpy(arrays).permute(0, 3, 1, 2)))  # [B, 17, 3] input px
+        scale = torch.tensor([img.size for img in images], dtype=torch.float32).view(-1, 1, 2) / torch.tensor(
+            [INPUT_HW[1], INPUT_HW[0]])  # [B, 1, 2] crop pixels per input pixel
+        kps[..., :2] = (kps[..., :2] + 0.5) * scale - 0.5  # pixel edges aligned (pfd.pose.heatmaps)
+        return mark_outside(kps.numpy(), [img.size for img in images])
