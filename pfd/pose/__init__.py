@@ -1,5 +1,6 @@
-"""Pose estimation: COCO-17 keypoints for every image, from HRNet, mediapipe, a file or the
-synthetic generator's ground truth, cached per dataset (see base.py, estimator.py and cache.py).
+"""Pose estimation: COCO-17 keypoints for every image, from HRNet, mediapipe, the project's own learned
+network, a file or the synthetic generator's ground truth, cached per dataset (see base.py, estimator.py
+and cache.py).
 
 The exports below load on first use, so `pfd.pose.keypoints` (plain tuples, used by the synthetic
 generator) imports without torch. HRNet loads only when used: `from pfd.pose.hrnet import HRNet`.
