@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
     parser.add_argument("--occlude-prob", type=float, default=DEFAULTS.occlude_prob,
                         help="share of the training crops given an occluder")
+    parser.add_argument("--visibility-weight", type=float, default=DEFAULTS.visibility_weight,
+                        help="weight of the visibility loss against the location loss")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     return parser.parse_intermixed_args(argv)  # options may come before or after the overrides
 
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with one_line_errors(args):
         settings = PoseTrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                     occlude_prob=args.occlude_prob, seed=args.seed)
+                                     occlude_prob=args.occlude_prob, visibility_weight=args.visibility_weight,
+                                     seed=args.seed)
         settings.check()
         opts = list(args.opts) + (["MODEL.POSE_BACKEND", args.teacher] if args.teacher else [])
         cfg = load_config(args.config, opts)

@@ -53,6 +53,7 @@ class PoseTrainSettings:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     occlude_prob: float = 0.7
+    visibility_weight: float = 1.0  # of the visibility loss against the location loss
     coverage: tuple[float, float] = (0.2, 0.6)  # share of the crop an occluder covers (pfd.data.occlude's default)
     kinds: tuple[str, ...] = KINDS
     seed: int = 0
@@ -67,6 +68,8 @@ class PoseTrainSettings:
                                     f"got {self.batch_size}")
         if not self.lr > 0:
             raise InvalidInputError(f"--lr must be > 0, got {self.lr}")
+        if not self.visibility_weight > 0:
+            raise InvalidInputError(f"--visibility-weight must be > 0, got {self.visibility_weight}")
         if not 0 <= self.occlude_prob <= 1:
             raise InvalidInputError(f"--occlude-prob must be in [0, 1], got {self.occlude_prob}")
 
@@ -154,10 +157,11 @@ def train_pose_estimator(cfg, out: Path, settings: PoseTrainSettings,
                 break
             x, kps, placed = _augment(images[batch], keypoints[batch], pids[batch], occluder)
             losses = torch.stack(pose_losses(*net(x.contiguous(memory_format=torch.channels_last)), kps, placed))
+            weighted = losses[0] + settings.visibility_weight * losses[1]
             if not torch.isfinite(losses).all():
                 raise FloatingPointError(f"pose training diverged at epoch {epoch + 1}: losses {losses.tolist()}")
             optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
+            weighted.backward()
             optimizer.step()
             schedule.step()
             sums, count = sums + losses.detach(), count + 1

@@ -9,8 +9,10 @@ A crop is resized to INPUT_HW (128x64, a re-ID crop's own size) and goes through
 backbone (regnetx_002 by default, no pretrained weights: nothing is downloaded); its stride 4-32
 features are summed top-down (FPN-style) into one stride-4 map, from which a 1x1 conv predicts per
 keypoint a location map and a visibility map. The location is the sub-pixel peak of the location
-map's spatial softmax; the confidence is the sigmoid of the visibility map averaged under that
-softmax (is the keypoint seen where it is). Every crop gets a pose: re-ID crops hold a person.
+map's spatial softmax. The confidence is the sigmoid of the visibility map averaged under that
+softmax (is the keypoint seen where it is) plus a logit read from the whole stride-32 map (the
+crop's layout: which side another person enters from, how much of the body is left).
+Every crop gets a pose: re-ID crops hold a person.
 
 The weights file is a plain dict (FORMAT, backbone, state_dict, teacher ...) read with
 weights_only=True.
@@ -18,6 +20,7 @@ weights_only=True.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -26,8 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from ..device import usable_cores
 from ..errors import InvalidInputError
-from ..image import to_rgb
+from ..image import read_image, to_rgb
 from ..io import sha256_file
 from ..skeleton import NUM_KEYPOINTS
 from ..state_dict import load_state_dict_strict, load_torch_file
@@ -42,6 +46,7 @@ FORMAT = "pfd-learned-pose-v1"
 INPUT_HW = (128, 64)  # network input (height, width)
 BACKBONE = "regnetx_002"  # timm name; fast on 2 CPU cores in float32 (bench/learned_pose.py)
 WIDTH = 64  # channels of the fused feature map
+LAYOUT_WIDTH = 32  # channels of the stride-32 map the layout logit reads (flattened: 32 x 4 x 2)
 PIXEL_MEAN = PIXEL_STD = 0.5  # input normalization: (x / 255 - 0.5) / 0.5
 
 
@@ -62,6 +67,10 @@ class KeypointNet(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(WIDTH, WIDTH, 3, padding=1, bias=False), nn.BatchNorm2d(WIDTH),
                                   nn.ReLU(inplace=True))
         self.head = nn.Conv2d(WIDTH, 2 * NUM_KEYPOINTS, 1)
+        coarse = INPUT_HW[0] // 32 * (INPUT_HW[1] // 32)  # stride-32 cells
+        self.layout = nn.Sequential(nn.Conv2d(self.body.feature_info.channels()[-1], LAYOUT_WIDTH, 1),
+                                    nn.ReLU(inplace=True), nn.Flatten(),
+                                    nn.Linear(LAYOUT_WIDTH * coarse, NUM_KEYPOINTS))  # [B, 17] layout logits
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.body(x)  # strides 4, 8, 16, 32
@@ -70,7 +79,7 @@ class KeypointNet(nn.Module):
             fused = lateral(feat) + F.interpolate(fused, size=feat.shape[-2:], mode="nearest")
         location, visibility = self.head(self.fuse(fused)).float().split(NUM_KEYPOINTS, dim=1)  # [B, 17, h, w] each
         where = location.flatten(2).softmax(-1)  # [B, 17, h*w]
-        return location, (where * visibility.flatten(2)).sum(-1)
+        return location, (where * visibility.flatten(2)).sum(-1) + self.layout(feats[-1]).float()
 
     @torch.no_grad()
     def keypoints(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +116,8 @@ def learned_identity(path: str | os.PathLike) -> str:
 
 
 class LearnedPoseEstimator(PoseEstimator):
-    """The learned estimator on CPU (float32, so every CPU gives the same keypoints), batch by batch."""
+    """The learned estimator on CPU (float32, so every CPU gives the same keypoints), batch by batch; crops
+    are decoded and resized in a thread per core (PIL releases the GIL), which doubles its throughput."""
 
     name = "learned"
 
@@ -118,14 +128,28 @@ class LearnedPoseEstimator(PoseEstimator):
 
     def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
         """RGB crops -> keypoints [N, 17, 3] in each crop's pixels; confidence = P(seen)."""
-        out = [self._predict_batch(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        return self._predict(images, _resized)
+
+    def predict_paths(self, paths: Sequence[str]) -> np.ndarray:
+        return self._predict(paths, lambda path: _resized(read_image(path)))
+
+    def _predict(self, items: Sequence, prepare) -> np.ndarray:
+        out = []
+        with ThreadPoolExecutor(usable_cores()) as pool:
+            for start in range(0, len(items), self.batch_size):
+                arrays, sizes = zip(*pool.map(prepare, items[start:start + self.batch_size]))
+                out.append(self._keypoints(np.stack(arrays), sizes))
         return np.concatenate(out) if out else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
 
-    def _predict_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
-        size = (INPUT_HW[1], INPUT_HW[0])
-        arrays = np.stack([np.asarray(to_rgb(img).resize(size, Image.BILINEAR)) for img in images])  # [B, H, W, 3]
+    def _keypoints(self, arrays: np.ndarray, sizes: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Resized crops uint8 [B, H, W, 3] and each crop's own (width, height) -> keypoints [B, 17, 3] there."""
         kps = self.net.keypoints(normalize(torch.from_numpy(arrays).permute(0, 3, 1, 2)))  # [B, 17, 3] input px
-        scale = torch.tensor([img.size for img in images], dtype=torch.float32).view(-1, 1, 2) / torch.tensor(
+        scale = torch.tensor(sizes, dtype=torch.float32).view(-1, 1, 2) / torch.tensor(
             [INPUT_HW[1], INPUT_HW[0]])  # [B, 1, 2] crop pixels per input pixel
         kps[..., :2] = (kps[..., :2] + 0.5) * scale - 0.5  # pixel edges aligned (pfd.pose.heatmaps)
-        return mark_outside(kps.numpy(), [img.size for img in images])
+        return mark_outside(kps.numpy(), sizes)
+
+
+def _resized(image: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
+    """(the crop at the network's input size, uint8 [H, W, 3]; its own (width, height))."""
+    return np.asarray(to_rgb(image).resize((INPUT_HW[1], INPUT_HW[0]), Image.BILINEAR)), image.size

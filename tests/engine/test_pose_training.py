@@ -76,6 +76,8 @@ def test_a_bad_setting_is_refused_before_any_image_is_read():
         PoseTrainSettings(batch_size=1).check()
     with pytest.raises(InvalidInputError, match="--occlude-prob must be in"):
         PoseTrainSettings(occlude_prob=1.5).check()
+    with pytest.raises(InvalidInputError, match="--visibility-weight must be > 0"):
+        PoseTrainSettings(visibility_weight=0).check()
 
 
 def test_train_pose_writes_an_estimator_the_learned_backend_loads_and_replaces_only_its_own(data_root, tmp_path,

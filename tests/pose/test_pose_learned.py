@@ -52,10 +52,15 @@ def test_keypoints_come_back_in_each_crops_own_pixels(weights, monkeypatch):
     np.testing.assert_allclose(kps[2, 0], [10.5 * 40 / 64 - 0.5, 20.5 * 100 / 128 - 0.5, 0.9], atol=1e-5)
 
 
-def test_the_estimator_gives_every_crop_a_pose_in_its_pixels(weights):
+def test_the_estimator_gives_every_crop_a_pose_in_its_pixels(weights, tmp_path):
     crops = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8))
              for i, (h, w) in enumerate([(128, 64), (300, 110), (90, 40)])]
-    kps = LearnedPoseEstimator(weights, batch_size=2).predict(crops)  # two batches
+    estimator = LearnedPoseEstimator(weights, batch_size=2)
+    kps = estimator.predict(crops)  # two batches
+    paths = [str(tmp_path / f"{i}.png") for i in range(len(crops))]
+    for crop, path in zip(crops, paths):
+        crop.save(path)
+    np.testing.assert_array_equal(estimator.predict_paths(paths), kps)  # files: the same poses
     assert kps.shape == (3, 17, 3) and kps.dtype == np.float32
     for crop, k in zip(crops, kps):
         inside = (k[:, 0] >= -0.5) & (k[:, 0] < crop.width - 0.5) & (k[:, 1] >= -0.5) & (k[:, 1] < crop.height - 0.5)
