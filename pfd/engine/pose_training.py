@@ -9,8 +9,9 @@ gets occluders of pfd.data.occlude's kinds (person, object, patch) on `occlude_p
 
 - location: every keypoint the teacher placed inside the crop, covered or not, as a Gaussian
   (LOCATION_SIGMA map pixels) the location map's spatial softmax is fitted to (cross-entropy);
-- visibility: placed by the teacher and not under an occluder (binary cross-entropy), the same
-  definition bench/learned_pose.py and bench/mediapipe_crops.py score against an occlusion manifest.
+- visibility: placed by the teacher and not under an occluder (binary cross-entropy of P(seen)), the
+  same definition bench/learned_pose.py and bench/mediapipe_crops.py score against an occlusion manifest;
+- occluder: the share of each location-map pixel the pasted occluder covers (binary cross-entropy).
 
 The weights file is written (atomically) after every epoch, so a run that stops keeps its last
 finished epoch; the file says how many epochs it holds.
@@ -88,30 +89,33 @@ def load_crops(paths: Sequence[str], keypoints: np.ndarray) -> tuple[torch.Tenso
     return images, kps
 
 
-def pose_losses(location: torch.Tensor, visibility: torch.Tensor, keypoints: torch.Tensor,
-                placed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(location loss, visibility loss) of the network's outputs (location logits [B, 17, h, w], visibility
-    logits [B, 17]) against keypoints [B, 17, 3] in input pixels whose confidence is 0 where hidden, and
-    `placed` [B, 17] bool: the teacher placed the keypoint (its location is a target, seen or not)."""
+def pose_losses(location: torch.Tensor, seen: torch.Tensor, occluder: torch.Tensor, keypoints: torch.Tensor,
+                placed: torch.Tensor, covered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(location, visibility, occluder) losses of the network's outputs (location logits [B, 17, h, w], P(seen)
+    [B, 17], occluder logits [B, 1, h, w]) against keypoints [B, 17, 3] in input pixels whose confidence is 0
+    where hidden, `placed` [B, 17] bool (the teacher placed the keypoint: its location is a target, seen or
+    not) and the covered input pixels [B, H, W] bool."""
     target = render_heatmaps(torch.cat([keypoints[..., :2], torch.ones_like(keypoints[..., 2:])], -1), INPUT_HW,
                              LOCATION_SIGMA, tuple(location.shape[-2:])).flatten(2)  # [B, 17, h*w]
     target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
     cross_entropy = -(target * location.flatten(2).log_softmax(-1)).sum(-1)  # [B, 17]
     location_loss = (cross_entropy * placed).sum() / placed.sum().clamp_min(1)
-    seen = placed & (keypoints[..., 2] > 0)  # [B, 17]
-    return location_loss, F.binary_cross_entropy_with_logits(visibility, seen.float())
+    visible = (placed & (keypoints[..., 2] > 0)).float()  # [B, 17]
+    visibility_loss = F.binary_cross_entropy(seen.clamp(1e-6, 1 - 1e-6), visible)
+    share = F.adaptive_avg_pool2d(covered.unsqueeze(1).float(), occluder.shape[-2:])  # [B, 1, h, w] covered share
+    return location_loss, visibility_loss, F.binary_cross_entropy_with_logits(occluder, share)
 
 
 def _augment(images: torch.Tensor, keypoints: torch.Tensor, pids: torch.Tensor, occluder: BatchOccluder):
-    """(normalized images, keypoints with covered ones at confidence 0, placed [B, 17]) of a uint8 batch:
-    half of it mirrored, then occluders pasted."""
+    """(normalized images, keypoints with covered ones at confidence 0, placed [B, 17], covered pixels [B, H, W])
+    of a uint8 batch: half of it mirrored, then occluders pasted."""
     x = normalize(images)  # [B, 3, H, W]
     mirror = torch.rand(x.shape[0]) < 0.5
     x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
     kps = torch.where(mirror.view(-1, 1, 1), flip_keypoints(keypoints, INPUT_HW[1]), keypoints)
     placed = kps[..., 2] > 0
-    x, kps = occluder(x, kps, pids)
-    return x, kps, placed
+    x, kps, covered = occluder.occlude(x, kps, pids)
+    return x, kps, placed, covered
 
 
 def teacher_crops(cfg) -> tuple[list[str], np.ndarray, np.ndarray, str]:
@@ -151,13 +155,14 @@ def train_pose_estimator(cfg, out: Path, settings: PoseTrainSettings,
               "datasets": cfg.DATASETS.NAMES, "crops": len(paths), "settings": asdict(settings), "history": []}
     for epoch in range(settings.epochs):
         net.train()
-        started, sums, count = time.perf_counter(), torch.zeros(2), 0
+        started, sums, count = time.perf_counter(), torch.zeros(3), 0
         for batch in torch.randperm(len(paths)).split(settings.batch_size):
             if len(batch) < settings.batch_size and count:  # a short last batch: BatchNorm and the schedule skip it
                 break
-            x, kps, placed = _augment(images[batch], keypoints[batch], pids[batch], occluder)
-            losses = torch.stack(pose_losses(*net(x.contiguous(memory_format=torch.channels_last)), kps, placed))
-            weighted = losses[0] + settings.visibility_weight * losses[1]
+            x, kps, placed, covered = _augment(images[batch], keypoints[batch], pids[batch], occluder)
+            losses = torch.stack(pose_losses(*net(x.contiguous(memory_format=torch.channels_last)), kps, placed,
+                                             covered))
+            weighted = losses[0] + settings.visibility_weight * losses[1] + losses[2]
             if not torch.isfinite(losses).all():
                 raise FloatingPointError(f"pose training diverged at epoch {epoch + 1}: losses {losses.tolist()}")
             optimizer.zero_grad(set_to_none=True)
@@ -166,7 +171,7 @@ def train_pose_estimator(cfg, out: Path, settings: PoseTrainSettings,
             schedule.step()
             sums, count = sums + losses.detach(), count + 1
         row = {"epoch": epoch + 1, "location_loss": round(float(sums[0]) / count, 4),
-               "visibility_loss": round(float(sums[1]) / count, 4),
+               "visibility_loss": round(float(sums[1]) / count, 4), "occluder_loss": round(float(sums[2]) / count, 4),
                "seconds": round(time.perf_counter() - started, 1)}
         record["history"].append(row)
         record["epochs_done"] = epoch + 1

@@ -8,10 +8,12 @@ occluders pasted on the fly: it learns where every keypoint is, covered or not, 
 A crop is resized to INPUT_HW (128x64, a re-ID crop's own size) and goes through a small timm
 backbone (regnetx_002 by default, no pretrained weights: nothing is downloaded); its stride 4-32
 features are summed top-down (FPN-style) into one stride-4 map, from which a 1x1 conv predicts per
-keypoint a location map and a visibility map. The location is the sub-pixel peak of the location
-map's spatial softmax. The confidence is the sigmoid of the visibility map averaged under that
-softmax (is the keypoint seen where it is) plus a logit read from the whole stride-32 map (the
-crop's layout: which side another person enters from, how much of the body is left).
+keypoint a location map and a visibility map, and one occluder map (which pixels an occluder covers,
+trained on the pasted masks: a local, densely supervised task). The location is the sub-pixel peak of
+the location map's spatial softmax. The confidence P(seen) is the sigmoid of [the visibility map
+averaged under that softmax + a logit read from the whole stride-32 map (the crop's layout: which
+side another person enters from, how much of the body is left)] times the chance that no occluder
+lies there (1 - the occluder map's probability averaged under the same softmax).
 Every crop gets a pose: re-ID crops hold a person.
 
 The weights file is a plain dict (FORMAT, backbone, state_dict, teacher ...) read with
@@ -56,7 +58,8 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 class KeypointNet(nn.Module):
-    """Normalized crops [B, 3, 128, 64] -> (location logits [B, 17, 32, 16], visibility logits [B, 17])."""
+    """Normalized crops [B, 3, 128, 64] -> (location logits [B, 17, 32, 16], P(seen) [B, 17], occluder logits
+    [B, 1, 32, 16])."""
 
     def __init__(self, backbone: str = BACKBONE):
         super().__init__()
@@ -66,28 +69,31 @@ class KeypointNet(nn.Module):
         self.lateral = nn.ModuleList(nn.Conv2d(c, WIDTH, 1) for c in self.body.feature_info.channels())
         self.fuse = nn.Sequential(nn.Conv2d(WIDTH, WIDTH, 3, padding=1, bias=False), nn.BatchNorm2d(WIDTH),
                                   nn.ReLU(inplace=True))
-        self.head = nn.Conv2d(WIDTH, 2 * NUM_KEYPOINTS, 1)
+        self.head = nn.Conv2d(WIDTH, 2 * NUM_KEYPOINTS + 1, 1)
         coarse = INPUT_HW[0] // 32 * (INPUT_HW[1] // 32)  # stride-32 cells
         self.layout = nn.Sequential(nn.Conv2d(self.body.feature_info.channels()[-1], LAYOUT_WIDTH, 1),
                                     nn.ReLU(inplace=True), nn.Flatten(),
                                     nn.Linear(LAYOUT_WIDTH * coarse, NUM_KEYPOINTS))  # [B, 17] layout logits
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feats = self.body(x)  # strides 4, 8, 16, 32
         fused = self.lateral[-1](feats[-1])
         for lateral, feat in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
             fused = lateral(feat) + F.interpolate(fused, size=feat.shape[-2:], mode="nearest")
-        location, visibility = self.head(self.fuse(fused)).float().split(NUM_KEYPOINTS, dim=1)  # [B, 17, h, w] each
+        location, visibility, occluder = self.head(self.fuse(fused)).float().split(
+            [NUM_KEYPOINTS, NUM_KEYPOINTS, 1], dim=1)  # [B, 17, h, w], [B, 17, h, w], [B, 1, h, w]
         where = location.flatten(2).softmax(-1)  # [B, 17, h*w]
-        return location, (where * visibility.flatten(2)).sum(-1) + self.layout(feats[-1]).float()
+        seen = ((where * visibility.flatten(2)).sum(-1) + self.layout(feats[-1]).float()).sigmoid()  # [B, 17]
+        covered = (where * occluder.flatten(2).sigmoid()).sum(-1)  # [B, 17] P(an occluder where the keypoint is)
+        return location, seen * (1.0 - covered), occluder
 
     @torch.no_grad()
     def keypoints(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized crops [B, 3, H, W] -> keypoints [B, 17, 3] = (x, y in input pixels, confidence)."""
-        location, visibility = self(x)
+        location, seen, _ = self(x)
         xy = decode_heatmaps(location.flatten(2).softmax(-1).view_as(location))[..., :2]  # [B, 17, 2] map pixels
         xy = to_input_coords(xy, tuple(location.shape[-2:]), tuple(x.shape[-2:]))
-        return torch.cat([xy, visibility.sigmoid().unsqueeze(-1)], dim=-1)
+        return torch.cat([xy, seen.unsqueeze(-1)], dim=-1)
 
 
 def is_learned_pose_file(path: str | os.PathLike) -> bool:

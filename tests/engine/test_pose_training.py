@@ -26,18 +26,25 @@ def peaked(keypoints: torch.Tensor, strength: float = 3.0) -> torch.Tensor:
     return logits
 
 
+def losses(location, seen, keypoints, placed, occluder=None, covered=None):
+    """pose_losses with, unless given, an occluder map of logit 0 and nothing covered."""
+    occluder = torch.zeros(location.shape[0], 1, H, W) if occluder is None else occluder
+    covered = torch.zeros(location.shape[0], *INPUT_HW, dtype=torch.bool) if covered is None else covered
+    return pose_losses(location, seen, occluder, keypoints, placed, covered)
+
+
 def test_the_location_loss_rewards_the_teachers_place_and_ignores_keypoints_it_did_not_place():
     kps = torch.tensor([[[10.0, 20.0, 1.0]] * 17])  # [1, 17, 3] input pixels
     placed = torch.ones(1, 17, dtype=torch.bool)
-    right, _ = pose_losses(peaked(kps), torch.zeros(1, 17), kps, placed)
-    near, _ = pose_losses(peaked(kps + torch.tensor([4.0, 0.0, 0.0])), torch.zeros(1, 17), kps, placed)
-    wrong, _ = pose_losses(peaked(kps + torch.tensor([30.0, 60.0, 0.0])), torch.zeros(1, 17), kps, placed)
+    half = torch.full((1, 17), 0.5)
+    right = losses(peaked(kps), half, kps, placed)[0]
+    near = losses(peaked(kps + torch.tensor([4.0, 0.0, 0.0])), half, kps, placed)[0]
+    wrong = losses(peaked(kps + torch.tensor([30.0, 60.0, 0.0])), half, kps, placed)[0]
     assert right < near < wrong
     placed[0, 3:] = False  # only the first three are targets: the others' logits change nothing
     moved = peaked(kps)
     moved[0, 3:] = peaked(kps + torch.tensor([30.0, 60.0, 0.0]))[0, 3:]
-    assert torch.isclose(pose_losses(moved, torch.zeros(1, 17), kps, placed)[0],
-                         pose_losses(peaked(kps), torch.zeros(1, 17), kps, placed)[0])
+    assert torch.isclose(losses(moved, half, kps, placed)[0], losses(peaked(kps), half, kps, placed)[0])
 
 
 def test_the_visibility_target_is_placed_and_not_covered():
@@ -45,10 +52,21 @@ def test_the_visibility_target_is_placed_and_not_covered():
     kps[0, 5:10, 2] = 0.0  # covered by an occluder
     placed = torch.ones(1, 17, dtype=torch.bool)
     placed[0, 15:] = False  # the teacher did not place these
-    seen = torch.full((1, 17), -8.0)
-    seen[0, :5] = seen[0, 10:15] = 8.0
-    assert pose_losses(peaked(kps), seen, kps, placed)[1] < 0.01
-    assert pose_losses(peaked(kps), -seen, kps, placed)[1] > 5
+    seen = torch.full((1, 17), 0.001)
+    seen[0, :5] = seen[0, 10:15] = 0.999
+    assert losses(peaked(kps), seen, kps, placed)[1] < 0.01
+    assert losses(peaked(kps), 1 - seen, kps, placed)[1] > 5
+
+
+def test_the_occluder_map_is_fitted_to_the_covered_share_of_each_cell():
+    kps = torch.tensor([[[10.0, 20.0, 1.0]] * 17])
+    placed, seen = torch.ones(1, 17, dtype=torch.bool), torch.full((1, 17), 0.5)
+    covered = torch.zeros(1, *INPUT_HW, dtype=torch.bool)
+    covered[0, 64:, :] = True  # the bottom half
+    right = torch.full((1, 1, H, W), -9.0)
+    right[..., H // 2:, :] = 9.0
+    assert losses(peaked(kps), seen, kps, placed, right, covered)[2] < 0.01
+    assert losses(peaked(kps), seen, kps, placed, -right, covered)[2] > 5
 
 
 def test_covered_keypoints_stay_location_targets_but_are_taught_hidden():
@@ -59,9 +77,10 @@ def test_covered_keypoints_stay_location_targets_but_are_taught_hidden():
     ys, xs = torch.meshgrid(torch.linspace(2, 125, 17), torch.linspace(2, 61, 17), indexing="ij")
     kps = torch.stack([xs.diagonal(), ys.diagonal(), torch.ones(17)], -1).repeat(16, 1, 1)  # [16, 17, 3] a diagonal
     images = torch.zeros(16, 3, *INPUT_HW, dtype=torch.uint8)
-    x, out, placed = _augment(images, kps, torch.arange(16), occluder)
+    x, out, placed, covered = _augment(images, kps, torch.arange(16), occluder)
     assert placed.all()
     pasted = (x != -1).any(1)  # [16, H, W]
+    assert torch.equal(covered, pasted)  # the occluder map's target: exactly what was pasted
     xy = out[..., :2].round().long()
     covered = pasted[torch.arange(16).view(-1, 1), xy[..., 1], xy[..., 0]]  # [16, 17]
     assert covered.any() and not covered.all()

@@ -26,10 +26,11 @@ def weights(tmp_path_factory):
     return write_weights(tmp_path_factory.mktemp("learned") / "learned.pth")
 
 
-def test_the_network_maps_crops_to_a_location_map_and_a_visibility_logit_per_keypoint():
+def test_the_network_maps_crops_to_locations_a_seen_probability_and_an_occluder_map():
     net = KeypointNet().eval()
-    location, visibility = net(torch.randn(2, 3, *INPUT_HW))
-    assert location.shape == (2, 17, INPUT_HW[0] // 4, INPUT_HW[1] // 4) and visibility.shape == (2, 17)
+    location, seen, occluder = net(torch.randn(2, 3, *INPUT_HW))
+    assert location.shape == (2, 17, INPUT_HW[0] // 4, INPUT_HW[1] // 4) and seen.shape == (2, 17)
+    assert occluder.shape == (2, 1, INPUT_HW[0] // 4, INPUT_HW[1] // 4) and ((seen > 0) & (seen < 1)).all()
     kps = net.keypoints(torch.randn(2, 3, *INPUT_HW))
     assert kps.shape == (2, 17, 3)
     assert ((kps[..., 0] >= -0.5) & (kps[..., 0] < INPUT_HW[1]) & (kps[..., 1] >= -0.5)

@@ -128,9 +128,15 @@ class BatchOccluder(nn.Module):
         """images [B, 3, H, W] normalized, keypoints [B, 17, 3] in input pixels, pids [B] ->
         (images, keypoints) with occluders pasted on about `prob` of the samples and, of the others, about
         `hide_prob` with the keypoints of a side box hidden; new tensors (the inputs when both shares are 0)."""
-        if self.prob <= 0 and self.hide_prob <= 0:
-            return images, keypoints
+        images, keypoints, _ = self.occlude(images, keypoints, pids)
+        return images, keypoints
+
+    @torch.no_grad()
+    def occlude(self, images: torch.Tensor, keypoints: torch.Tensor, pids: torch.Tensor):
+        """`forward`'s (images, keypoints) and the covered pixels [B, H, W] bool (pasted or hidden boxes)."""
         covered = torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool, device=images.device)
+        if self.prob <= 0 and self.hide_prob <= 0:
+            return images, keypoints, covered
         if self.prob > 0:
             images, covered = self._paste(images, pids)
         if self.hide_prob > 0:  # nothing pasted there: only the pose says the box is hidden
@@ -139,7 +145,7 @@ class BatchOccluder(nn.Module):
             covered |= side_boxes(cover, images.shape[2:]) & (spared & ~covered.flatten(1).any(1)).view(-1, 1, 1)
         keypoints = keypoints.clone()
         keypoints[..., 2] = keypoints[..., 2].masked_fill(covered_keypoints(keypoints, covered), 0.0)
-        return images, keypoints
+        return images, keypoints, covered
 
     def _paste(self, images: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(images with occluders on about `prob` of them, the occluders' masks [B, H, W] bool)."""
