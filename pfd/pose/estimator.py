@@ -142,7 +142,7 @@ def build_estimator(cfg, backend: str | None = None, image_paths: Sequence[str] 
     if name == "learned":
         from .learned import LearnedPoseEstimator
 
-        return LearnedPoseEstimator(learned_weight(cfg), batch_size=cfg.TEST.IMS_PER_BATCH)
+        return LearnedPoseEstimator(learned_weight(cfg))
     from .formats import FileEstimator
 
     if name == "file":

@@ -53,11 +53,12 @@ def test_keypoints_come_back_in_each_crops_own_pixels(weights, monkeypatch):
     np.testing.assert_allclose(kps[2, 0], [10.5 * 40 / 64 - 0.5, 20.5 * 100 / 128 - 0.5, 0.9], atol=1e-5)
 
 
-def test_the_estimator_gives_every_crop_a_pose_in_its_pixels(weights, tmp_path):
+def test_the_estimator_gives_every_crop_a_pose_in_its_pixels(weights, tmp_path, monkeypatch):
     crops = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8))
              for i, (h, w) in enumerate([(128, 64), (300, 110), (90, 40)])]
-    estimator = LearnedPoseEstimator(weights, batch_size=2)
-    kps = estimator.predict(crops)  # two batches
+    estimator = LearnedPoseEstimator(weights)
+    monkeypatch.setattr("pfd.pose.learned.BATCH", 2)  # two batches
+    kps = estimator.predict(crops)
     paths = [str(tmp_path / f"{i}.png") for i in range(len(crops))]
     for crop, path in zip(crops, paths):
         crop.save(path)

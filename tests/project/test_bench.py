@@ -140,8 +140,9 @@ def test_learned_pose_bench_scores_both_estimators_against_the_manifest(tmp_path
                           tmp_path / "learned.pth")
     result = run_bench("bench/learned_pose.py", "--config", str(DEMO_CONFIG), "--weights", str(weights),
                        "--clean", f"folder:{root / 'synthetic'}", "--occluded", f"folder:{root / 'occluded'}",
-                       "--images", "40", *tiny_opts(root, root / "run"))
-    assert result["queries"] == 24 and result["timed_images"] == 40 and result["threshold"] == 0.3
+                       "--images", "40", "--repeats", "1", *tiny_opts(root, root / "run"))
+    assert result["queries"] == 24 and result["timed_images"] == 40 and result["repeats"] == 1
+    assert result["threshold"] == 0.3
     assert 0 < result["queries_with_clean_pose"] <= 24
     for backend in ("mediapipe", "learned"):
         scores = result[backend]
