@@ -110,7 +110,8 @@ def test_auto_backend_choice(tmp_path):
 def test_backend_mistakes_are_user_errors_naming_the_key(tmp_path):
     image = str(tmp_path / "query" / "0001_c1s1_000001_00.jpg")
     plain = load_config(None, [])
-    with pytest.raises(InvalidInputError, match="pose backend must be one of auto, hrnet, mediapipe, learned, file, synthetic"):
+    with pytest.raises(InvalidInputError,
+                       match="pose backend must be one of auto, hrnet, mediapipe, learned, file, synthetic"):
         resolve_backend(plain, "openpose", [image])
     with pytest.raises(ConfigError, match="MODEL.POSE_BACKEND file needs MODEL.POSE_FILE"):
         build_estimator(plain, "file", [image])
