@@ -25,8 +25,7 @@ from ..errors import InvalidInputError, MissingFileError
 from .base import BACKENDS, PROJECT_FORMAT, PoseEstimator
 
 __all__ = ["build_estimator", "estimator_identity", "find_synthetic_keypoints", "learned_weight", "pose_file",
-           "resolve_backend",
-           "synthetic_keypoints_in"]
+           "resolve_backend", "synthetic_keypoints_in"]
 
 SYNTHETIC_FILE = "keypoints.json"
 
