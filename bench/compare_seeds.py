@@ -7,9 +7,11 @@ OUT/VARIANT/test[/SET]/metrics.json, each test set (`folder:` ones too) named by
 Cells are mean +- sample standard deviation in %, overall and per visible-keypoint bucket (with the
 bucket's query count), then each variant minus vit_baseline (or the --pairs A:B given, e.g. pfd_occ:pfd).
 A test set missing from some folders, or bucketed otherwise there, is tabled over the folders that
-agree, under a note naming the others. Runs evaluated with TEST.POSE_DEPENDENCE get a second table per
-test set: each variant's mAP / Rank-1 with its own, no, shuffled and oracle keypoints, and the paired
-differences own - none and oracle - own (what the keypoints contribute, issue 34).
+agree, under a note naming the others; variants bucketed otherwise in every folder (keypoints from
+different estimators) get the overall columns only. Runs evaluated with TEST.POSE_DEPENDENCE get a
+second table per test set: each variant's mAP / Rank-1 with its own, no, shuffled and oracle
+keypoints, and the paired differences own - none and oracle - own (what the keypoints contribute,
+issue 34).
 A missing folder, variant or metrics file is one `error:` line (exit status 2).
 """
 from __future__ import annotations
@@ -81,22 +83,29 @@ def parse_pairs(pairs: list[str], variants: list[str]) -> list[tuple[str, str]]:
 
 def set_table(name: str, data: dict[str, list[dict]], outs: list[Path], pairs: list[tuple[str, str]]) -> str:
     """The markdown table of test set `name` over the folders whose every variant has it, bucketed alike;
-    a note names the folders left out and why."""
+    a note names the folders left out and why. Where the variants' buckets differ in every folder (their
+    keypoints come from different estimators), the table has the overall columns only."""
     variants = list(data)
     present = [i for i in range(len(outs)) if all(name in data[v][i] for v in variants)]
     reference = groups(data[variants[0]][present[0]][name])
-    agree = [i for i in present if all(groups(data[v][i][name]) == reference for v in variants)]
-    lines = [f"\n**{name}** ({len(agree)} seeds; mAP / Rank-1 in %, mean ± std)\n"]
+    sized = [i for i in present if all(groups(data[v][i][name])[0] == reference[0] for v in variants)]
+    agree = [i for i in sized if all(groups(data[v][i][name]) == reference for v in variants)]
+    seeds, columns = (agree, reference) if agree else (sized, reference[:1])
+    lines = [f"\n**{name}** ({len(seeds)} seeds; mAP / Rank-1 in %, mean ± std)\n"]
     missing = [str(outs[i]) for i in range(len(outs)) if i not in present]
-    other = [str(outs[i]) for i in present if i not in agree]
+    other = [str(outs[i]) for i in present if i not in seeds]
     if missing:
         lines.append(f"> note: {name} is missing from {', '.join(missing)} (not evaluated there); left out\n")
     if other:
         lines.append(f"> note: {name} is bucketed or sized otherwise in {', '.join(other)} than in "
                      f"{outs[present[0]]} ({', '.join(reference)}); left out\n")
-    lines.append("| variant | " + " | ".join(f"{g} mAP | R-1" for g in reference) + " |")
-    lines.append("|---" * (1 + 2 * len(reference)) + "|")
-    table = {v: np.array([cells(data[v][i][name]) for i in agree]) for v in variants}
+    if not agree:
+        lines.append(f"> note: the variants' visibility buckets of {name} differ in every folder (keypoints from "
+                     f"different estimators?); all queries only\n")
+    lines.append("| variant | " + " | ".join(f"{g} mAP | R-1" for g in columns) + " |")
+    lines.append("|---" * (1 + 2 * len(columns)) + "|")
+    width = 2 * len(columns)  # mAP and Rank-1 per column group
+    table = {v: np.array([cells(data[v][i][name])[:width] for i in seeds]).reshape(len(seeds), width) for v in variants}
     for v, arr in table.items():
         lines.append(f"| {v} | " + " | ".join(fmt(arr[:, i]) for i in range(arr.shape[1])) + " |")
     for a, b in pairs:

@@ -87,3 +87,18 @@ def test_runs_with_pose_dependence_get_its_table_with_paired_differences(tmp_pat
     assert "| +0.0 ± 0.0 | +0.0 ± 0.0 |" in out  # the baseline's
     single = [str(compare_folder(tmp_path / "plain", seed, sets=("cuhk03",))) for seed in range(2)]
     assert exit_status(main, single) == 0 and "pose dependence" not in capsys.readouterr().out
+
+
+def test_variants_bucketed_otherwise_in_every_folder_get_the_overall_columns(tmp_path, capsys):
+    """Variants posed by different estimators (issue 34's learned keypoints) bucket their queries otherwise."""
+    outs = []
+    for seed in range(3):
+        out = compare_folder(tmp_path, seed, sets=("cuhk03_occ",))
+        path = out / "pfd" / "test" / "metrics.json"
+        path.write_text(json.dumps(record("cuhk03_occ", 0.5 + seed / 100, buckets=((0, 10),))))
+        outs.append(str(out))
+    assert exit_status(main, outs) == 0
+    out = capsys.readouterr().out
+    assert "**cuhk03_occ** (3 seeds" in out and "buckets of cuhk03_occ differ in every folder" in out
+    assert "| variant | all (10) mAP | R-1 |\n" in out and "vis (" not in out.split("note: the variants'")[1]
+    assert "| pfd | 51.0 ± 1.0 | 61.0 ± 1.0 |" in out and "| pfd - vit_baseline | +10.0 ± 0.0 | +10.0 ± 0.0 |" in out
