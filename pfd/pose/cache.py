@@ -3,13 +3,15 @@
 One `.npz` per (dataset, backend) in MODEL.POSE_CACHE_DIR, by default `pose_cache/` next to
 OUTPUT_DIR (OUTPUT_DIR/../pose_cache: runs that share a parent folder share their caches, and the
 dataset folder, often read-only, is never written). The file holds the image paths relative to
-a dataset root, keypoints [N, 17, 3], each file's size and mtime, and the backend's identity
-(backend name + SHA-256 of the weights or keypoint file + preprocessing). A different identity
-invalidates the whole file: any edit of a keypoint file or weights file is seen. Images are not
-hashed (that would mean reading every image at every start): an entry is recomputed when its
-image's size or modification time (ns) changed, which any rewrite, copy or `touch` does; an image
-replaced by another of exactly the same size with its old mtime restored (`cp -p`, `rsync -t`
-of a same-size file) is not detected: delete the cache file then. Writes are atomic.
+a dataset root, keypoints [N, 17, 3], each file's size, mtime and content digest (the first 16 hex
+digits of its SHA-256), and the backend's identity (backend name + SHA-256 of the weights or keypoint
+file + preprocessing). A different identity invalidates the whole file: any edit of a keypoint file or
+weights file is seen. An entry whose image has the size and modification time (ns) it had is used as
+it is, without reading the image. Where only the mtime changed (a dataset copied to another disk
+without `cp -p`, unpacked again, touched), the image is hashed and its pose is kept if the content is
+the same: copying a dataset does not mean posing it again. An image replaced by another of exactly the
+same size with its old mtime restored (`cp -p`, `rsync -t` of a same-size file) is not detected: delete
+the cache file then. Writes are atomic.
 
 A long pass keeps its work: the cache is rewritten with every entry posed so far at least every
 SAVE_PERIOD_S seconds and when the pass stops (error, Ctrl-C), so a rerun, even after SIGKILL, poses
@@ -35,7 +37,7 @@ from tqdm import tqdm
 
 from ..device import usable_cores
 from ..image import ImageReadError
-from ..io import child_path, claim_output_dir, flat_name, foreign_entries
+from ..io import child_path, claim_output_dir, flat_name, foreign_entries, sha256_file
 from .base import PER_PROCESS_BACKENDS, PoseEstimator
 from .estimator import build_estimator, estimator_identity, resolve_backend
 from .formats import read_cache_npz, write_cache_npz
@@ -124,6 +126,11 @@ def _file_stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([s.st_size for s in stats], np.int64), np.array([s.st_mtime_ns for s in stats], np.int64))
 
 
+def _content_digest(path: str) -> str:
+    """What the cache records of an image's content: the first 16 hex digits of its SHA-256."""
+    return sha256_file(path)[:16]
+
+
 # ----------------------------------------------------------------------------------- computing
 _worker_estimator: PoseEstimator | None = None
 
@@ -202,8 +209,12 @@ def compute_keypoints(cfg, backend: str | PoseEstimator, paths: Sequence[str], d
 
 
 # ----------------------------------------------------------------------------------- the cache
-def _load_entries(file: Path, identity: str) -> tuple[str | None, dict[str, tuple[np.ndarray, int, int]]]:
-    """(root, {relative path: (keypoints, size, mtime)}) of a cache file, or (None, {}) if absent/stale."""
+Entry = tuple[np.ndarray, int, int, str]  # (keypoints [17, 3], file size, mtime in ns, content digest or "")
+
+
+def _load_entries(file: Path, identity: str) -> tuple[str | None, dict[str, Entry]]:
+    """(root, {relative path: entry}) of a cache file, or (None, {}) if absent/stale. A cache written before
+    content digests has "" for every digest: its entries are posed again when their mtime changes."""
     if not file.is_file():
         return None, {}
     try:
@@ -214,9 +225,10 @@ def _load_entries(file: Path, identity: str) -> tuple[str | None, dict[str, tupl
     if meta.get("identity") != identity:
         log.info("pose cache %s was made by %s, not %s; rebuilding it", file, meta.get("identity"), identity)
         return None, {}
-    entries = {rel: (kps, size, mtime) for rel, kps, size, mtime in
+    digests = arrays["digest"].tolist() if "digest" in arrays else [""] * len(arrays["paths"])
+    entries = {rel: (kps, size, mtime, digest) for rel, kps, size, mtime, digest in
                zip(arrays["paths"].tolist(), arrays["keypoints"], arrays["file_size"].tolist(),
-                   arrays["mtime_ns"].tolist())}
+                   arrays["mtime_ns"].tolist(), digests)}
     return meta.get("root"), entries
 
 
@@ -246,18 +258,21 @@ def load_or_build(cfg, records: Sequence, dataset_name: str,
         return KeypointTable([], np.zeros((0, NUM_KEYPOINTS, 3)), name, str(file))
 
     root, entries = _load_entries(file, identity)
-    if root is None or not os.path.isdir(root):  # new cache, or the dataset moved: key by the new root
-        root = _dataset_root(table_paths)
+    if root is None or not all(p.startswith(os.path.join(root, "")) for p in table_paths):
+        root = _dataset_root(table_paths)  # a new cache, or the dataset moved or copied: key by its new root
     rels = [os.path.relpath(p, root) for p in table_paths]
     sizes, mtimes = _file_stats(table_paths)
-    todo = [i for i, rel in enumerate(rels)
-            if rel not in entries or entries[rel][1:] != (sizes[i], mtimes[i])]
+    todo, touched = _stale_entries(table_paths, rels, entries, sizes, mtimes)
+    meta = {"backend": name, "identity": identity, "root": root, "dataset": dataset_name}
+    if touched:  # recorded now, so the next start reads no image
+        log.info("%s: %d images had a new mtime but the same content; their poses are kept", dataset_name, touched)
+        claim_cache_dir(file.parent)
+        _write_entries(file, meta, entries)
 
     unreadable: dict[str, np.ndarray] = {}  # relative path -> zeros: answered, never cached
     if todo:
         claim_cache_dir(file.parent)  # before the first pose: a user's folder is refused untouched
         start = time.perf_counter()
-        meta = {"backend": name, "identity": identity, "root": root, "dataset": dataset_name}
         last_save, pending = time.monotonic(), 0
 
         def keep(first: int, kps: np.ndarray, bad: list[str]) -> None:
@@ -267,7 +282,7 @@ def load_or_build(cfg, records: Sequence, dataset_name: str,
                 if table_paths[i] in bad:
                     unreadable[rels[i]] = k
                 else:
-                    entries[rels[i]] = (k, int(sizes[i]), int(mtimes[i]))
+                    entries[rels[i]] = (k, int(sizes[i]), int(mtimes[i]), _content_digest(table_paths[i]))
                     pending += 1
             if pending and time.monotonic() - last_save >= SAVE_PERIOD_S:
                 _write_entries(file, meta, entries)
@@ -293,7 +308,26 @@ def load_or_build(cfg, records: Sequence, dataset_name: str,
     return KeypointTable(table_paths, keypoints, name, str(file))
 
 
-def _write_entries(file: Path, meta: dict, entries: dict[str, tuple[np.ndarray, int, int]]) -> None:
+def _stale_entries(paths: Sequence[str], rels: Sequence[str], entries: dict[str, Entry], sizes: np.ndarray,
+                   mtimes: np.ndarray) -> tuple[list[int], int]:
+    """(indices of the images to pose, how many kept their pose by content). An entry whose size and mtime
+    match is current; one whose size matches but not its mtime is current if the image hashes to the
+    recorded digest, and gets the new mtime (in `entries`, which the caller writes)."""
+    todo, touched = [], 0
+    for i, rel in enumerate(rels):
+        entry = entries.get(rel)
+        if entry is not None and entry[1:3] == (sizes[i], mtimes[i]):
+            continue
+        if entry is not None and entry[1] == sizes[i] and entry[3] and entry[3] == _content_digest(paths[i]):
+            entries[rel] = (entry[0], entry[1], int(mtimes[i]), entry[3])
+            touched += 1
+            continue
+        todo.append(i)
+    return todo, touched
+
+
+def _write_entries(file: Path, meta: dict, entries: dict[str, Entry]) -> None:
     keys = list(entries)
     write_cache_npz(file, meta, keys, np.stack([entries[k][0] for k in keys]),
-                    np.array([entries[k][1] for k in keys]), np.array([entries[k][2] for k in keys]))
+                    np.array([entries[k][1] for k in keys]), np.array([entries[k][2] for k in keys]),
+                    [entries[k][3] for k in keys])

@@ -237,14 +237,16 @@ def write_project_json(path: str | os.PathLike, table: Mapping[str, np.ndarray])
 
 # ----------------------------------------------------------------------------------- pfd pose cache
 def write_cache_npz(path: str | os.PathLike, meta: dict, rel_paths: Sequence[str], keypoints: np.ndarray,
-                    file_size: np.ndarray, mtime_ns: np.ndarray) -> Path:
-    """One uncompressed .npz: relative paths, keypoints [N, 17, 3], and each file's size and mtime."""
+                    file_size: np.ndarray, mtime_ns: np.ndarray, digests: Sequence[str] | None = None) -> Path:
+    """One uncompressed .npz: relative paths, keypoints [N, 17, 3], and each file's size, mtime and content
+    digest ("" where unknown)."""
     arrays = dict(
         meta=np.array(json.dumps({"format": CACHE_FORMAT, **meta})),
         paths=np.array(list(rel_paths), dtype=str),
         keypoints=np.asarray(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 3),
         file_size=np.asarray(file_size, np.int64),
         mtime_ns=np.asarray(mtime_ns, np.int64),
+        digest=np.array(list(digests) if digests is not None else [""] * len(rel_paths), dtype=str),
     )
     buffer = io.BytesIO()  # built in memory: a failed write (full disk) leaves no half-closed zip file behind
     np.savez(buffer, **arrays)

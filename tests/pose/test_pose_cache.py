@@ -2,6 +2,7 @@
 backend choice; `python -m pfd.pose` on a generated synthetic dataset."""
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from pfd.errors import InvalidInputError, MissingFileError
 from pfd.pose.base import PoseEstimator
 from pfd.pose.cache import KeypointTable, cache_path, load_or_build
 from pfd.pose.estimator import build_estimator, resolve_backend
-from pfd.pose.formats import read_cache_npz
+from pfd.pose.formats import read_cache_npz, write_cache_npz
 
 
 class CountingEstimator(PoseEstimator):
@@ -238,3 +239,42 @@ def test_sigkill_mid_pass_keeps_what_was_posed(tmp_path):
     assert estimator.seen == 60 - kept
     fresh = CountingEstimator().predict([Image.open(p).convert("RGB") for p in paths])
     np.testing.assert_array_equal(np.stack([resumed[p] for p in paths]), fresh)
+
+
+def test_a_copied_dataset_keeps_its_poses_by_content(dataset, tmp_path):
+    """`cp -r` to another disk gives every image a new mtime: same content, no posing; a new content is posed."""
+    cfg, records = dataset
+    load_or_build(cfg, records, "tiny", backend=CountingEstimator())
+    copy = tmp_path / "scratch" / "data"
+    shutil.copytree(tmp_path / "data", copy, copy_function=shutil.copy)  # new mtimes, as a plain cp
+    moved = [ImageRecord(str(copy / Path(r.path).relative_to(tmp_path / "data")), r.pid, r.camid) for r in records]
+    for record in moved:
+        os.utime(record.path, ns=(7, 7))  # a different mtime even on coarse file systems
+    write_image(Path(moved[1].path), 100)  # same size as before (a uniform 16x32 JPEG), other pixels
+    assert os.path.getsize(moved[1].path) == os.path.getsize(records[1].path)
+    os.utime(moved[1].path, ns=(7, 7))
+    estimator = CountingEstimator()
+    table = load_or_build(cfg, moved, "tiny", backend=estimator)
+    assert estimator.seen == 1  # only the changed image
+    np.testing.assert_allclose(table[moved[1].path][:, 0], 100.0, atol=1)
+    np.testing.assert_allclose(table[moved[2].path][:, 0], 120.0, atol=1)
+    meta, arrays = read_cache_npz(cache_path(cfg, "tiny", "counting"))
+    assert meta["root"] == str(copy) and set(arrays["mtime_ns"].tolist()) == {7}  # recorded: the next start reads none
+    again = CountingEstimator()
+    load_or_build(cfg, moved, "tiny", backend=again)
+    assert again.seen == 0
+
+
+def test_a_cache_without_digests_poses_an_image_whose_mtime_changed(dataset):
+    """Caches written before content digests: the mtime rule as before."""
+    cfg, records = dataset
+    load_or_build(cfg, records, "tiny", backend=CountingEstimator())
+    file = cache_path(cfg, "tiny", "counting")
+    meta, arrays = read_cache_npz(file)
+    write_cache_npz(file, {k: v for k, v in meta.items() if k != "format"}, arrays["paths"].tolist(),
+                    arrays["keypoints"], arrays["file_size"], arrays["mtime_ns"])
+    assert set(read_cache_npz(file)[1]["digest"].tolist()) == {""}
+    os.utime(records[0].path, ns=(9, 9))
+    estimator = CountingEstimator()
+    load_or_build(cfg, records, "tiny", backend=estimator)
+    assert estimator.seen == 1
