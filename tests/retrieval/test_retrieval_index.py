@@ -92,6 +92,27 @@ def test_ivfpq_builds_and_reports_recall(tmp_path):
     assert (rows < 0).any() and np.isinf(dist[rows < 0]).all() and np.isfinite(dist[rows >= 0]).all()
 
 
+def test_ivfpq_skips_polysemous_training_which_changes_no_ranking():
+    """index_factory turns polysemous training on; it only serves a Hamming pre-filter we never use."""
+    import faiss
+
+    rng = np.random.default_rng(4)
+    gallery = features(rng, 600, dim=32)
+    index = build_index(gallery, records(600), index_type="ivfpq", seed=5)
+    ivf = faiss.downcast_index(faiss.try_extract_index_ivf(index.index))
+    assert ivf.do_polysemous_training is False and ivf.pq.cp.seed == 5 == ivf.cp.seed  # the seed reaches both
+    results = []
+    for polysemous in (True, False):  # the same factory string and seeds, trained both ways
+        twin = faiss.index_factory(32, index.meta["factory"], faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.downcast_index(faiss.try_extract_index_ivf(twin))
+        ivf.do_polysemous_training, ivf.nprobe = polysemous, index.meta["params"]["nprobe"]
+        twin.train(gallery)
+        twin.add(gallery)
+        results.append(twin.search(gallery[:50], 10))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
 def test_load_errors_name_file_and_mismatch(tmp_path):
     rng = np.random.default_rng(4)
     folder = save_index(build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1"), tmp_path / "i")
