@@ -167,7 +167,7 @@ class IndexBuilder:
         for chunk in chunks:
             rows = _as_vectors(chunk, self.normalize)[:want - used]
             used += len(rows)
-            if transforms and not transforms[-1].is_trained:
+            if not all(vt.is_trained for vt in transforms):  # e.g. PCA, then an L2norm that needs no training
                 pending.append(rows)
                 if used < min(want, self.params["transform_rows"]):
                     continue

@@ -113,6 +113,15 @@ def test_ivfpq_skips_polysemous_training_which_changes_no_ranking():
     np.testing.assert_array_equal(results[0][0], results[1][0])
 
 
+def test_a_factory_chain_ending_in_a_transform_without_training_trains_the_rest():
+    """factory:PCA16,L2norm,...: the PCA learns before any row goes through the chain (a traceback once)."""
+    rng = np.random.default_rng(5)
+    gallery = features(rng, 400, dim=32)
+    index = build_index(gallery, records(400), index_type="factory:PCA16,L2norm,IVF4,Flat")
+    _, rows = index.search(gallery[:20], topk=1)
+    assert (rows[:, 0] == np.arange(20)).mean() >= 0.9  # each image finds itself through the reduced space
+
+
 def test_load_errors_name_file_and_mismatch(tmp_path):
     rng = np.random.default_rng(4)
     folder = save_index(build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1"), tmp_path / "i")
