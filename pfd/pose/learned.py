@@ -89,7 +89,7 @@ class KeypointNet(nn.Module):
     @torch.no_grad()
     def keypoints(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized crops [B, 3, H, W] -> keypoints [B, 17, 3] = (x, y in input pixels, confidence)."""
-        location, seen, _ = self(x)
+        location, seen, _ = self(x.contiguous(memory_format=torch.channels_last))
         xy = decode_heatmaps(location.flatten(2).softmax(-1).view_as(location))[..., :2]  # [B, 17, 2] map pixels
         xy = to_input_coords(xy, tuple(location.shape[-2:]), tuple(x.shape[-2:]))
         return torch.cat([xy, seen.unsqueeze(-1)], dim=-1)
@@ -112,7 +112,8 @@ def read_learned_pose(path: str | os.PathLike) -> tuple[KeypointNet, dict]:
                                 f"with format {FORMAT!r}); HRNet weights go in MODEL.POSE_WEIGHT")
     net = KeypointNet(obj["backbone"])
     load_state_dict_strict(net, obj["state_dict"], path, f"the learned pose estimator ({obj['backbone']})")
-    return net.eval().requires_grad_(False), obj
+    # channels_last: 1.3-1.6x the crops/s of the default layout on 2 CPU cores (bench/learned_pose.py)
+    return net.eval().requires_grad_(False).to(memory_format=torch.channels_last), obj
 
 
 def learned_identity(path: str | os.PathLike) -> str:
