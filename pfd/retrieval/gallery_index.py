@@ -38,12 +38,13 @@ INDEX_KINDS = {
     "flat": "Flat",
     "flat-fp16": "SQfp16",
     "ivfpq": "IVF{nlist},PQ{m}x{nbits}",
-    "pca+ivfpq": "PCA{d_out},IVF{nlist},PQ{m}x{nbits}",
+    "pca+ivfpq": "PCA{d_out},{renorm}IVF{nlist},PQ{m}x{nbits}",
     "opq+ivfpq": "OPQ{m}_{d_out},IVF{nlist},PQ{m}x{nbits}",
 }
 WHOLE_KINDS = ("flat", "flat-fp16")  # kinds that keep each vector whole (up to fp16 rounding): `vectors` reads them
 FACTORY_PREFIX = "factory:"  # any other faiss.index_factory string, e.g. "factory:HNSW32"
 D_OUT = 256  # values kept by the dimension-reducing kinds
+RENORM = "L2norm,"  # after a PCA, when the gallery ranks by cosine (factory_string)
 MAX_TRAIN_BYTES = 1 << 30  # cap of the training sample held in memory (after any reduction)
 
 
@@ -81,10 +82,14 @@ def index_params(kind: str, num_items: int, dim: int, overrides: dict | None = N
     return params
 
 
-def factory_string(kind: str, params: dict) -> str:
+def factory_string(kind: str, params: dict, normalize: bool = True) -> str:
+    """The faiss.index_factory string of ``kind``. PCA centres the features, so the inner product of two
+    reduced features is no longer their cosine: with normalized features (cosine ranking) the PCA output
+    is normalized again (``L2norm``), which on real features halved the mAP pca+ivfpq loses to exact
+    search (docs/PERFORMANCE.md)."""
     if kind.startswith(FACTORY_PREFIX):
         return kind[len(FACTORY_PREFIX):]
-    return INDEX_KINDS[kind].format(**params)
+    return INDEX_KINDS[kind].format(**params, renorm=RENORM if normalize else "")
 
 
 def _as_vectors(x, normalize: bool) -> np.ndarray:
@@ -124,7 +129,7 @@ class IndexBuilder:
         faiss = _faiss()
         self.kind, self.dim, self.normalize = kind, dim, normalize
         self.params = index_params(kind, num_items, dim, params)
-        self.factory = factory_string(kind, self.params)
+        self.factory = factory_string(kind, self.params, normalize)
         metric = faiss.METRIC_INNER_PRODUCT if normalize else faiss.METRIC_L2
         index = faiss.index_factory(dim, self.factory, metric)
         ivf = faiss.try_extract_index_ivf(index)  # the base IndexIVF class: downcast for IndexIVFPQ's fields

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, OutputExistsError, UserError
 from ..io import claim_output_dir, output_kind
-from .gallery_index import check_row_extras, index_params
+from .gallery_index import RENORM, check_row_extras, index_params
 from .index import _faiss, _features, _l2_normalize, _to_distance
 from .index_folder import IndexLoadError
 from .stores import Hit, SearchFilter, decode_keypoints, plan_additions
@@ -59,7 +59,7 @@ MAX_TOPK = 16384  # Milvus's largest `limit` per search
 PATH_BATCH = 256  # paths per `path in [...]` query
 BLOB_BYTES = 48000  # bytes of the PCA/OPQ stage per VARCHAR(65535) row (base64: 64,000 characters)
 MILVUS_INDEX = {"flat": "FLAT", "ivfpq": "IVF_PQ", "pca+ivfpq": "IVF_PQ", "opq+ivfpq": "IVF_PQ"}
-REDUCERS = {"pca+ivfpq": "PCA{d_out},Flat", "opq+ivfpq": "OPQ{m}_{d_out},Flat"}  # the stage on our side
+REDUCERS = {"pca+ivfpq": "PCA{d_out},{renorm}Flat", "opq+ivfpq": "OPQ{m}_{d_out},Flat"}  # the stage on our side
 LITE_INDEXES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "HNSW_SQ")  # what milvus-lite 3.2 builds
 FIELDS = ["path", "pid", "camid", "sha256", "time", "keypoints"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
@@ -182,7 +182,8 @@ class Reduction:
     def __init__(self, kind: str, dim: int, params: dict, normalize: bool):
         self.params = {**params, "train_rows": params["transform_rows"]}
         self.normalize = normalize
-        self.index = _faiss().index_factory(dim, REDUCERS[kind].format(**params))  # IndexPreTransform(stage, Flat)
+        renorm = RENORM if normalize else ""  # as the FAISS store's pca+ivfpq (gallery_index.factory_string)
+        self.index = _faiss().index_factory(dim, REDUCERS[kind].format(**params, renorm=renorm))  # PreTransform + Flat
 
     @property
     def needs_training(self) -> bool:

@@ -53,7 +53,7 @@ def test_pose_cache_bench_on_shared_queries(cuhk03_root):
 def test_gallery_scale_bench_reports_each_figure():
     result = run_bench("bench/gallery_scale.py", "--tiny")
     assert (result["size"], result["dim"], result["kind"]) == (3000, 64, "pca+ivfpq")
-    assert result["factory"].startswith("PCA64,IVF") and result["train_rows"] == result["params"]["train_rows"]
+    assert result["factory"].startswith("PCA64,L2norm,IVF") and result["train_rows"] == result["params"]["train_rows"]
     assert result["build_s"] == pytest.approx(result["train_s"] + result["add_s"], abs=0.02)
     assert 0 < result["index_bytes_per_image"] < result["raw_bytes_per_image"]
     assert 0 < result["one_query_ms_median"] <= result["one_query_ms_p95"]

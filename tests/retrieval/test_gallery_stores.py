@@ -302,14 +302,15 @@ def test_a_reducing_kind_keeps_its_stage_with_the_collection(tmp_path, release_l
     paths = sorted(images.iterdir())
     target = paths[17]
     found = [m.path for m in gallery.search(target, k=5)]
-    # The ranking by inner product after the stage, computed here from its PCA matrix: not "the image
-    # itself first", which inner products of PCA-reduced unit vectors do not promise (a longer projection
-    # can score above the image's own), so that claim failed for some temp folders (FakeModel's noise).
+    # The ranking by cosine after the stage (the PCA, then the L2norm as the FAISS store's pca+ivfpq),
+    # computed here from its PCA matrix; renormalized, each image is its own nearest.
+    assert gallery.index.stage.chain.size() == 2
     pca = faiss.downcast_VectorTransform(gallery.index.stage.chain.at(0))
     matrix = faiss.vector_to_array(pca.A).reshape(32, 64)  # [d_out, d_in]
     feats = FakeModel(dim=64).embed(paths)
     reduced = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ matrix.T + faiss.vector_to_array(pca.b)
-    assert found == [str(paths[i]) for i in np.argsort(-(reduced @ reduced[17]))[:5]]
+    reduced /= np.linalg.norm(reduced, axis=1, keepdims=True)
+    assert found == [str(paths[i]) for i in np.argsort(-(reduced @ reduced[17]))[:5]] and found[0] == str(target)
     gallery.close()
     loaded = Gallery.load(where, FakeModel(dim=64))
     release_lite(loaded)
