@@ -122,6 +122,18 @@ def test_a_factory_chain_ending_in_a_transform_without_training_trains_the_rest(
     assert (rows[:, 0] == np.arange(20)).mean() >= 0.9  # each image finds itself through the reduced space
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_pca_output_is_normalized_again_only_for_cosine_ranking(normalize):
+    """PCA centres the features: cosine ranking needs the reduced vectors normalized again; L2 ranking does not."""
+    rng = np.random.default_rng(6)
+    gallery = features(rng, 600, dim=32)
+    index = build_index(gallery, records(600), index_type="pca+ivfpq", normalize=normalize,
+                        ivfpq_params={"d_out": 16, "m": 4})
+    assert (",L2norm," in index.meta["factory"]) is normalize and index.meta["factory"].startswith("PCA16,")
+    _, rows = index.search(gallery[:20], topk=1)
+    assert (rows[:, 0] == np.arange(20)).mean() >= 0.8
+
+
 def test_load_errors_name_file_and_mismatch(tmp_path):
     rng = np.random.default_rng(4)
     folder = save_index(build_index(features(rng, 30), records(30), model_id="m1", config_hash="cfg1"), tmp_path / "i")
