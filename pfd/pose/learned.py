@@ -112,7 +112,8 @@ def read_learned_pose(path: str | os.PathLike) -> tuple[KeypointNet, dict]:
                                 f"with format {FORMAT!r}); HRNet weights go in MODEL.POSE_WEIGHT")
     net = KeypointNet(obj["backbone"])
     load_state_dict_strict(net, obj["state_dict"], path, f"the learned pose estimator ({obj['backbone']})")
-    # channels_last: 1.3-1.6x the crops/s of the default layout on 2 CPU cores (bench/learned_pose.py)
+    # channels_last, as in training: the forward alone ran 1.4-1.5x as many crops/s on 1 and 2 CPU cores (64-crop
+    # batches); bench/learned_pose.py's whole posing pass could not tell the two apart from its noise
     return net.eval().requires_grad_(False).to(memory_format=torch.channels_last), obj
 
 
