@@ -46,8 +46,8 @@ def test_loader_bench_reports_throughput():
 
 def test_pose_cache_bench_on_shared_queries(cuhk03_root):
     result = run_bench("bench/pose_cache.py", "--tiny", "--root", str(cuhk03_root.parent), "--dataset", "cuhk03")
-    assert result["images"] == 200
-    assert result["detection_rate"] >= 0.85
+    assert result["images"] == 64 and result["workers"] == 2
+    assert result["detection_rate"] >= 0.8  # tests/pose/test_pose_mediapipe.py holds mediapipe to 0.85 on all 200
 
 
 def test_gallery_scale_bench_reports_each_figure():
