@@ -3,10 +3,10 @@
     python bench/pose_cache.py [--root ../shared/data] [--dataset cuhk03] [--backend mediapipe]
                                [--workers 2] [--tiny]
 
-Builds the cache of every image (train + query + gallery; --tiny: the query split only) into a
-fresh temporary folder with `pfd.pose.cache.load_or_build`, then calls it again, which must reuse
-it. Targets for CUHK03's 8,177 images with mediapipe on 2 cores: build < 300 s, reload < 1 s.
---tiny (CI) poses the first TINY_IMAGES queries: two chunks, so the worker pool still runs.
+Builds the cache of every image (train + query + gallery) into a fresh temporary folder with
+`pfd.pose.cache.load_or_build`, then calls it again, which must reuse it. Targets for CUHK03's 8,177
+images with mediapipe on 2 cores: build < 300 s, reload < 1 s. --tiny (CI) poses the first
+TINY_IMAGES queries: two chunks, so the worker pool still runs.
 The 1-minute load average before and after is reported: a busy machine makes the build slower.
 Prints one JSON line.
 """
