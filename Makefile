@@ -16,7 +16,8 @@ $(STAMP): $(REQS)
 install: $(STAMP)
 
 # `make test`: lint, then every test (CI); `make test-fast`: lint, then all but the `slow`-marked ones.
-# Two pytest-xdist workers (CI has two cores), each given whole files, so a file's fixtures are built once.
+# Two pytest-xdist workers (CI has two cores), each given whole files, so a file's fixtures are built once;
+# tests/conftest.py hands out the files with `slow` tests first, so the two workers end together.
 XDIST := -n 2 --dist loadfile
 test: $(STAMP)
 	$(PY) -m ruff check .
