@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write the record here")
     parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     cfg = load_config(args.config, [*args.opts, "MODEL.POSE_LEARNED_WEIGHT", args.weights])
     thres = cfg.MODEL.SKT_THRES
 
