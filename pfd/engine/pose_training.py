@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..data.occlude import KINDS
 from ..data.occlude.augment import BatchOccluder
@@ -37,7 +36,7 @@ from ..image import read_image
 from ..io import atomic_save
 from ..pose.heatmaps import render_heatmaps
 from ..pose.keypoints import flip_keypoints
-from ..pose.learned import BACKBONE, FORMAT, INPUT_HW, KeypointNet, normalize
+from ..pose.learned import BACKBONE, FORMAT, INPUT_HW, KeypointNet, input_scale, normalize, resize_crop
 
 __all__ = ["PoseTrainSettings", "load_crops", "pose_losses", "train_pose_estimator"]
 
@@ -78,15 +77,14 @@ class PoseTrainSettings:
 
 def load_crops(paths: Sequence[str], keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops resized to INPUT_HW, uint8 [N, 3, 128, 64], and their keypoints [N, 17, 3] in those pixels."""
-    h, w = INPUT_HW
-    images = torch.empty(len(paths), 3, h, w, dtype=torch.uint8)
-    sizes = torch.empty(len(paths), 1, 2)
+    images = torch.empty(len(paths), 3, *INPUT_HW, dtype=torch.uint8)
+    sizes = []
     for i, path in enumerate(paths):
         image = read_image(path)
-        sizes[i, 0] = torch.tensor(image.size, dtype=torch.float32)
-        images[i] = torch.from_numpy(np.array(image.resize((w, h), Image.BILINEAR))).permute(2, 0, 1)
+        sizes.append(image.size)
+        images[i] = torch.from_numpy(resize_crop(image)).permute(2, 0, 1)
     kps = torch.as_tensor(keypoints, dtype=torch.float32).clone()  # [N, 17, 3] crop pixels
-    kps[..., :2] = (kps[..., :2] + 0.5) * torch.tensor([w, h]) / sizes - 0.5  # pixel edges aligned
+    kps[..., :2] = (kps[..., :2] + 0.5) * input_scale(sizes) - 0.5  # input pixels
     return images, kps
 
 

@@ -40,7 +40,7 @@ from .heatmaps import decode_heatmaps, to_input_coords
 from .keypoints import mark_outside
 
 __all__ = ["FORMAT", "INPUT_HW", "KeypointNet", "LearnedPoseEstimator", "is_learned_pose_file", "learned_identity",
-           "normalize", "read_learned_pose"]
+           "input_scale", "normalize", "read_learned_pose", "resize_crop"]
 
 FORMAT = "pfd-learned-pose-v1"
 INPUT_HW = (128, 64)  # network input (height, width)
@@ -54,6 +54,18 @@ PIXEL_MEAN = PIXEL_STD = 0.5  # input normalization: (x / 255 - 0.5) / 0.5
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 images [B, 3, H, W] -> the network's float input in [-1, 1]."""
     return (images.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+
+
+def resize_crop(image: Image.Image) -> np.ndarray:
+    """A crop at the network's size: uint8 [128, 64, 3] RGB (training and inference resize alike)."""
+    return np.asarray(to_rgb(image).resize((INPUT_HW[1], INPUT_HW[0]), Image.BILINEAR))
+
+
+def input_scale(sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Network-input pixels per crop pixel [N, 1, 2] (x, y) of crops of `sizes` (width, height); a point
+    maps as (xy + 0.5) * scale - 0.5, pixel edges aligned (pfd.pose.heatmaps)."""
+    return torch.tensor([INPUT_HW[1], INPUT_HW[0]], dtype=torch.float32) / torch.tensor(
+        sizes, dtype=torch.float32).view(-1, 1, 2)
 
 
 class KeypointNet(nn.Module):
@@ -138,10 +150,8 @@ class LearnedPoseEstimator(PoseEstimator):
         return np.concatenate(out) if out else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
 
     def _predict_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
-        size = (INPUT_HW[1], INPUT_HW[0])
-        arrays = np.stack([np.asarray(to_rgb(img).resize(size, Image.BILINEAR)) for img in images])  # [B, H, W, 3]
+        arrays = np.stack([resize_crop(img) for img in images])  # [B, 128, 64, 3]
         kps = self.net.keypoints(normalize(torch.from_numpy(arrays).permute(0, 3, 1, 2)))  # [B, 17, 3] input px
-        scale = torch.tensor([img.size for img in images], dtype=torch.float32).view(-1, 1, 2) / torch.tensor(
-            [INPUT_HW[1], INPUT_HW[0]])  # [B, 1, 2] crop pixels per input pixel
-        kps[..., :2] = (kps[..., :2] + 0.5) * scale - 0.5  # pixel edges aligned (pfd.pose.heatmaps)
-        return mark_outside(kps.numpy(), [img.size for img in images])
+        sizes = [img.size for img in images]
+        kps[..., :2] = (kps[..., :2] + 0.5) / input_scale(sizes) - 0.5  # crop pixels
+        return mark_outside(kps.numpy(), sizes)
