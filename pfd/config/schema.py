@@ -147,6 +147,10 @@ SCHEMA: dict[str, Key] = {
                             choices=("none", "pose"), feature=True, added_later=True, new=True),
     "MODEL.TOKEN_MASK_RADIUS": Key(1, "with MODEL.TOKEN_MASK pose: how many tokens around a visible keypoint stay seen",
                                    low=0, feature=True, added_later=True, new=True),
+    "MODEL.TOKEN_MASK_SHAPE": Key("square", "with MODEL.TOKEN_MASK pose: what a visible keypoint keeps seen: square "
+                                            "(MODEL.TOKEN_MASK_RADIUS tokens every way) or column (that many rows of "
+                                            "its own column, so an occluder beside the body is hidden too)",
+                                  choices=("square", "column"), feature=True, added_later=True, new=True),
     "MODEL.HEAT_WEIGHT": Key(True, "weight the global feature and the decoder memory by the heatmaps (ablation "
                                    "switch, spec section 2)", feature=True, new=True),
     "MODEL.PFA": Key(True, "pose-guided feature aggregation; false: A = L (ablation switch)", feature=True, new=True),

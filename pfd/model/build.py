@@ -48,7 +48,8 @@ def build_model(cfg, num_classes: int, num_cameras: int, load_pretrained: bool =
                     visibility_threshold=cfg.MODEL.SKT_THRES, feat_kind=cfg.MODEL.FEAT_KIND,
                     heat_weighting=cfg.MODEL.HEAT_WEIGHT, use_pfa=cfg.MODEL.PFA, use_pvm=cfg.MODEL.PVM,
                     use_disentangle=cfg.MODEL.DISENTANGLE, part_pool=cfg.MODEL.PART_POOL,
-                    token_mask=cfg.MODEL.TOKEN_MASK, token_mask_radius=cfg.MODEL.TOKEN_MASK_RADIUS)
+                    token_mask=cfg.MODEL.TOKEN_MASK, token_mask_radius=cfg.MODEL.TOKEN_MASK_RADIUS,
+                    token_mask_shape=cfg.MODEL.TOKEN_MASK_SHAPE)
     else:
         raise ValueError(f"MODEL.NAME must be pfd or vit_baseline, got {cfg.MODEL.NAME!r}")
 

@@ -52,21 +52,25 @@ def _pooling_bins(size: int, bins: int, device: torch.device) -> torch.Tensor:
 
 
 def pose_token_mask(heatmaps: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int],
-                    radius: int) -> torch.Tensor:
+                    radius: int, shape: str = "square") -> torch.Tensor:
     """Patch tokens the ViT must not see (MODEL.TOKEN_MASK pose): hidden [B, N] bool, row-major like the tokens.
 
-    heatmaps [B, K, h, w], visible [B, K] bool. A token is kept when it lies within `radius` tokens
-    (Chebyshev distance) of a token whose bin holds a visible keypoint's heatmap peak, so an occluder over
-    keypoints the pose calls hidden is never seen. With no visible keypoint nothing is hidden: the
-    image is seen whole, as without the mask. (Bins by index rather than adaptive max pooling, which ONNX
-    cannot export when the grid does not divide the heatmap.)
+    heatmaps [B, K, h, w], visible [B, K] bool. A token is kept when it lies near a token whose bin holds a
+    visible keypoint's heatmap peak, so an occluder over keypoints the pose calls hidden is never seen:
+    within `radius` tokens either way with shape "square" (MODEL.TOKEN_MASK_SHAPE), within `radius` rows
+    of the keypoint's own column with "column" (a re-ID crop is 4 tokens wide at stride 16, so a square
+    reveals nearly the whole width and a side occluder is never hidden). With no visible keypoint nothing
+    is hidden: the image is seen whole, as without the mask. (Bins by index rather than adaptive max
+    pooling, which ONNX cannot export when the grid does not divide the heatmap.)
     """
     h, w = heatmaps.shape[-2:]
     peak = heatmaps.flatten(2).argmax(-1)  # [B, K] flat index of each keypoint's peak pixel
     rows = _pooling_bins(h, grid[0], heatmaps.device)[peak // w]  # [B, K, gh]
     cols = _pooling_bins(w, grid[1], heatmaps.device)[peak % w]  # [B, K, gw]
     at_keypoint = (rows.unsqueeze(-1) & cols.unsqueeze(-2) & visible[..., None, None]).any(1, keepdim=True)
-    near = F.max_pool2d(at_keypoint.float(), 2 * radius + 1, stride=1, padding=radius) > 0  # [B, 1, gh, gw]
+    across = radius if shape == "square" else 0  # columns either side
+    near = F.max_pool2d(at_keypoint.float(), (2 * radius + 1, 2 * across + 1), stride=1,
+                        padding=(radius, across)) > 0  # [B, 1, gh, gw]
     return ~near.flatten(1) & visible.any(1, keepdim=True)  # [B, N]
 
 

@@ -71,7 +71,7 @@ class PFD(nn.Module):
                  dropout: float = 0.1, ffn_residual: bool = False, pvm_mode: str = "reference",
                  visibility_threshold: float = 0.3, feat_kind: str = "full", heat_weighting: bool = True,
                  use_pfa: bool = True, use_pvm: bool = True, use_disentangle: bool = True, part_pool: str = "cls",
-                 token_mask: str = "none", token_mask_radius: int = 1):
+                 token_mask: str = "none", token_mask_radius: int = 1, token_mask_shape: str = "square"):
         super().__init__()
         dim, k = backbone.embed_dim, NUM_KEYPOINTS
         if backbone.num_patches < k:
@@ -83,6 +83,8 @@ class PFD(nn.Module):
             raise ValueError(f"MODEL.PART_POOL must be cls or pose, got {part_pool!r}")
         if token_mask not in ("none", "pose"):
             raise ValueError(f"MODEL.TOKEN_MASK must be none or pose, got {token_mask!r}")
+        if token_mask_shape not in ("square", "column"):
+            raise ValueError(f"MODEL.TOKEN_MASK_SHAPE must be square or column, got {token_mask_shape!r}")
         if feat_kind not in ("full", "global", "global_visible"):
             raise ValueError(f"MODEL.FEAT_KIND must be full, global or global_visible, got {feat_kind!r}")
         self.num_keypoints, self.num_views, self.embed_dim = k, num_views, dim
@@ -94,7 +96,7 @@ class PFD(nn.Module):
         # Ablation switches (all True = the reference model; see docs/ARCHITECTURE.md).
         self.heat_weighting, self.use_pfa, self.use_pvm = heat_weighting, use_pfa, use_pvm
         self.use_disentangle, self.part_pool = use_disentangle, part_pool
-        self.token_mask_radius = token_mask_radius
+        self.token_mask_radius, self.token_mask_shape = token_mask_radius, token_mask_shape
         # MODEL.TOKEN_MASK pose: the learned patch that stands in for what the pose says is not the visible person
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim)) if token_mask == "pose" else None
         if self.mask_token is not None:
@@ -168,7 +170,8 @@ class PFD(nn.Module):
         visible = keypoint_visibility(heat, self.visibility_threshold)  # v [B, K] bool
         hidden = None  # [B, N] bool: patches replaced by the mask token (MODEL.TOKEN_MASK pose)
         if self.mask_token is not None:
-            hidden = pose_token_mask(heatmaps, visible, self.base_vit.grid_size, self.token_mask_radius)
+            hidden = pose_token_mask(heatmaps, visible, self.base_vit.grid_size, self.token_mask_radius,
+                                     self.token_mask_shape)
         if not self.use_disentangle:  # ablation: every keypoint counts as visible, nothing is set apart
             visible = torch.ones_like(visible)
 

@@ -61,6 +61,7 @@ CHANGES = {
     "MODEL.PART_POOL": ("pose", ()),
     "MODEL.TOKEN_MASK": ("none", ()),  # the base (demo_synthetic.yaml) masks
     "MODEL.TOKEN_MASK_RADIUS": ("0", ()),
+    "MODEL.TOKEN_MASK_SHAPE": ("column", ()),
     "MODEL.NO_MARGIN": ("false", ()),
     "MODEL.IF_LABELSMOOTH": ("off", ()),
     "MODEL.LABEL_SMOOTH_EPS": ("0.2", ()),

@@ -20,13 +20,17 @@ def test_token_mask_keeps_the_tokens_around_visible_keypoints():
     visible[2] = False  # the third image shows no keypoint at all
     kept_r0 = ~pose_token_mask(heat, visible, grid, radius=0).view(3, *grid)
     kept_r1 = ~pose_token_mask(heat, visible, grid, radius=1).view(3, *grid)
+    kept_column = ~pose_token_mask(heat, visible, grid, radius=1, shape="column").view(3, *grid)
     expect_r0 = torch.zeros(grid, dtype=torch.bool)
     expect_r0[1, 1] = expect_r0[7, 3] = True
     expect_r1 = torch.zeros(grid, dtype=torch.bool)
     expect_r1[0:3, 0:3] = expect_r1[6:8, 2:4] = True
     assert torch.equal(kept_r0[0], expect_r0) and torch.equal(kept_r0[1], expect_r0)
     assert torch.equal(kept_r1[0], expect_r1)
-    assert kept_r0[2].all() and kept_r1[2].all()  # nothing visible: the whole image is seen
+    expect_column = torch.zeros(grid, dtype=torch.bool)
+    expect_column[0:3, 1] = expect_column[6:8, 3] = True  # the rows either side, in the keypoint's own column
+    assert torch.equal(kept_column[0], expect_column)
+    assert kept_r0[2].all() and kept_r1[2].all() and kept_column[2].all()  # nothing visible: the whole image is seen
 
 
 @pytest.mark.parametrize("grid", [(8, 4), (15, 4)])  # stride 16, and the demo's [8, 16], whose bins overlap
@@ -42,9 +46,9 @@ def test_the_token_holding_a_peak_is_the_adaptive_pooling_bin_holding_it(grid):
     assert torch.equal(pose_token_mask(heat, visible, grid, radius=0), expected)
 
 
-def _hide_test_model():
+def _hide_test_model(*opts):
     torch.manual_seed(0)
-    return build_model(tiny_cfg("MODEL.TOKEN_MASK", "pose"), CLASSES, CAMS).eval()
+    return build_model(tiny_cfg("MODEL.TOKEN_MASK", "pose", *opts), CLASSES, CAMS).eval()
 
 
 def test_a_masked_model_ignores_the_pixels_of_hidden_patches_unless_no_keypoint_is_visible():
@@ -60,6 +64,19 @@ def test_a_masked_model_ignores_the_pixels_of_hidden_patches_unless_no_keypoint_
     near[:, :, 32:48, 16:32] = 0  # token (2, 1) itself
     with torch.no_grad():
         assert not torch.allclose(model(near, heat, cams)[0], before[0], atol=1e-4)
+
+
+def test_a_column_mask_hides_the_patch_beside_a_visible_keypoint_which_a_square_one_shows():
+    images, heat, cams, _ = tiny_batch()  # every keypoint of image 0 on token (2, 1)
+    beside = images.clone()
+    beside[:, :, 32:48, 0:16] = torch.randn(len(images), 3, 16, 16)  # token (2, 0): same row, the next column
+    for shape, seen in (("column", False), ("square", True)):
+        model = _hide_test_model("MODEL.TOKEN_MASK_SHAPE", shape)
+        with torch.no_grad():
+            changed = not torch.allclose(model(images, heat, cams)[0], model(beside, heat, cams)[0], atol=1e-4)
+        assert changed == seen, shape
+    with pytest.raises(ValueError, match="TOKEN_MASK_SHAPE must be square or column"):
+        PFD(model.base_vit, CLASSES, input_size=(128, 64), token_mask="pose", token_mask_shape="cross")
 
 
 def test_the_mask_token_trains_and_the_default_model_has_none():
