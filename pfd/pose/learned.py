@@ -57,8 +57,9 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def resize_crop(image: Image.Image) -> np.ndarray:
-    """A crop at the network's size: uint8 [128, 64, 3] RGB (training and inference resize alike)."""
-    return np.asarray(to_rgb(image).resize((INPUT_HW[1], INPUT_HW[0]), Image.BILINEAR))
+    """A crop at the network's size: uint8 [128, 64, 3] RGB (training and inference resize alike); a writable
+    copy, so torch.from_numpy may wrap it."""
+    return np.array(to_rgb(image).resize((INPUT_HW[1], INPUT_HW[0]), Image.BILINEAR))
 
 
 def input_scale(sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
