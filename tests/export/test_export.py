@@ -95,10 +95,10 @@ def test_vit_baseline_exports(tmp_path):
 
 
 def test_the_pose_switches_export_with_their_zero_blocks_and_hidden_patches(tmp_path):
-    """MODEL.PART_POOL pose and MODEL.TOKEN_MASK pose (column-shaped; test_readme_export_command exports the
-    square one) at the demo's overlapping stride (its token grid does not divide the heatmap): onnxruntime
+    """MODEL.PART_POOL pose and MODEL.TOKEN_MASK pose (square-shaped; test_readme_export_command exports the demo
+    config's column) at the demo's overlapping stride (its token grid does not divide the heatmap): onnxruntime
     gives the zero blocks of hidden parts and sees the patches torch sees."""
-    cfg = load_config(None, ["MODEL.PART_POOL", "pose", "MODEL.TOKEN_MASK", "pose", "MODEL.TOKEN_MASK_SHAPE", "column",
+    cfg = load_config(None, ["MODEL.PART_POOL", "pose", "MODEL.TOKEN_MASK", "pose", "MODEL.TOKEN_MASK_SHAPE", "square",
                              "MODEL.TRANSFORMER_TYPE",
                              "vit_tiny_patch16_224", "MODEL.VIT_DEPTH", "2", "MODEL.STRIDE_SIZE", "[8, 16]",
                              "MODEL.NUM_HEAD", "4", "MODEL.DECODER_FFN_DIM", "384", "INPUT.SIZE_TRAIN", "[128, 64]",
